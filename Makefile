@@ -1,0 +1,55 @@
+# Weft build. `make` builds build/weft; `make test` runs the whole suite
+# (see scripts/test.sh). Variables: CC (gcc|clang), SAN=1 (ASan+UBSan build
+# in build-san/), O (optimisation level).
+CC ?= gcc
+O ?= 2
+PKGS := zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS := $(shell pkg-config --libs $(PKGS))
+
+ifeq ($(SAN),1)
+BUILD ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+else
+BUILD ?= build
+SANFLAGS :=
+endif
+
+CFLAGS := -std=c17 -O$(O) -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+          -D_GNU_SOURCE -pthread $(SANFLAGS) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS := -pthread $(SANFLAGS)
+LIBS := $(PKG_LIBS)
+
+SRCS := $(shell find src -name '*.c' | sort)
+LIB_SRCS := $(filter-out src/main.c,$(SRCS))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+TEST_SRCS := $(wildcard tests/unit/test_*.c)
+TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all clean test unit
+all: $(BUILD)/weft
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libweft.a: $(LIB_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/weft: $(BUILD)/src/main.o $(BUILD)/libweft.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(BUILD)/libweft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libweft.a $(LIBS)
+
+unit: $(TEST_BINS)
+	@set -e; for t in $(TEST_BINS); do echo "== $$t"; $$t; done
+
+test:
+	bash scripts/test.sh
+
+clean:
+	rm -rf build build-san build-clang build-fuzz
+
+-include $(LIB_OBJS:.o=.d) $(BUILD)/src/main.d

@@ -1,0 +1,154 @@
+/* store.h — the embedded storage engine: durable, crash-safe storage for many
+ * append-only byte streams in one data directory.
+ *
+ * Model. A stream is identified by a 64-bit id allocated by store_id_next()
+ * (never reused, also across restarts). A stream has
+ *   - name: immutable bytes given at creation (the stream layer's URL path);
+ *   - meta: a mutable opaque blob (the stream layer's serialized metadata:
+ *           content type, closure, producer state, fork links ...);
+ *   - data: bytes [0, length), kept in the stream's own data file exactly as
+ *           they are served, so reads are byte ranges (pread / sendfile).
+ *
+ * Durability. Every mutation is first a checksummed record in a shared
+ * write-ahead log (WAL). A mutation is durable once the WAL has been
+ * fdatasync'ed past its LSN; a dedicated flusher thread does that for every
+ * record written since its last sync at once (group commit) and then calls
+ * options.on_durable(lsn). Data is also written to the stream's data file
+ * right away (page cache), so it can be read immediately — but the caller
+ * must not expose it to readers before it is durable.
+ *
+ * An append's data and its meta change (producer state, closure) are one WAL
+ * record, so they become durable atomically.
+ *
+ * Checkpoints bound the WAL: when the WAL grows past options.checkpoint_bytes
+ * the store asks the owner for a snapshot of every live stream
+ * (options.snapshot), fdatasyncs the data files written since the previous
+ * checkpoint, writes the catalog (atomically, via rename) and deletes the WAL
+ * segments it covers. Deleted streams' data files are unlinked once their
+ * delete record is durable.
+ *
+ * Recovery (store_open) loads the catalog, replays the WAL after it —
+ * stopping at the first torn or corrupt record (checksum mismatch, short
+ * record) and truncating it away — rewrites data bytes that were logged but
+ * may be missing from data files, truncates every data file to its recovered
+ * length, removes data files of streams that do not exist, and reports every
+ * live stream through options.on_recover.
+ *
+ * Threads and locks. All store_* calls are thread-safe. The caller may hold
+ * its own lock while calling into the store; the store never calls back into
+ * the caller while holding its own internal lock, except options.snapshot
+ * (see below). on_durable is called on the flusher thread.
+ *
+ * Files in the data directory:
+ *   catalog            last checkpoint (streams, their meta and lengths)
+ *   wal/NNNNNNNNNNNNNNNN.log   WAL segments
+ *   data/XX/<id hex>.dat      stream data files (XX = low byte of id, 256 dirs)
+ *   LOCK               flock()ed while a store has the directory open
+ */
+#ifndef WEFT_STORE_H
+#define WEFT_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct store store;
+typedef uint64_t store_lsn;
+
+typedef enum store_durability {
+    STORE_DURABLE = 0, /* fdatasync the WAL before reporting durable (default) */
+    STORE_NOSYNC = 1,  /* report durable after write(2); no fsync at all */
+} store_durability;
+
+/* Passed to options.snapshot; the owner calls store_snapshot_add once per
+ * live stream. */
+typedef struct store_snapshot store_snapshot;
+
+typedef struct store_options {
+    const char *dir;
+    store_durability durability;
+    uint64_t checkpoint_bytes;  /* WAL size that triggers a checkpoint; 0 = 64 MiB */
+    unsigned max_open_files;    /* data-file descriptor cache size; 0 = 1024 */
+    void *ctx;                  /* passed to the callbacks */
+
+    /* Flusher thread: every record with LSN <= lsn is durable. LSNs reported
+     * are strictly increasing. */
+    void (*on_durable)(void *ctx, store_lsn lsn);
+
+    /* store_open only: called once per live stream after recovery. */
+    void (*on_recover)(void *ctx, uint64_t id, const uint8_t *name, size_t name_len,
+                       const uint8_t *meta, size_t meta_len, uint64_t length);
+
+    /* Checkpoint thread: the owner must, while holding whatever lock
+     * serializes its calls to store_create/append/set_meta/delete, first call
+     * store_snapshot_begin(s) and then store_snapshot_add() for every live
+     * stream with its current name, meta and length, then return. */
+    void (*snapshot)(void *ctx, store_snapshot *s);
+} store_options;
+
+/* Open (creating if needed) and recover the data directory. Returns NULL with
+ * a message in err on failure (e.g. directory locked by another process,
+ * unreadable catalog). Starts the flusher and checkpoint threads. */
+store *store_open(const store_options *opt, char *err, size_t errlen);
+
+/* Make everything written so far durable, stop the threads, close files. */
+void store_close(store *s);
+
+uint64_t store_id_next(store *s);
+
+/* Mutations. Each returns the LSN of its WAL record; it is durable once
+ * on_durable reports an LSN >= it. A failed write to disk (ENOSPC, EIO) is
+ * returned as LSN 0 with errno set; nothing is then logged. */
+store_lsn store_create(store *s, uint64_t id, const uint8_t *name, size_t name_len,
+                       const uint8_t *meta, size_t meta_len, const uint8_t *data, size_t data_len);
+/* Append data at byte position pos (which must equal the stream's current
+ * length) and, if meta != NULL, replace the meta blob in the same record.
+ * data_len may be 0 (a meta-only change, e.g. close). */
+store_lsn store_append(store *s, uint64_t id, uint64_t pos, const uint8_t *data, size_t data_len,
+                       const uint8_t *meta, size_t meta_len);
+store_lsn store_set_meta(store *s, uint64_t id, const uint8_t *meta, size_t meta_len);
+store_lsn store_delete(store *s, uint64_t id);
+
+/* Highest LSN known durable. */
+store_lsn store_durable_lsn(store *s);
+
+/* A reference-counted open data file, for pread/sendfile. Valid until
+ * store_file_release even if the stream is deleted meanwhile. */
+typedef struct store_file store_file;
+store_file *store_file_acquire(store *s, uint64_t id);  /* NULL + errno on failure */
+int store_file_fd(const store_file *f);
+void store_file_release(store *s, store_file *f);
+
+/* Snapshot (see options.snapshot). */
+void store_snapshot_begin(store_snapshot *snap);
+void store_snapshot_add(store_snapshot *snap, uint64_t id, const uint8_t *name, size_t name_len,
+                        const uint8_t *meta, size_t meta_len, uint64_t length);
+
+/* Force a checkpoint now (tests; graceful shutdown). */
+int store_checkpoint(store *s);
+
+/* Recovery reader, exposed for the unit tests and fuzz/fuzz_wal.c: scan a
+ * WAL segment image, calling fn for each intact record in order. Returns the
+ * byte length of the valid prefix (where a torn/corrupt tail begins). */
+typedef enum store_rec_type {
+    STORE_REC_CREATE = 1,
+    STORE_REC_APPEND = 2,
+    STORE_REC_META = 3,
+    STORE_REC_DELETE = 4,
+} store_rec_type;
+
+typedef struct store_rec {
+    store_rec_type type;
+    store_lsn lsn;
+    uint64_t id;
+    uint64_t pos; /* APPEND: data position */
+    const uint8_t *name; size_t name_len;  /* CREATE */
+    const uint8_t *meta; size_t meta_len;  /* CREATE, META, APPEND (meta_len may be 0 with has_meta false) */
+    bool has_meta;
+    const uint8_t *data; size_t data_len;  /* CREATE, APPEND */
+} store_rec;
+
+size_t store_wal_scan(const uint8_t *img, size_t len,
+                      void (*fn)(void *arg, const store_rec *r), void *arg);
+
+#endif
