@@ -26,7 +26,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all clean test unit
+.PHONY: all clean test unit unit-bins run
 all: $(BUILD)/weft
 
 $(BUILD)/%.o: %.c
@@ -43,11 +43,16 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(BUILD)/libweft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libweft.a $(LIBS)
 
+unit-bins: $(TEST_BINS)
+
 unit: $(TEST_BINS)
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; $$t; done
 
 test:
 	bash scripts/test.sh
+
+run:
+	bash scripts/run.sh
 
 clean:
 	rm -rf build build-san build-clang build-fuzz

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what building and testing Weft needs, on a fresh Debian machine (as
+# root). Installs only what is missing; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pkg in build-essential gcc clang make pkg-config zlib1g-dev libfuzzer-14-dev libclang-rt-14-dev nodejs npm curl python3; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+# A node that is already on PATH (not from apt) is fine.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  need=("${need[@]/nodejs}"); need=("${need[@]/npm}")
+fi
+pkgs=()
+for p in "${need[@]}"; do [[ -n "$p" ]] && pkgs+=("$p"); done
+if ((${#pkgs[@]})); then
+  echo "setup: installing ${pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+if [[ "${1:-}" == "--with-node-deps" ]]; then
+  if [[ ! -d node_modules/@durable-streams/server-conformance-tests ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+    echo "setup: npm ci"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+fi

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine (as root): installs what
+# is missing, builds with gcc and clang (-Werror), runs the C unit tests
+# plain and under ASan+UBSan, a short run of every fuzz target, the public
+# Durable Streams conformance suite against the real binary, the crash test
+# and the bad-input test. Ends with "N passed, N failed" (steps).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+bash scripts/setup.sh --with-node-deps || { echo "setup failed"; exit 1; }
+
+passed=0; failed=0; failures=()
+step() {
+  local name=$1; shift
+  echo "=== $name"
+  local t0=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1)); echo "--- ok: $name ($((SECONDS - t0))s)"
+  else
+    failed=$((failed + 1)); failures+=("$name"); echo "--- FAILED: $name ($((SECONDS - t0))s)"
+  fi
+}
+
+unit_tests() {
+  local dir=$1 rc=0
+  for t in "$dir"/tests/test_*; do
+    [[ -x "$t" ]] || continue
+    "$t" || rc=1
+  done
+  return $rc
+}
+
+step "build (gcc -Werror)" make -s -j"$jobs" CC=gcc all unit-bins
+step "build (clang -Werror)" make -s -j"$jobs" CC=clang BUILD=build-clang all unit-bins
+step "unit tests" unit_tests build
+step "build (ASan+UBSan)" make -s -j"$jobs" CC=gcc SAN=1 all unit-bins
+step "unit tests (ASan+UBSan)" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 unit_tests build-san
+step "fuzz smoke" bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
+step "conformance suite" bash tests/conformance/run.sh build/weft
+step "crash test (SIGKILL)" python3 tests/proto/crash_test.py build/weft
+step "bad-input test" python3 tests/proto/bad_input_test.py build/weft
+step "bad-input test (ASan+UBSan server)" env ASAN_OPTIONS=detect_leaks=1 python3 tests/proto/bad_input_test.py build-san/weft
+
+echo
+((failed)) && printf 'failed step: %s\n' "${failures[@]}"
+echo "weft test suite: $passed passed, $failed failed"
+((failed == 0))

@@ -1,0 +1,837 @@
+/* server.c — HTTP/1.1 connections on per-thread event loops (see server.h).
+ *
+ * Connection life: read a request (head, then body), hand it to the handler,
+ * write the response from an output queue of memory and file segments
+ * (writev / sendfile), then either read the next request (keep-alive,
+ * pipelining) or close. While a request is being handled, the socket is not
+ * read: pipelined requests wait in the kernel buffer, which is the natural
+ * backpressure, and responses stay in order.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "../util/log.h"
+#include "../util/mem.h"
+
+enum seg_kind { SEG_MEM, SEG_FILE };
+
+typedef struct out_seg {
+    enum seg_kind kind;
+    buf mem;       /* SEG_MEM: bytes, sent from `off` */
+    size_t off;
+    int fd;        /* SEG_FILE */
+    uint64_t foff, flen;
+    void (*release)(void *);
+    void *rarg;
+} out_seg;
+
+typedef struct seg_queue {
+    out_seg *v;
+    size_t head, len, cap;
+} seg_queue;
+
+enum conn_state {
+    ST_HEAD,      /* waiting for / reading a request head */
+    ST_BODY,      /* reading a Content-Length body */
+    ST_CHUNKED,   /* reading a chunked body */
+    ST_HANDLING,  /* request handed to the handler; response pending or being written */
+    ST_STREAMING, /* chunked event stream */
+};
+
+typedef struct worker worker;
+
+struct http_conn {
+    worker *w;
+    int fd;
+    atomic_int refs;
+    bool closed;
+    bool close_after;   /* close once the current response is written */
+    bool peer_closed;   /* client half-closed; finish the response then close */
+    bool held;
+    bool resp_done;     /* the whole response is queued */
+    bool stream_ended;
+    bool processing;    /* inside process_input (guards re-entrance) */
+    enum conn_state state;
+    uint32_t events;
+    char peer[64];
+
+    buf in;
+    buf head_copy;      /* the parsed head's bytes, stable while handled */
+    http_request req;
+    http_chunked chunked;
+
+    buf resp_head;
+    int resp_status;
+    seg_queue resp_body; /* staged body of the response being built */
+    uint64_t resp_body_len;
+
+    seg_queue out;
+    size_t out_bytes;
+
+    void (*on_abort)(void *);
+    void *abort_arg;
+    void (*on_drain)(void *);
+    void *drain_arg;
+
+    loop_timer timer;
+    http_conn *prev, *next; /* worker's connection list */
+};
+
+struct worker {
+    http_server *srv;
+    loop *l;
+    pthread_t thread;
+    int listen_fd;
+    http_conn *conns;
+};
+
+struct http_server {
+    http_server_config cfg;
+    worker *workers;
+    int nworkers;
+    atomic_uint nconns;
+    atomic_uint nheld;
+};
+
+static void conn_close(http_conn *c);
+static void conn_flush(http_conn *c);
+static void process_input(http_conn *c);
+static void conn_io(void *arg, uint32_t ev);
+
+const char *http_status_reason(int status) {
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
+    default: return "Unknown";
+    }
+}
+
+/* --- segment queues --- */
+
+static out_seg *queue_push(seg_queue *q) {
+    if (q->len == q->cap) {
+        if (q->head > 0) {
+            memmove(q->v, q->v + q->head, (q->len - q->head) * sizeof *q->v);
+            q->len -= q->head;
+            q->head = 0;
+        }
+        if (q->len == q->cap) {
+            q->cap = q->cap ? q->cap * 2 : 8;
+            q->v = xrealloc(q->v, q->cap * sizeof *q->v);
+        }
+    }
+    out_seg *s = &q->v[q->len++];
+    memset(s, 0, sizeof *s);
+    return s;
+}
+
+static void seg_free(out_seg *s) {
+    if (s->kind == SEG_MEM) buf_free(&s->mem);
+    else if (s->release) s->release(s->rarg);
+    s->release = NULL;
+}
+
+static void queue_clear(seg_queue *q) {
+    for (size_t i = q->head; i < q->len; i++) seg_free(&q->v[i]);
+    q->head = q->len = 0;
+}
+
+/* Append memory to the queue, merging into a trailing memory segment. */
+static void queue_mem(seg_queue *q, const void *p, size_t n) {
+    if (n == 0) return;
+    out_seg *last = q->len > q->head ? &q->v[q->len - 1] : NULL;
+    if (!last || last->kind != SEG_MEM || last->mem.len > 65536) {
+        last = queue_push(q);
+        last->kind = SEG_MEM;
+        buf_init(&last->mem);
+    }
+    buf_append(&last->mem, p, n);
+}
+
+/* --- connection plumbing --- */
+
+static void conn_set_events(http_conn *c, uint32_t ev) {
+    if (c->closed || c->events == ev) return;
+    c->events = ev;
+    loop_mod(c->w->l, c->fd, ev, conn_io, c);
+}
+
+/* Interest in input: read while assembling a request; otherwise only notice
+ * the peer going away. Output interest only while the socket is full. */
+static void conn_update_events(http_conn *c, bool want_write) {
+    uint32_t ev = 0;
+    if (c->state == ST_HEAD || c->state == ST_BODY || c->state == ST_CHUNKED) ev |= EPOLLIN;
+    if (!c->peer_closed) ev |= EPOLLRDHUP;
+    if (want_write) ev |= EPOLLOUT;
+    conn_set_events(c, ev);
+}
+
+void http_conn_ref(http_conn *c) { atomic_fetch_add(&c->refs, 1); }
+
+void http_conn_unref(http_conn *c) {
+    if (atomic_fetch_sub(&c->refs, 1) != 1) return;
+    buf_free(&c->in);
+    buf_free(&c->head_copy);
+    buf_free(&c->req.body);
+    buf_free(&c->resp_head);
+    free(c->resp_body.v);
+    free(c->out.v);
+    free(c);
+}
+
+bool http_conn_closed(const http_conn *c) { return c->closed; }
+loop *http_conn_loop(const http_conn *c) { return c->w->l; }
+http_request *http_conn_request(http_conn *c) { return &c->req; }
+const char *http_conn_peer(const http_conn *c) { return c->peer; }
+size_t http_conn_pending(const http_conn *c) { return c->out_bytes; }
+
+void http_conn_on_drain(http_conn *c, void (*on_drain)(void *), void *arg) {
+    c->on_drain = on_drain;
+    c->drain_arg = arg;
+}
+
+static void conn_timeout(void *arg) {
+    http_conn *c = arg;
+    if (c->closed) return;
+    if (c->state == ST_HEAD && c->in.len == 0 && c->out_bytes == 0) {
+        log_write(LOG_DEBUG, "%s: idle keep-alive connection closed", c->peer);
+    } else if (c->state == ST_HEAD || c->state == ST_BODY || c->state == ST_CHUNKED) {
+        log_write(LOG_ERROR, "%s: request not received in time (408)", c->peer);
+        /* Best effort: the client is slow, not necessarily gone. */
+        const char *msg = "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n"
+                          "Content-Length: 16\r\nConnection: close\r\n\r\nrequest timeout\n";
+        ssize_t wr = write(c->fd, msg, strlen(msg));
+        (void)wr;
+    } else {
+        log_write(LOG_ERROR, "%s: client did not read the response in time", c->peer);
+    }
+    conn_close(c);
+}
+
+static void run_abort(void *arg) {
+    http_conn *c = arg;
+    void (*fn)(void *) = c->on_abort;
+    c->on_abort = NULL;
+    if (fn) fn(c->abort_arg);
+    http_conn_unref(c);
+}
+
+static void run_input(void *arg) {
+    http_conn *c = arg;
+    if (!c->closed && c->state == ST_HEAD) process_input(c);
+    http_conn_unref(c);
+}
+
+static void conn_close(http_conn *c) {
+    if (c->closed) return;
+    c->closed = true;
+    worker *w = c->w;
+    loop_timer_cancel(w->l, &c->timer);
+    loop_del(w->l, c->fd);
+    close(c->fd);
+    if (c->held) {
+        c->held = false;
+        atomic_fetch_sub(&w->srv->nheld, 1);
+    }
+    if (c->on_abort) {
+        /* Posted, not called: conn_close can happen inside a handler that
+         * holds its own locks (a failed write while sending). */
+        http_conn_ref(c);
+        loop_post(w->l, run_abort, c);
+    }
+    queue_clear(&c->out);
+    queue_clear(&c->resp_body);
+    if (c->prev) c->prev->next = c->next;
+    else w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    atomic_fetch_sub(&w->srv->nconns, 1);
+    http_conn_unref(c);
+}
+
+/* The current request is finished: reset and look at pipelined input. */
+static void request_done(http_conn *c) {
+    if (c->close_after || c->peer_closed) {
+        conn_close(c);
+        return;
+    }
+    buf_free(&c->req.body);
+    buf_reset(&c->head_copy);
+    c->resp_done = false;
+    c->stream_ended = false;
+    c->on_abort = NULL;
+    c->on_drain = NULL;
+    c->state = ST_HEAD;
+    conn_update_events(c, false);
+    /* Pipelined input is parsed from the loop, never from inside whatever
+     * completed this response (which may hold the handler's locks). */
+    if (!c->processing && c->in.len > 0) {
+        http_conn_ref(c);
+        loop_post(c->w->l, run_input, c);
+    } else if (c->in.len == 0) {
+        loop_timer_set(c->w->l, &c->timer, c->w->srv->cfg.idle_timeout_ms);
+    }
+}
+
+static void conn_flush(http_conn *c) {
+    if (c->closed || c->held) return;
+    seg_queue *q = &c->out;
+    while (q->head < q->len) {
+        out_seg *s = &q->v[q->head];
+        ssize_t n;
+        if (s->kind == SEG_MEM) {
+            struct iovec iov[16];
+            int niov = 0;
+            for (size_t i = q->head; i < q->len && niov < 16 && q->v[i].kind == SEG_MEM; i++) {
+                iov[niov].iov_base = q->v[i].mem.data + q->v[i].off;
+                iov[niov].iov_len = q->v[i].mem.len - q->v[i].off;
+                niov++;
+            }
+            n = writev(c->fd, iov, niov);
+            if (n > 0) {
+                size_t left = (size_t)n;
+                c->out_bytes -= left;
+                while (left > 0) {
+                    out_seg *t = &q->v[q->head];
+                    size_t avail = t->mem.len - t->off;
+                    if (left >= avail) {
+                        left -= avail;
+                        seg_free(t);
+                        q->head++;
+                    } else {
+                        t->off += left;
+                        left = 0;
+                    }
+                }
+            }
+        } else {
+            off_t off = (off_t)s->foff;
+            size_t want = s->flen > (1u << 30) ? (1u << 30) : (size_t)s->flen;
+            n = sendfile(c->fd, s->fd, &off, want);
+            if (n > 0) {
+                s->foff += (uint64_t)n;
+                s->flen -= (uint64_t)n;
+                c->out_bytes -= (size_t)n;
+                if (s->flen == 0) {
+                    seg_free(s);
+                    q->head++;
+                }
+            } else if (n == 0 && want > 0) {
+                /* The file is shorter than promised: the response would be
+                 * truncated, so the connection cannot continue. */
+                log_write(LOG_ERROR, "%s: data file shorter than expected", c->peer);
+                conn_close(c);
+                return;
+            }
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                conn_update_events(c, true);
+                loop_timer_set(c->w->l, &c->timer, c->w->srv->cfg.write_timeout_ms);
+                return;
+            }
+            if (errno == EINTR) continue;
+            log_write(LOG_DEBUG, "%s: write failed: %s", c->peer, strerror(errno));
+            conn_close(c);
+            return;
+        }
+    }
+    q->head = q->len = 0;
+    if (c->state == ST_HANDLING || c->state == ST_STREAMING) {
+        loop_timer_cancel(c->w->l, &c->timer);
+        conn_update_events(c, false);
+    }
+    if (c->on_drain) {
+        void (*fn)(void *) = c->on_drain;
+        c->on_drain = NULL;
+        fn(c->drain_arg);
+        if (c->closed) return;
+    }
+    if ((c->state == ST_HANDLING && c->resp_done) || (c->state == ST_STREAMING && c->stream_ended))
+        request_done(c);
+}
+
+/* --- responses --- */
+
+void http_respond_begin(http_conn *c, int status) {
+    buf_reset(&c->resp_head);
+    queue_clear(&c->resp_body);
+    c->resp_body_len = 0;
+    c->resp_status = status;
+    buf_printf(&c->resp_head, "HTTP/1.1 %d %s\r\n", status, http_status_reason(status));
+}
+
+void http_respond_header(http_conn *c, const char *name, const char *value) {
+    buf_append_str(&c->resp_head, name);
+    buf_append(&c->resp_head, ": ", 2);
+    buf_append_str(&c->resp_head, value);
+    buf_append(&c->resp_head, "\r\n", 2);
+}
+
+void http_respond_headerf(http_conn *c, const char *name, const char *fmt, ...) {
+    char v[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v, sizeof v, fmt, ap);
+    va_end(ap);
+    http_respond_header(c, name, v);
+}
+
+void http_respond_body(http_conn *c, const void *p, size_t n) {
+    queue_mem(&c->resp_body, p, n);
+    c->resp_body_len += n;
+}
+
+void http_respond_file(http_conn *c, int fd, uint64_t off, uint64_t len,
+                       void (*release)(void *), void *rarg) {
+    out_seg *s = queue_push(&c->resp_body);
+    s->kind = SEG_FILE;
+    s->fd = fd;
+    s->foff = off;
+    s->flen = len;
+    s->release = release;
+    s->rarg = rarg;
+    c->resp_body_len += len;
+}
+
+static void queue_response(http_conn *c, bool with_body) {
+    queue_mem(&c->out, c->resp_head.data, c->resp_head.len);
+    c->out_bytes += c->resp_head.len;
+    seg_queue *b = &c->resp_body;
+    for (size_t i = b->head; i < b->len; i++) {
+        out_seg *s = &b->v[i];
+        if (!with_body) {
+            seg_free(s);
+            continue;
+        }
+        if (s->kind == SEG_MEM) {
+            queue_mem(&c->out, s->mem.data, s->mem.len);
+            c->out_bytes += s->mem.len;
+            buf_free(&s->mem);
+        } else {
+            *queue_push(&c->out) = *s;
+            c->out_bytes += s->flen;
+        }
+    }
+    b->head = b->len = 0;
+}
+
+void http_respond_end(http_conn *c) {
+    if (c->closed) return;
+    bool head_only = c->req.head.method == HTTP_HEAD;
+    bool no_body = c->resp_status == 204 || c->resp_status == 304 ||
+                   (c->resp_status >= 100 && c->resp_status < 200);
+    if (!no_body) buf_printf(&c->resp_head, "Content-Length: %llu\r\n",
+                             (unsigned long long)c->resp_body_len);
+    if (!c->req.head.keep_alive) c->close_after = true;
+    if (c->close_after || c->peer_closed) buf_append_str(&c->resp_head, "Connection: close\r\n");
+    else if (c->req.head.version_minor == 0) buf_append_str(&c->resp_head, "Connection: keep-alive\r\n");
+    buf_append(&c->resp_head, "\r\n", 2);
+    queue_response(c, !head_only && !no_body);
+    c->on_abort = NULL;
+    c->resp_done = true;
+    conn_flush(c);
+}
+
+void http_respond_error(http_conn *c, int status, const char *msg) {
+    http_respond_begin(c, status);
+    http_respond_header(c, "Content-Type", "text/plain; charset=utf-8");
+    http_respond_header(c, "X-Content-Type-Options", "nosniff");
+    http_respond_body(c, msg, strlen(msg));
+    http_respond_body(c, "\n", 1);
+    http_respond_end(c);
+}
+
+void http_conn_hold(http_conn *c) {
+    if (c->held) return;
+    c->held = true;
+    atomic_fetch_add(&c->w->srv->nheld, 1);
+}
+
+void http_conn_release(http_conn *c) {
+    if (!c->held) return;
+    c->held = false;
+    atomic_fetch_sub(&c->w->srv->nheld, 1);
+    conn_flush(c);
+}
+
+void http_conn_park(http_conn *c, void (*on_abort)(void *), void *arg) {
+    c->on_abort = on_abort;
+    c->abort_arg = arg;
+}
+
+void http_stream_begin(http_conn *c, int status) {
+    (void)status;
+    buf_append_str(&c->resp_head, "Transfer-Encoding: chunked\r\n\r\n");
+    queue_mem(&c->out, c->resp_head.data, c->resp_head.len);
+    c->out_bytes += c->resp_head.len;
+    c->state = ST_STREAMING;
+    c->on_abort = NULL;
+    conn_flush(c);
+}
+
+void http_stream_write(http_conn *c, const void *p, size_t n) {
+    if (c->closed || n == 0) return;
+    char hdr[24];
+    int h = snprintf(hdr, sizeof hdr, "%zx\r\n", n);
+    queue_mem(&c->out, hdr, (size_t)h);
+    queue_mem(&c->out, p, n);
+    queue_mem(&c->out, "\r\n", 2);
+    c->out_bytes += (size_t)h + n + 2;
+    conn_flush(c);
+}
+
+void http_stream_end(http_conn *c) {
+    if (c->closed) return;
+    queue_mem(&c->out, "0\r\n\r\n", 5);
+    c->out_bytes += 5;
+    c->stream_ended = true;
+    conn_flush(c);
+}
+
+/* --- reading requests --- */
+
+static void fail_request(http_conn *c, int status, const char *msg) {
+    log_write(LOG_ERROR, "%s: %d %s", c->peer, status, msg);
+    c->close_after = true;
+    c->state = ST_HANDLING;
+    c->req.head.method = HTTP_GET;
+    c->req.head.keep_alive = false;
+    http_respond_error(c, status, msg);
+}
+
+static void dispatch(http_conn *c) {
+    c->state = ST_HANDLING;
+    loop_timer_cancel(c->w->l, &c->timer);
+    conn_update_events(c, false);
+    c->req.start_ms = loop_now_ms();
+    c->w->srv->cfg.handler(c->w->srv->cfg.handler_ctx, c, &c->req);
+}
+
+static bool start_request(http_conn *c) {
+    const http_server_config *cfg = &c->w->srv->cfg;
+    const char *err = NULL;
+    int r = http_parse_head((const char *)c->in.data, c->in.len, cfg->max_head_bytes,
+                            cfg->max_target_len, &c->req.head, &err);
+    if (r == HTTP_PARSE_INCOMPLETE) {
+        if (c->in.len > 0 && !loop_timer_armed(&c->timer))
+            loop_timer_set(c->w->l, &c->timer, cfg->request_timeout_ms);
+        return false;
+    }
+    if (r < 0) {
+        fail_request(c, http_parse_status(r), err ? err : "malformed request");
+        return false;
+    }
+    /* Re-parse from a private copy so the head stays valid while more input
+     * is read into (and possibly reallocates) the input buffer. */
+    buf_reset(&c->head_copy);
+    buf_append(&c->head_copy, c->in.data, (size_t)r);
+    buf_consume(&c->in, (size_t)r);
+    http_parse_head((const char *)c->head_copy.data, c->head_copy.len, cfg->max_head_bytes,
+                    cfg->max_target_len, &c->req.head, &err);
+    if (!http_target_split(c->req.head.target, c->req.head.target_len, &c->req.target)) {
+        fail_request(c, 400, "request target must be an absolute path");
+        return false;
+    }
+    buf_init(&c->req.body);
+    if (c->req.head.content_length > 0 && (uint64_t)c->req.head.content_length > cfg->max_body) {
+        fail_request(c, 413, "request body too large");
+        return false;
+    }
+    bool has_body = c->req.head.chunked || c->req.head.content_length > 0;
+    if (has_body && c->req.head.expect_continue) {
+        const char *cont = "HTTP/1.1 100 Continue\r\n\r\n";
+        ssize_t wr = write(c->fd, cont, strlen(cont));
+        (void)wr;
+    }
+    if (c->req.head.chunked) {
+        http_chunked_init(&c->chunked);
+        c->state = ST_CHUNKED;
+    } else if (c->req.head.content_length > 0) {
+        buf_reserve(&c->req.body, (size_t)c->req.head.content_length);
+        c->state = ST_BODY;
+    } else {
+        dispatch(c);
+        return false;
+    }
+    if (!loop_timer_armed(&c->timer)) loop_timer_set(c->w->l, &c->timer, cfg->request_timeout_ms);
+    return true;
+}
+
+static void process_input(http_conn *c) {
+    c->processing = true;
+    while (!c->closed) {
+        if (c->state == ST_HEAD) {
+            if (c->in.len == 0) {
+                loop_timer_set(c->w->l, &c->timer, c->w->srv->cfg.idle_timeout_ms);
+                break;
+            }
+            if (!start_request(c)) {
+                if (c->state == ST_HEAD) break; /* need more bytes */
+                if (c->state == ST_HANDLING && !c->resp_done) break;
+                continue;
+            }
+        } else if (c->state == ST_BODY) {
+            size_t want = (size_t)c->req.head.content_length - c->req.body.len;
+            size_t n = c->in.len < want ? c->in.len : want;
+            buf_append(&c->req.body, c->in.data, n);
+            buf_consume(&c->in, n);
+            if (c->req.body.len < (size_t)c->req.head.content_length) break;
+            dispatch(c);
+        } else if (c->state == ST_CHUNKED) {
+            bool done = false;
+            const char *err = NULL;
+            ssize_t n = http_chunked_decode(&c->chunked, (const char *)c->in.data, c->in.len,
+                                            &c->req.body, c->w->srv->cfg.max_body, &done, &err);
+            if (n == -2) {
+                fail_request(c, 413, "request body too large");
+                continue;
+            }
+            if (n < 0) {
+                fail_request(c, 400, err ? err : "invalid chunked encoding");
+                continue;
+            }
+            buf_consume(&c->in, (size_t)n);
+            if (!done) break;
+            dispatch(c);
+        } else {
+            break; /* handling or streaming: wait for the response */
+        }
+        if (c->state == ST_HANDLING && !(c->resp_done && c->out_bytes == 0)) break;
+    }
+    c->processing = false;
+}
+
+static void conn_read(http_conn *c) {
+    for (;;) {
+        buf_reserve(&c->in, 16384);
+        ssize_t n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+        if (n > 0) {
+            c->in.len += (size_t)n;
+            if ((size_t)n < 16384) break;
+            if (c->in.len > c->w->srv->cfg.max_head_bytes + 16 * 65536 && c->state == ST_HEAD) break;
+            continue;
+        }
+        if (n == 0) {
+            c->peer_closed = true;
+            if (c->state == ST_HEAD && c->in.len == 0) {
+                conn_close(c);
+                return;
+            }
+            break;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        conn_close(c);
+        return;
+    }
+    process_input(c);
+    if (!c->closed && c->peer_closed &&
+        (c->state == ST_HEAD || c->state == ST_BODY || c->state == ST_CHUNKED)) {
+        /* The client ended its side in the middle of a request. */
+        conn_close(c);
+    }
+}
+
+static void conn_io(void *arg, uint32_t ev) {
+    http_conn *c = arg;
+    if (c->closed) return;
+    if (ev & (EPOLLERR | EPOLLHUP)) {
+        conn_close(c);
+        return;
+    }
+    if (ev & EPOLLOUT) conn_flush(c);
+    if (c->closed) return;
+    if (ev & EPOLLIN) {
+        conn_read(c);
+    } else if (ev & EPOLLRDHUP) {
+        c->peer_closed = true;
+        if (c->on_abort || c->state == ST_STREAMING || c->state != ST_HANDLING) {
+            conn_close(c);
+            return;
+        }
+        conn_update_events(c, c->out_bytes > 0);
+    }
+}
+
+/* --- accepting --- */
+
+static void accept_ready(void *arg, uint32_t ev) {
+    (void)ev;
+    worker *w = arg;
+    http_server *srv = w->srv;
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(w->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                log_write(LOG_ERROR, "accept: %s", strerror(errno));
+            return;
+        }
+        if (atomic_load(&srv->nconns) >= srv->cfg.max_conns) {
+            const char *msg = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 21\r\n"
+                              "Connection: close\r\n\r\ntoo many connections\n";
+            ssize_t wr = write(fd, msg, strlen(msg));
+            (void)wr;
+            close(fd);
+            log_write(LOG_ERROR, "connection refused: --max-connections (%u) reached",
+                      srv->cfg.max_conns);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        http_conn *c = xcalloc(1, sizeof *c);
+        c->w = w;
+        c->fd = fd;
+        atomic_init(&c->refs, 1);
+        c->state = ST_HEAD;
+        loop_timer_init(&c->timer, conn_timeout, c);
+        char host[INET6_ADDRSTRLEN] = "?";
+        int port = 0;
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+            port = ntohs(a->sin6_port);
+        }
+        snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+        c->next = w->conns;
+        if (w->conns) w->conns->prev = c;
+        w->conns = c;
+        atomic_fetch_add(&srv->nconns, 1);
+        c->events = EPOLLIN | EPOLLRDHUP;
+        loop_add(w->l, fd, c->events, conn_io, c);
+        loop_timer_set(w->l, &c->timer, srv->cfg.idle_timeout_ms);
+    }
+}
+
+static int listen_socket(const http_server_config *cfg, char *err, size_t errlen) {
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", cfg->port);
+    int rc = getaddrinfo(cfg->host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve --host %s: %s", cfg->host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0) break;
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    loop_run(w->l);
+    return NULL;
+}
+
+http_server *http_server_start(const http_server_config *cfg, char *err, size_t errlen) {
+    http_server *s = xcalloc(1, sizeof *s);
+    s->cfg = *cfg;
+    s->nworkers = cfg->threads > 0 ? cfg->threads : 1;
+    s->workers = xcalloc((size_t)s->nworkers, sizeof *s->workers);
+    for (int i = 0; i < s->nworkers; i++) {
+        worker *w = &s->workers[i];
+        w->srv = s;
+        w->listen_fd = listen_socket(cfg, err, errlen);
+        if (w->listen_fd < 0) {
+            for (int j = 0; j < i; j++) {
+                close(s->workers[j].listen_fd);
+                loop_free(s->workers[j].l);
+            }
+            free(s->workers);
+            free(s);
+            return NULL;
+        }
+        w->l = loop_new(i);
+        loop_add(w->l, w->listen_fd, EPOLLIN, accept_ready, w);
+    }
+    for (int i = 0; i < s->nworkers; i++)
+        pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+    return s;
+}
+
+static void worker_stop_accepting(void *arg) {
+    worker *w = arg;
+    if (w->listen_fd >= 0) {
+        loop_del(w->l, w->listen_fd);
+        close(w->listen_fd);
+        w->listen_fd = -1;
+    }
+}
+
+void http_server_stop_accepting(http_server *s) {
+    for (int i = 0; i < s->nworkers; i++) loop_post(s->workers[i].l, worker_stop_accepting, &s->workers[i]);
+}
+
+unsigned http_server_busy(http_server *s) { return atomic_load(&s->nheld); }
+
+static void worker_shutdown(void *arg) {
+    worker *w = arg;
+    worker_stop_accepting(w);
+    while (w->conns) conn_close(w->conns);
+    loop_stop(w->l);
+}
+
+void http_server_free(http_server *s) {
+    for (int i = 0; i < s->nworkers; i++) loop_post(s->workers[i].l, worker_shutdown, &s->workers[i]);
+    for (int i = 0; i < s->nworkers; i++) {
+        pthread_join(s->workers[i].thread, NULL);
+        loop_free(s->workers[i].l);
+    }
+    free(s->workers);
+    free(s);
+}

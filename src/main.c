@@ -1,0 +1,286 @@
+/* main.c — the `weft` command: flags and environment, start-up, graceful
+ * shutdown.
+ *
+ * Every flag has an environment variable (WEFT_ + upper-case name with '_'),
+ * flags win over the environment. SIGTERM/SIGINT: stop accepting, wait for
+ * in-flight appends to be acknowledged, close connections, flush and
+ * checkpoint the store, exit 0.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http/server.h"
+#include "stream/stream.h"
+#include "util/log.h"
+
+#define WEFT_VERSION "0.1.0"
+
+typedef enum opt_kind { OPT_STR, OPT_INT, OPT_SIZE, OPT_DURATION } opt_kind;
+
+typedef struct option_def {
+    const char *name;
+    opt_kind kind;
+    const char *def;
+    const char *help;
+    const char *value; /* resolved */
+} option_def;
+
+static option_def options[] = {
+    {"host", OPT_STR, "127.0.0.1", "address to listen on", NULL},
+    {"port", OPT_INT, "4437", "TCP port", NULL},
+    {"data-dir", OPT_STR, "./weft-data", "directory for the embedded storage", NULL},
+    {"durability", OPT_STR, "fsync",
+     "fsync: acknowledge appends after fdatasync (group commit); none: after write(2) only — "
+     "survives a process crash but not power loss", NULL},
+    {"threads", OPT_INT, "0", "event-loop threads (0 = one per CPU core)", NULL},
+    {"long-poll-timeout", OPT_DURATION, "30s", "how long a long-poll waits for data", NULL},
+    {"sse-max-duration", OPT_DURATION, "60s", "SSE connections are closed after this (clients reconnect)", NULL},
+    {"max-body", OPT_SIZE, "64MiB", "largest request body", NULL},
+    {"max-header-bytes", OPT_SIZE, "16KiB", "largest request head (request line + headers)", NULL},
+    {"max-url-bytes", OPT_SIZE, "8KiB", "longest request target", NULL},
+    {"max-connections", OPT_INT, "18000", "concurrent client connections", NULL},
+    {"max-streams", OPT_INT, "100000000", "streams that may exist at once", NULL},
+    {"read-chunk", OPT_SIZE, "4MiB", "largest body of one catch-up read response", NULL},
+    {"json-max-depth", OPT_INT, "128", "deepest JSON nesting accepted in JSON streams", NULL},
+    {"request-timeout", OPT_DURATION, "30s", "time to receive a whole request once it began", NULL},
+    {"idle-timeout", OPT_DURATION, "120s", "keep-alive connections idle this long are closed", NULL},
+    {"write-timeout", OPT_DURATION, "60s", "clients that stop reading a response are dropped", NULL},
+    {"log-level", OPT_STR, "error", "error | warn | info | debug (debug logs every request)", NULL},
+    {"cors", OPT_STR, "on", "on | off: CORS headers for browser clients", NULL},
+};
+#define NOPTIONS (sizeof options / sizeof options[0])
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "weft %s — durable streams server\n\n"
+            "Usage:\n"
+            "  weft serve [options]   run the server\n"
+            "  weft version           print the version\n"
+            "  weft --help            this text\n\n"
+            "Options (each also read from the environment variable shown):\n",
+            WEFT_VERSION);
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        char env[64] = "WEFT_";
+        size_t k = 5;
+        for (const char *p = options[i].name; *p && k < sizeof env - 1; p++)
+            env[k++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+        env[k] = 0;
+        fprintf(f, "  --%-20s %s\n  %-22s   [%s, default %s]\n", options[i].name, options[i].help, "",
+                env, options[i].def);
+    }
+    fprintf(f,
+            "\nSizes take B, KiB, MiB, GiB (or k, m, g); durations take ms, s, m (plain numbers are seconds).\n"
+            "Streams are served under /v1/stream/<path>.\n");
+}
+
+static option_def *find_option(const char *name, size_t n) {
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (strlen(options[i].name) == n && strncmp(options[i].name, name, n) == 0) return &options[i];
+    return NULL;
+}
+
+static bool parse_number(const char *s, unsigned long long *num, const char **rest) {
+    if (!isdigit((unsigned char)*s)) return false;
+    errno = 0;
+    char *end;
+    *num = strtoull(s, &end, 10);
+    if (errno) return false;
+    *rest = end;
+    return true;
+}
+
+static bool parse_size(const char *s, unsigned long long *out) {
+    unsigned long long v;
+    const char *u;
+    if (!parse_number(s, &v, &u)) return false;
+    unsigned long long mul = 1;
+    if (!*u || !strcasecmp(u, "b")) mul = 1;
+    else if (!strcasecmp(u, "k") || !strcasecmp(u, "kb") || !strcasecmp(u, "kib")) mul = 1ull << 10;
+    else if (!strcasecmp(u, "m") || !strcasecmp(u, "mb") || !strcasecmp(u, "mib")) mul = 1ull << 20;
+    else if (!strcasecmp(u, "g") || !strcasecmp(u, "gb") || !strcasecmp(u, "gib")) mul = 1ull << 30;
+    else return false;
+    *out = v * mul;
+    return true;
+}
+
+static bool parse_duration_ms(const char *s, unsigned long long *out) {
+    unsigned long long v;
+    const char *u;
+    if (!parse_number(s, &v, &u)) return false;
+    if (!*u || !strcmp(u, "s")) *out = v * 1000;
+    else if (!strcmp(u, "ms")) *out = v;
+    else if (!strcmp(u, "m")) *out = v * 60000;
+    else return false;
+    return true;
+}
+
+static unsigned long long opt_num(const char *name) {
+    option_def *o = find_option(name, strlen(name));
+    unsigned long long v = 0;
+    const char *rest;
+    if (o->kind == OPT_SIZE) parse_size(o->value, &v);
+    else if (o->kind == OPT_DURATION) parse_duration_ms(o->value, &v);
+    else parse_number(o->value, &v, &rest);
+    return v;
+}
+
+static const char *opt_str(const char *name) { return find_option(name, strlen(name))->value; }
+
+static bool option_valid(const option_def *o, const char *v) {
+    unsigned long long x;
+    const char *rest;
+    switch (o->kind) {
+    case OPT_INT: return parse_number(v, &x, &rest) && !*rest;
+    case OPT_SIZE: return parse_size(v, &x);
+    case OPT_DURATION: return parse_duration_ms(v, &x);
+    default: return true;
+    }
+}
+
+static int parse_args(int argc, char **argv) {
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        char env[64] = "WEFT_";
+        size_t k = 5;
+        for (const char *p = options[i].name; *p && k < sizeof env - 1; p++)
+            env[k++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+        env[k] = 0;
+        const char *v = getenv(env);
+        options[i].value = v && *v ? v : options[i].def;
+        if (!option_valid(&options[i], options[i].value)) {
+            fprintf(stderr, "weft: invalid value '%s' for %s\n", options[i].value, env);
+            return -1;
+        }
+    }
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "weft: unexpected argument '%s' (see weft --help)\n", a);
+            return -1;
+        }
+        a += 2;
+        const char *eq = strchr(a, '=');
+        size_t n = eq ? (size_t)(eq - a) : strlen(a);
+        option_def *o = find_option(a, n);
+        if (!o) {
+            fprintf(stderr, "weft: unknown option '--%.*s' (see weft --help)\n", (int)n, a);
+            return -1;
+        }
+        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!v) {
+            fprintf(stderr, "weft: --%s needs a value\n", o->name);
+            return -1;
+        }
+        if (!option_valid(o, v)) {
+            fprintf(stderr, "weft: invalid value '%s' for --%s\n", v, o->name);
+            return -1;
+        }
+        o->value = v;
+    }
+    return 0;
+}
+
+static int serve(void) {
+    int lvl = log_level_parse(opt_str("log-level"));
+    if (lvl < 0) {
+        fprintf(stderr, "weft: --log-level must be error, warn, info or debug\n");
+        return 2;
+    }
+    log_threshold = (log_level)lvl;
+    const char *dur = opt_str("durability");
+    store_durability durability;
+    if (!strcmp(dur, "fsync")) durability = STORE_DURABLE;
+    else if (!strcmp(dur, "none")) durability = STORE_NOSYNC;
+    else {
+        fprintf(stderr, "weft: --durability must be fsync or none\n");
+        return 2;
+    }
+    const char *cors = opt_str("cors");
+    if (strcmp(cors, "on") && strcmp(cors, "off")) {
+        fprintf(stderr, "weft: --cors must be on or off\n");
+        return 2;
+    }
+    streams_limits = (weft_limits){
+        .max_body = opt_num("max-body"),
+        .long_poll_timeout_ms = (unsigned)opt_num("long-poll-timeout"),
+        .sse_max_duration_ms = (unsigned)opt_num("sse-max-duration"),
+        .read_chunk = opt_num("read-chunk") ? opt_num("read-chunk") : 1,
+        .json_max_depth = (int)opt_num("json-max-depth"),
+        .max_streams = opt_num("max-streams"),
+        .max_path = opt_num("max-url-bytes"),
+        .cors = !strcmp(cors, "on"),
+    };
+
+    /* Signals are taken synchronously by this thread only. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+
+    char err[512];
+    const char *dir = opt_str("data-dir");
+    if (streams_open(dir, durability, err, sizeof err) != 0) {
+        fprintf(stderr, "weft: cannot open data directory %s: %s\n", dir, err);
+        return 1;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = (int)opt_num("threads");
+    if (threads <= 0) threads = cores > 0 ? (int)cores : 1;
+    http_server_config cfg = {
+        .host = opt_str("host"),
+        .port = (int)opt_num("port"),
+        .threads = threads,
+        .max_head_bytes = opt_num("max-header-bytes"),
+        .max_target_len = opt_num("max-url-bytes"),
+        .max_body = opt_num("max-body"),
+        .request_timeout_ms = (unsigned)opt_num("request-timeout"),
+        .idle_timeout_ms = (unsigned)opt_num("idle-timeout"),
+        .write_timeout_ms = (unsigned)opt_num("write-timeout"),
+        .max_conns = (unsigned)opt_num("max-connections"),
+        .handler = streams_handle,
+    };
+    http_server *srv = http_server_start(&cfg, err, sizeof err);
+    if (!srv) {
+        fprintf(stderr, "weft: %s\n", err);
+        streams_close();
+        return 1;
+    }
+    fprintf(stderr, "weft %s listening on http://%s:%d/v1/stream/ (data: %s, durability: %s, %d threads)\n",
+            WEFT_VERSION, cfg.host, cfg.port, dir, dur, threads);
+
+    int sig = 0;
+    sigwait(&set, &sig);
+    log_write(LOG_INFO, "signal %d: shutting down", sig);
+    http_server_stop_accepting(srv);
+    for (int i = 0; i < 1000 && http_server_busy(srv) > 0; i++) usleep(10000);
+    streams_detach();
+    http_server_free(srv);
+    streams_close();
+    log_write(LOG_INFO, "shutdown complete");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        printf("weft %s\n", WEFT_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "serve") != 0) {
+        fprintf(stderr, "weft: unknown command '%s' (see weft --help)\n", argv[1]);
+        return 2;
+    }
+    if (parse_args(argc - 2, argv + 2) != 0) return 2;
+    return serve();
+}

@@ -1,0 +1,654 @@
+/* handler.c — routing and the write side of the protocol: create (PUT, forks
+ * included), append and close (POST), delete, metadata (HEAD), CORS
+ * preflight. Reads live in read.c.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../util/json.h"
+#include "../util/log.h"
+#include "../util/mem.h"
+#include "protocol.h"
+#include "stream.h"
+
+#define STREAM_PREFIX "/v1/stream/"
+
+static const char expose_headers[] =
+    "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, "
+    "Stream-Expires-At, Stream-Seq, ETag, Location, Content-Type, Producer-Epoch, Producer-Seq, "
+    "Producer-Expected-Seq, Producer-Received-Seq, stream-sse-data-encoding";
+
+void respond_begin(http_conn *c, int status) {
+    http_respond_begin(c, status);
+    if (streams_limits.cors) {
+        http_respond_header(c, "Access-Control-Allow-Origin", "*");
+        http_respond_header(c, "Access-Control-Expose-Headers", expose_headers);
+    }
+    http_respond_header(c, "X-Content-Type-Options", "nosniff");
+    http_respond_header(c, "Cross-Origin-Resource-Policy", "cross-origin");
+}
+
+void respond_error(http_conn *c, int status, const char *path, const char *msg) {
+    http_request *req = http_conn_request(c);
+    log_write(LOG_ERROR, "%.*s %s: %d %s", (int)req->head.method_len, req->head.method_str,
+              path ? path : "-", status, msg);
+    respond_begin(c, status);
+    http_respond_header(c, "Content-Type", "text/plain; charset=utf-8");
+    http_respond_header(c, "Cache-Control", "no-store");
+    http_respond_body(c, msg, strlen(msg));
+    http_respond_body(c, "\n", 1);
+    http_respond_end(c);
+}
+
+static const char *hdr(http_request *req, const char *name, size_t *len) {
+    return http_head_get(&req->head, name, len);
+}
+
+static void offset_header(http_conn *c, const char *name, uint64_t pos) {
+    char off[OFFSET_LEN + 1];
+    offset_format(pos, off);
+    http_respond_header(c, name, off);
+}
+
+/* Headers describing a stream's configuration (create, HEAD). */
+static void config_headers(http_conn *c, const stream *s) {
+    http_respond_header(c, "Content-Type", s->content_type);
+    if (s->ttl >= 0) http_respond_headerf(c, "Stream-TTL", "%lld", (long long)s->ttl);
+    if (s->expires_str) http_respond_header(c, "Stream-Expires-At", s->expires_str);
+}
+
+/* Send the prepared response once `lsn` is durable. */
+static void respond_when_durable(http_conn *c, stream *s, store_lsn lsn) {
+    if (lsn > store_durable_lsn(streams_store)) {
+        stream_commit(s, lsn, c);
+    }
+    http_respond_end(c);
+}
+
+/* --- PUT --- */
+
+typedef struct create_req {
+    const char *ct;
+    size_t ct_len;
+    int64_t ttl;
+    int64_t expires_at;
+    const char *expires;
+    size_t expires_len;
+    bool closed;
+    const char *fork_from;
+    size_t fork_from_len;
+    const char *fork_off;
+    size_t fork_off_len;
+    const char *fork_sub;
+    size_t fork_sub_len;
+} create_req;
+
+/* Does an existing stream have the configuration this PUT asks for? */
+static bool same_config(const stream *s, const create_req *r, const buf *fork_path) {
+    if (r->ct && !media_type_eq(s->content_type, strlen(s->content_type), r->ct, r->ct_len))
+        return false;
+    if (!r->ct && !s->src && !media_type_eq(s->content_type, strlen(s->content_type),
+                                            "application/octet-stream", 24))
+        return false;
+    if (!r->fork_from && (r->ttl != s->ttl || r->expires_at != s->expires_at)) return false;
+    if (r->fork_from) {
+        if (!s->src || strlen(s->src->path) != fork_path->len ||
+            memcmp(s->src->path, fork_path->data, fork_path->len) != 0)
+            return false;
+        if (r->ttl >= 0 && r->ttl != s->ttl) return false;
+        if (r->expires_at && r->expires_at != s->expires_at) return false;
+        uint64_t off;
+        if (r->fork_off && (offset_parse(r->fork_off, r->fork_off_len, &off) != OFFSET_AT ||
+                            (off != s->fork_off && !r->fork_sub)))
+            return false;
+    } else if (s->src) {
+        return false;
+    }
+    return r->closed == s->closed;
+}
+
+/* Resolve Stream-Fork-Offset (+ sub-offset) against the source. Returns an
+ * error message or NULL. */
+static const char *fork_point(stream *src, const create_req *r, uint64_t *point) {
+    uint64_t off = src->visible;
+    if (r->fork_off) {
+        offset_kind k = offset_parse(r->fork_off, r->fork_off_len, &off);
+        if (k == OFFSET_START) off = 0;
+        else if (k == OFFSET_NOW) off = src->visible;
+        else if (k != OFFSET_AT) return "invalid Stream-Fork-Offset";
+        if (off > src->visible) return "Stream-Fork-Offset is beyond the source stream's tail";
+    }
+    if (r->fork_sub) {
+        uint64_t sub;
+        if (!u53_parse(r->fork_sub, r->fork_sub_len, &sub)) return "invalid Stream-Fork-Sub-Offset";
+        if (src->json) {
+            /* Count whole messages: each stored message ends in '\n'. */
+            uint8_t chunk[4096];
+            uint64_t pos = off;
+            while (sub > 0) {
+                if (pos >= src->visible) return "Stream-Fork-Sub-Offset is past the source's tail";
+                size_t n = src->visible - pos < sizeof chunk ? (size_t)(src->visible - pos) : sizeof chunk;
+                if (!stream_pread(src, pos, n, chunk)) return "cannot read source stream";
+                size_t i = 0;
+                for (; i < n && sub > 0; i++)
+                    if (chunk[i] == '\n') sub--;
+                pos += i;
+            }
+            off = pos;
+        } else {
+            if (sub > src->visible - off) return "Stream-Fork-Sub-Offset is past the source's tail";
+            off += sub;
+        }
+    }
+    *point = off;
+    return NULL;
+}
+
+static void handle_put(http_conn *c, http_request *req, const char *path, size_t path_len) {
+    create_req r = {.ttl = -1};
+    size_t n;
+    const char *v;
+    r.ct = hdr(req, "content-type", &r.ct_len);
+    if (r.ct && !media_type_valid(r.ct, r.ct_len)) {
+        respond_error(c, 400, path, "invalid Content-Type");
+        return;
+    }
+    if ((v = hdr(req, "stream-ttl", &n)) && !ttl_parse(v, n, &r.ttl)) {
+        respond_error(c, 400, path, "invalid Stream-TTL: expected a non-negative integer of seconds");
+        return;
+    }
+    if ((r.expires = hdr(req, "stream-expires-at", &r.expires_len)) &&
+        !rfc3339_parse(r.expires, r.expires_len, &r.expires_at)) {
+        respond_error(c, 400, path, "invalid Stream-Expires-At: expected an RFC 3339 timestamp");
+        return;
+    }
+    if (r.ttl >= 0 && r.expires) {
+        respond_error(c, 400, path, "Stream-TTL and Stream-Expires-At are mutually exclusive");
+        return;
+    }
+    v = hdr(req, "stream-closed", &n);
+    r.closed = value_is_true(v, n);
+    r.fork_from = hdr(req, "stream-forked-from", &r.fork_from_len);
+    r.fork_off = hdr(req, "stream-fork-offset", &r.fork_off_len);
+    r.fork_sub = hdr(req, "stream-fork-sub-offset", &r.fork_sub_len);
+    buf fork_path;
+    buf_init(&fork_path);
+    if (r.fork_from) {
+        /* Accept a full URL path or one relative to the stream root. */
+        if (!http_percent_decode(r.fork_from, r.fork_from_len, &fork_path) || fork_path.len == 0) {
+            buf_free(&fork_path);
+            respond_error(c, 400, path, "invalid Stream-Forked-From");
+            return;
+        }
+        if (fork_path.data[0] != '/') {
+            buf rel = fork_path;
+            buf_init(&fork_path);
+            buf_append_str(&fork_path, STREAM_PREFIX);
+            buf_append(&fork_path, rel.data, rel.len);
+            buf_free(&rel);
+        }
+    } else if (r.fork_off || r.fork_sub) {
+        respond_error(c, 400, path, "Stream-Fork-Offset requires Stream-Forked-From");
+        return;
+    }
+
+    int64_t now = wall_ms();
+    pthread_mutex_lock(&streams_lock);
+    stream *s = stream_lookup_live(path, path_len, now);
+    if (s) {
+        if (s->deleted) {
+            respond_error(c, 409, path, "stream was deleted and still has forks; path cannot be reused");
+        } else if (!same_config(s, &r, &fork_path)) {
+            respond_error(c, 409, path, "stream already exists with a different configuration");
+        } else {
+            respond_begin(c, 200);
+            config_headers(c, s);
+            offset_header(c, "Stream-Next-Offset", s->visible);
+            if (s->closed) http_respond_header(c, "Stream-Closed", "true");
+            http_respond_end(c);
+        }
+        goto out;
+    }
+    stream *src = NULL;
+    uint64_t point = 0;
+    if (r.fork_from) {
+        src = stream_lookup_live((const char *)fork_path.data, fork_path.len, now);
+        if (!src) {
+            respond_error(c, 404, path, "fork source stream not found");
+            goto out;
+        }
+        if (src->deleted) {
+            respond_error(c, 409, path, "fork source stream was deleted");
+            goto out;
+        }
+        if (r.ct && !media_type_eq(r.ct, r.ct_len, src->content_type, strlen(src->content_type))) {
+            respond_error(c, 409, path, "Content-Type differs from the fork source's");
+            goto out;
+        }
+        const char *err = fork_point(src, &r, &point);
+        if (err) {
+            respond_error(c, 400, path, err);
+            goto out;
+        }
+    }
+    if (stream_count() >= streams_limits.max_streams) {
+        respond_error(c, 507, path, "stream limit reached (--max-streams)");
+        goto out;
+    }
+    const char *ct = src ? src->content_type : r.ct ? NULL : "application/octet-stream";
+    char *ctype = ct ? xstrndup(ct, strlen(ct)) : xstrndup(r.ct, r.ct_len);
+    bool json = media_type_eq(ctype, strlen(ctype), "application/json", 16);
+    buf data;
+    buf_init(&data);
+    if (req->body.len > 0) {
+        if (json) {
+            size_t count;
+            json_error jerr;
+            json_status st = json_split_messages(req->body.data, req->body.len,
+                                                 streams_limits.json_max_depth, &data, &count, &jerr);
+            if (st != JSON_OK && st != JSON_ERR_EMPTY_ARRAY) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "invalid JSON at byte %zu: %s", jerr.pos, jerr.msg);
+                respond_error(c, 400, path, msg);
+                free(ctype);
+                buf_free(&data);
+                goto out;
+            }
+        } else {
+            buf_append(&data, req->body.data, req->body.len);
+        }
+    }
+    s = stream_new(path, path_len, store_id_next(streams_store));
+    s->content_type = ctype;
+    stream_set_content_type_flags(s);
+    s->closed = r.closed;
+    s->last_access = now;
+    if (src) {
+        s->src = src;
+        stream_ref(src);
+        src->nforks++;
+        s->fork_off = point;
+        /* Without its own expiry a fork inherits the source's. */
+        if (r.ttl < 0 && !r.expires) {
+            s->ttl = src->ttl;
+            s->expires_at = src->expires_at;
+            if (src->expires_str) s->expires_str = xstrndup(src->expires_str, strlen(src->expires_str));
+        }
+    }
+    if (r.ttl >= 0) s->ttl = r.ttl;
+    if (r.expires) {
+        s->expires_at = r.expires_at;
+        s->expires_str = xstrndup(r.expires, r.expires_len);
+    }
+    s->tail = s->fork_off + data.len;
+    s->visible = s->fork_off;
+    buf meta;
+    buf_init(&meta);
+    stream_meta_encode(s, &meta);
+    store_lsn lsn = store_create(streams_store, s->id, (const uint8_t *)path, path_len, meta.data,
+                                 meta.len, data.data, data.len);
+    buf_free(&meta);
+    buf_free(&data);
+    if (lsn == 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "storage error: %s", strerror(errno));
+        stream_delete(s);
+        respond_error(c, 507, path, msg);
+        goto out;
+    }
+    respond_begin(c, 201);
+    http_respond_header(c, "Location", s->path);
+    config_headers(c, s);
+    offset_header(c, "Stream-Next-Offset", s->tail);
+    if (s->closed) http_respond_header(c, "Stream-Closed", "true");
+    respond_when_durable(c, s, lsn);
+out:
+    pthread_mutex_unlock(&streams_lock);
+    buf_free(&fork_path);
+}
+
+/* --- POST --- */
+
+typedef struct producer_req {
+    bool present;
+    const char *id;
+    size_t id_len;
+    uint64_t epoch, seq;
+} producer_req;
+
+static producer *find_producer(stream *s, const producer_req *p) {
+    for (uint32_t i = 0; i < s->nproducers; i++)
+        if (strlen(s->producers[i].id) == p->id_len && memcmp(s->producers[i].id, p->id, p->id_len) == 0)
+            return &s->producers[i];
+    return NULL;
+}
+
+static void producer_headers(http_conn *c, uint64_t epoch, uint64_t seq) {
+    http_respond_headerf(c, "Producer-Epoch", "%llu", (unsigned long long)epoch);
+    http_respond_headerf(c, "Producer-Seq", "%llu", (unsigned long long)seq);
+}
+
+/* Stream-Seq values compare byte-wise lexicographically. */
+static bool seq_increases(const char *last, const char *next, size_t next_len) {
+    size_t last_len = strlen(last);
+    int cmp = memcmp(next, last, next_len < last_len ? next_len : last_len);
+    return cmp > 0 || (cmp == 0 && next_len > last_len);
+}
+
+static void closed_conflict(http_conn *c, stream *s, const char *path) {
+    log_write(LOG_ERROR, "POST %s: 409 stream is closed", path);
+    respond_begin(c, 409);
+    http_respond_header(c, "Stream-Closed", "true");
+    offset_header(c, "Stream-Next-Offset", s->tail);
+    http_respond_header(c, "Content-Type", "text/plain; charset=utf-8");
+    http_respond_body(c, "stream is closed\n", 17);
+    http_respond_end(c);
+}
+
+static void handle_post(http_conn *c, http_request *req, const char *path, size_t path_len) {
+    size_t n;
+    const char *v = hdr(req, "stream-closed", &n);
+    bool close_req = value_is_true(v, n);
+    producer_req p = {0};
+    size_t el, sl;
+    p.id = hdr(req, "producer-id", &p.id_len);
+    const char *ep = hdr(req, "producer-epoch", &el);
+    const char *sq = hdr(req, "producer-seq", &sl);
+    if (p.id || ep || sq) {
+        if (!p.id || !ep || !sq) {
+            respond_error(c, 400, path, "Producer-Id, Producer-Epoch and Producer-Seq must be sent together");
+            return;
+        }
+        if (p.id_len == 0) {
+            respond_error(c, 400, path, "Producer-Id must not be empty");
+            return;
+        }
+        if (!u53_parse(ep, el, &p.epoch)) {
+            respond_error(c, 400, path, "invalid Producer-Epoch: expected an integer 0..2^53-1");
+            return;
+        }
+        if (!u53_parse(sq, sl, &p.seq)) {
+            respond_error(c, 400, path, "invalid Producer-Seq: expected an integer 0..2^53-1");
+            return;
+        }
+        p.present = true;
+    }
+    size_t ct_len;
+    const char *ct = hdr(req, "content-type", &ct_len);
+    size_t seq_len;
+    const char *stream_seq = hdr(req, "stream-seq", &seq_len);
+    bool has_body = req->body.len > 0;
+
+    pthread_mutex_lock(&streams_lock);
+    int64_t now = wall_ms();
+    stream *s = stream_lookup_live(path, path_len, now);
+    buf data;
+    buf_init(&data);
+    if (!s) {
+        respond_error(c, 404, path, "stream not found");
+        goto out;
+    }
+    if (s->deleted) {
+        respond_error(c, 410, path, "stream was deleted");
+        goto out;
+    }
+    stream_touch(s, now);
+    if (!has_body && !close_req) {
+        respond_error(c, 400, path, "empty body: an append needs data (or Stream-Closed: true)");
+        goto out;
+    }
+    if (s->closed) {
+        bool same_closer = p.present && s->closed_by_id && strlen(s->closed_by_id) == p.id_len &&
+                           memcmp(s->closed_by_id, p.id, p.id_len) == 0 &&
+                           s->closed_by_epoch == p.epoch && s->closed_by_seq == p.seq;
+        if (same_closer || (!has_body && close_req)) {
+            respond_begin(c, 204);
+            offset_header(c, "Stream-Next-Offset", s->tail);
+            http_respond_header(c, "Stream-Closed", "true");
+            if (p.present) producer_headers(c, p.epoch, p.seq);
+            http_respond_end(c);
+        } else {
+            closed_conflict(c, s, path);
+        }
+        goto out;
+    }
+    if (has_body) {
+        if (!ct) {
+            respond_error(c, 400, path, "missing Content-Type");
+            goto out;
+        }
+        if (!media_type_eq(ct, ct_len, s->content_type, strlen(s->content_type))) {
+            respond_error(c, 409, path, "Content-Type does not match the stream's");
+            goto out;
+        }
+    }
+    if (stream_seq && s->stream_seq && !seq_increases(s->stream_seq, stream_seq, seq_len)) {
+        respond_error(c, 409, path, "Stream-Seq must increase");
+        goto out;
+    }
+    producer *pr = NULL;
+    if (p.present) {
+        pr = find_producer(s, &p);
+        if (pr && p.epoch < pr->epoch) {
+            log_write(LOG_ERROR, "POST %s: 403 stale producer epoch", path);
+            respond_begin(c, 403);
+            http_respond_headerf(c, "Producer-Epoch", "%llu", (unsigned long long)pr->epoch);
+            http_respond_header(c, "Content-Type", "text/plain; charset=utf-8");
+            http_respond_body(c, "stale producer epoch\n", 21);
+            http_respond_end(c);
+            goto out;
+        }
+        bool new_epoch = !pr || p.epoch > pr->epoch;
+        if (new_epoch && p.seq != 0) {
+            if (pr) {
+                respond_error(c, 400, path, "a new Producer-Epoch must start at Producer-Seq 0");
+                goto out;
+            }
+            log_write(LOG_ERROR, "POST %s: 409 producer sequence gap", path);
+            respond_begin(c, 409);
+            http_respond_header(c, "Producer-Expected-Seq", "0");
+            http_respond_headerf(c, "Producer-Received-Seq", "%llu", (unsigned long long)p.seq);
+            http_respond_end(c);
+            goto out;
+        }
+        if (!new_epoch) {
+            if (p.seq <= pr->seq) {
+                respond_begin(c, 204);
+                offset_header(c, "Stream-Next-Offset", s->tail);
+                producer_headers(c, pr->epoch, pr->seq);
+                http_respond_end(c);
+                goto out;
+            }
+            if (p.seq > pr->seq + 1) {
+                log_write(LOG_ERROR, "POST %s: 409 producer sequence gap", path);
+                respond_begin(c, 409);
+                http_respond_headerf(c, "Producer-Expected-Seq", "%llu", (unsigned long long)(pr->seq + 1));
+                http_respond_headerf(c, "Producer-Received-Seq", "%llu", (unsigned long long)p.seq);
+                http_respond_end(c);
+                goto out;
+            }
+        }
+    }
+    if (has_body) {
+        if (s->json) {
+            size_t count;
+            json_error jerr;
+            json_status st = json_split_messages(req->body.data, req->body.len,
+                                                 streams_limits.json_max_depth, &data, &count, &jerr);
+            if (st == JSON_ERR_EMPTY_ARRAY) {
+                respond_error(c, 400, path, "empty JSON array: nothing to append");
+                goto out;
+            }
+            if (st != JSON_OK) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "invalid JSON at byte %zu: %s", jerr.pos, jerr.msg);
+                respond_error(c, 400, path, msg);
+                goto out;
+            }
+        } else {
+            buf_append(&data, req->body.data, req->body.len);
+        }
+    }
+    /* Accepted: apply to the in-memory state, then log it. */
+    bool meta_changed = p.present || stream_seq || close_req;
+    if (p.present) {
+        if (!pr) {
+            s->producers = xrealloc(s->producers, (s->nproducers + 1) * sizeof *s->producers);
+            pr = &s->producers[s->nproducers++];
+            pr->id = xstrndup(p.id, p.id_len);
+        }
+        pr->epoch = p.epoch;
+        pr->seq = p.seq;
+    }
+    if (stream_seq) {
+        free(s->stream_seq);
+        s->stream_seq = xstrndup(stream_seq, seq_len);
+    }
+    if (close_req) {
+        s->closed = true;
+        if (p.present) {
+            free(s->closed_by_id);
+            s->closed_by_id = xstrndup(p.id, p.id_len);
+            s->closed_by_epoch = p.epoch;
+            s->closed_by_seq = p.seq;
+        }
+    }
+    buf meta;
+    buf_init(&meta);
+    if (meta_changed) stream_meta_encode(s, &meta);
+    store_lsn lsn = store_append(streams_store, s->id, s->tail - s->fork_off, data.data, data.len,
+                                 meta_changed ? meta.data : NULL, meta.len);
+    buf_free(&meta);
+    if (lsn == 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "storage error: %s", strerror(errno));
+        respond_error(c, 507, path, msg);
+        goto out;
+    }
+    s->tail += data.len;
+    respond_begin(c, p.present ? 200 : 204);
+    offset_header(c, "Stream-Next-Offset", s->tail);
+    if (s->closed) http_respond_header(c, "Stream-Closed", "true");
+    if (p.present) producer_headers(c, p.epoch, p.seq);
+    respond_when_durable(c, s, lsn);
+out:
+    buf_free(&data);
+    pthread_mutex_unlock(&streams_lock);
+}
+
+/* --- DELETE, HEAD --- */
+
+static void handle_delete(http_conn *c, const char *path, size_t path_len) {
+    pthread_mutex_lock(&streams_lock);
+    stream *s = stream_lookup_live(path, path_len, wall_ms());
+    if (!s) {
+        respond_error(c, 404, path, "stream not found");
+    } else if (s->deleted) {
+        respond_error(c, 410, path, "stream was deleted");
+    } else {
+        stream_ref(s);
+        store_lsn lsn = stream_delete(s);
+        respond_begin(c, 204);
+        respond_when_durable(c, s, lsn);
+        stream_unref(s);
+    }
+    pthread_mutex_unlock(&streams_lock);
+}
+
+static void handle_head(http_conn *c, const char *path, size_t path_len) {
+    pthread_mutex_lock(&streams_lock);
+    stream *s = stream_lookup_live(path, path_len, wall_ms());
+    if (!s) {
+        respond_error(c, 404, path, "stream not found");
+    } else if (s->deleted) {
+        respond_error(c, 410, path, "stream was deleted");
+    } else {
+        respond_begin(c, 200);
+        config_headers(c, s);
+        offset_header(c, "Stream-Next-Offset", s->visible);
+        if (s->closed_visible) http_respond_header(c, "Stream-Closed", "true");
+        http_respond_header(c, "Cache-Control", "no-store");
+        http_respond_end(c);
+    }
+    pthread_mutex_unlock(&streams_lock);
+}
+
+static void handle_options(http_conn *c, http_request *req) {
+    respond_begin(c, 204);
+    http_respond_header(c, "Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS");
+    size_t n;
+    const char *h = hdr(req, "access-control-request-headers", &n);
+    if (h) http_respond_headerf(c, "Access-Control-Allow-Headers", "%.*s", (int)n, h);
+    else http_respond_header(c, "Access-Control-Allow-Headers", "*");
+    http_respond_header(c, "Access-Control-Max-Age", "86400");
+    http_respond_end(c);
+}
+
+/* --- routing --- */
+
+/* Decode and vet the stream path: no NUL (the decoder refuses it), no "."
+ * or ".." segments, no empty stream name. */
+static const char *check_path(const buf *p) {
+    size_t plen = sizeof STREAM_PREFIX - 1;
+    if (p->len <= plen) return "missing stream name";
+    if (p->len > streams_limits.max_path) return "stream path too long";
+    const char *s = (const char *)p->data;
+    for (size_t i = 0; i < p->len;) {
+        size_t j = i;
+        while (j < p->len && s[j] != '/') j++;
+        size_t seg = j - i;
+        if ((seg == 1 && s[i] == '.') || (seg == 2 && s[i] == '.' && s[i + 1] == '.'))
+            return "path segments '.' and '..' are not allowed";
+        i = j + 1;
+    }
+    return NULL;
+}
+
+void streams_handle(void *ctx, http_conn *c, http_request *req) {
+    (void)ctx;
+    buf path;
+    buf_init(&path);
+    const http_target *t = &req->target;
+    if (!http_percent_decode(t->path, t->path_len, &path)) {
+        respond_error(c, 400, NULL, "invalid percent-encoding in path");
+        buf_free(&path);
+        return;
+    }
+    buf_append_byte(&path, 0);
+    path.len--;
+    const char *p = (const char *)path.data;
+    if (path.len < sizeof STREAM_PREFIX - 1 || memcmp(p, STREAM_PREFIX, sizeof STREAM_PREFIX - 1) != 0) {
+        if (req->head.method == HTTP_OPTIONS) handle_options(c, req);
+        else respond_error(c, 404, p, "not found: streams live under " STREAM_PREFIX);
+        buf_free(&path);
+        return;
+    }
+    const char *bad = check_path(&path);
+    if (bad) {
+        respond_error(c, 400, p, bad);
+        buf_free(&path);
+        return;
+    }
+    if (log_enabled(LOG_DEBUG))
+        log_write(LOG_DEBUG, "%s %.*s %s (%zu body bytes)", http_conn_peer(c),
+                  (int)req->head.method_len, req->head.method_str, p, req->body.len);
+    switch (req->head.method) {
+    case HTTP_PUT: handle_put(c, req, p, path.len); break;
+    case HTTP_POST: handle_post(c, req, p, path.len); break;
+    case HTTP_DELETE: handle_delete(c, p, path.len); break;
+    case HTTP_HEAD: handle_head(c, p, path.len); break;
+    case HTTP_GET: handle_get(c, req, p, path.len); break;
+    case HTTP_OPTIONS: handle_options(c, req); break;
+    default:
+        respond_begin(c, 405);
+        http_respond_header(c, "Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS");
+        http_respond_header(c, "Content-Type", "text/plain; charset=utf-8");
+        http_respond_body(c, "method not allowed\n", 19);
+        log_write(LOG_ERROR, "%.*s %s: 405 method not allowed", (int)req->head.method_len,
+                  req->head.method_str, p);
+        http_respond_end(c);
+        break;
+    }
+    buf_free(&path);
+}

@@ -1,0 +1,450 @@
+/* read.c — the read side of the protocol: catch-up reads, long-poll and SSE.
+ *
+ * Catch-up responses are byte ranges of the data files (sendfile); a JSON
+ * stream's range is wrapped in "[" ... "]" (see util/json.h for why the
+ * stored form allows that). A live reader that is caught up parks a waiter on
+ * the stream; stream_on_durable's wake-up is posted to the reader's loop,
+ * where the waiter answers (long-poll) or sends the new events (SSE).
+ *
+ * Waiter ownership: a waiter is linked on its stream, or posted for wake-up,
+ * or waiting for the socket to drain — exactly one at a time. Only the wake
+ * path (under streams_lock, from the flusher thread) moves it from linked to
+ * posted; everything else runs on the connection's loop thread.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "../util/base64.h"
+#include "../util/log.h"
+#include "../util/mem.h"
+#include "protocol.h"
+#include "stream.h"
+
+#define SSE_EVENT_BYTES 65536
+#define SSE_MAX_PENDING (1u << 20)
+
+static const char cache_public[] = "public, max-age=60, stale-while-revalidate=300";
+
+/* End of a read starting at `start`: at most `limit` bytes, never past the
+ * visible tail, and for JSON streams on a message boundary. */
+static uint64_t read_end(stream *s, uint64_t start, uint64_t limit) {
+    uint64_t end = s->visible - start > limit ? start + limit : s->visible;
+    if (!s->json || end == s->visible) return end;
+    uint8_t win[4096];
+    for (uint64_t hi = end; hi > start;) {
+        size_t n = hi - start > sizeof win ? sizeof win : (size_t)(hi - start);
+        if (!stream_pread(s, hi - n, n, win)) return end;
+        for (size_t i = n; i > 0; i--)
+            if (win[i - 1] == '\n') return hi - n + i;
+        hi -= n;
+    }
+    /* One message larger than the limit: send it whole. */
+    for (uint64_t lo = end; lo < s->visible;) {
+        size_t n = s->visible - lo > sizeof win ? sizeof win : (size_t)(s->visible - lo);
+        if (!stream_pread(s, lo, n, win)) return s->visible;
+        for (size_t i = 0; i < n; i++)
+            if (win[i] == '\n') return lo + i + 1;
+        lo += n;
+    }
+    return s->visible;
+}
+
+static void offset_header(http_conn *c, uint64_t pos) {
+    char off[OFFSET_LEN + 1];
+    offset_format(pos, off);
+    http_respond_header(c, "Stream-Next-Offset", off);
+}
+
+static void cursor_header(http_conn *c, const buf *client_cursor) {
+    uint64_t cur = cursor_next((const char *)client_cursor->data, client_cursor->len, wall_ms());
+    http_respond_headerf(c, "Stream-Cursor", "%llu", (unsigned long long)cur);
+}
+
+/* 200 with the data from `start` (catch-up and long-poll). */
+static void respond_data(http_conn *c, http_request *req, stream *s, uint64_t start, bool live,
+                         const buf *cursor) {
+    uint64_t end = read_end(s, start, streams_limits.read_chunk);
+    bool up_to_date = end == s->visible;
+    bool closed = up_to_date && s->closed_visible;
+    char etag[96];
+    snprintf(etag, sizeof etag, "\"%llx:%llx:%llx%s\"", (unsigned long long)s->id,
+             (unsigned long long)start, (unsigned long long)end, closed ? ":c" : "");
+    size_t inm_len;
+    const char *inm = http_head_get(&req->head, "if-none-match", &inm_len);
+    bool not_modified = inm && inm_len == strlen(etag) && memcmp(inm, etag, inm_len) == 0;
+    respond_begin(c, not_modified ? 304 : 200);
+    http_respond_header(c, "Content-Type", s->content_type);
+    offset_header(c, end);
+    if (up_to_date) http_respond_header(c, "Stream-Up-To-Date", "true");
+    if (closed) http_respond_header(c, "Stream-Closed", "true");
+    else if (live || up_to_date) cursor_header(c, cursor);
+    http_respond_header(c, "ETag", etag);
+    http_respond_header(c, "Cache-Control", cache_public);
+    if (!not_modified) {
+        bool ok = true;
+        if (s->json) {
+            http_respond_body(c, "[", 1);
+            if (end > start) ok = stream_respond_range(c, s, start, end - 2);
+            http_respond_body(c, "]", 1);
+        } else {
+            ok = stream_respond_range(c, s, start, end);
+        }
+        if (!ok) {
+            respond_error(c, 500, s->path, "cannot read stream data");
+            return;
+        }
+    }
+    http_respond_end(c);
+}
+
+/* offset=now without live: an empty, uncacheable answer at the tail. */
+static void respond_now(http_conn *c, stream *s) {
+    respond_begin(c, 200);
+    http_respond_header(c, "Content-Type", s->content_type);
+    offset_header(c, s->visible);
+    http_respond_header(c, "Stream-Up-To-Date", "true");
+    if (s->closed_visible) http_respond_header(c, "Stream-Closed", "true");
+    http_respond_header(c, "Cache-Control", "no-store");
+    if (s->json) http_respond_body(c, "[]", 2);
+    http_respond_end(c);
+}
+
+/* Long-poll finished with no data: 204 at the tail. */
+static void respond_no_data(http_conn *c, stream *s, const buf *cursor) {
+    respond_begin(c, 204);
+    offset_header(c, s->visible);
+    http_respond_header(c, "Stream-Up-To-Date", "true");
+    if (s->closed_visible) http_respond_header(c, "Stream-Closed", "true");
+    else cursor_header(c, cursor);
+    http_respond_header(c, "Cache-Control", "no-store");
+    http_respond_end(c);
+}
+
+/* --- long-poll --- */
+
+typedef struct lp_wait {
+    waiter w;
+    stream *s; /* own ref, kept across wake-ups */
+    uint64_t start;
+    buf cursor;
+    loop_timer timer;
+} lp_wait;
+
+/* streams_lock held. */
+static void lp_free(lp_wait *lp) {
+    loop_timer_cancel(http_conn_loop(lp->w.conn), &lp->timer);
+    waiter_unlink(&lp->w);
+    stream_unref(lp->s);
+    http_conn_unref(lp->w.conn);
+    buf_free(&lp->cursor);
+    free(lp);
+}
+
+/* Answer if there is something to say; otherwise keep waiting. Lock held. */
+static bool lp_answer(lp_wait *lp) {
+    http_conn *c = lp->w.conn;
+    stream *s = lp->s;
+    if (s->dead || s->deleted) {
+        respond_error(c, s->dead ? 404 : 410, s->path, "stream was deleted");
+        return true;
+    }
+    if (lp->start < s->visible) {
+        respond_data(c, http_conn_request(c), s, lp->start, true, &lp->cursor);
+        return true;
+    }
+    if (s->closed_visible) {
+        respond_no_data(c, s, &lp->cursor);
+        return true;
+    }
+    return false;
+}
+
+static void lp_wake(waiter *w) {
+    lp_wait *lp = (lp_wait *)w;
+    pthread_mutex_lock(&streams_lock);
+    if (http_conn_closed(w->conn) || lp_answer(lp)) lp_free(lp);
+    else waiter_link(&lp->w, lp->s);
+    pthread_mutex_unlock(&streams_lock);
+}
+
+static void lp_timeout(void *arg) {
+    lp_wait *lp = arg;
+    pthread_mutex_lock(&streams_lock);
+    if (lp->w.linked) {
+        respond_no_data(lp->w.conn, lp->s, &lp->cursor);
+        lp_free(lp);
+    }
+    /* Not linked: a wake-up is already posted and will answer. */
+    pthread_mutex_unlock(&streams_lock);
+}
+
+static void lp_abort(void *arg) {
+    lp_wait *lp = arg;
+    pthread_mutex_lock(&streams_lock);
+    if (lp->w.linked) lp_free(lp);
+    else loop_timer_cancel(http_conn_loop(lp->w.conn), &lp->timer);
+    pthread_mutex_unlock(&streams_lock);
+}
+
+static void lp_park(http_conn *c, stream *s, uint64_t start, const buf *cursor) {
+    lp_wait *lp = xcalloc(1, sizeof *lp);
+    lp->w.conn = c;
+    lp->w.wake = lp_wake;
+    http_conn_ref(c);
+    lp->s = s;
+    stream_ref(s);
+    lp->start = start;
+    buf_init(&lp->cursor);
+    buf_append(&lp->cursor, cursor->data, cursor->len);
+    waiter_link(&lp->w, s);
+    loop_timer_init(&lp->timer, lp_timeout, lp);
+    loop_timer_set(http_conn_loop(c), &lp->timer, streams_limits.long_poll_timeout_ms);
+    http_conn_park(c, lp_abort, lp);
+}
+
+/* --- SSE --- */
+
+typedef struct sse_reader {
+    waiter w;
+    stream *s;
+    uint64_t pos;
+    uint64_t cursor;
+    bool draining; /* waiting for the socket to drain */
+    bool ending;   /* max duration reached: end at the next chance */
+    bool done;
+    loop_timer timer;
+    buf ev;
+    buf raw;
+} sse_reader;
+
+static void sse_free(sse_reader *r) {
+    loop_timer_cancel(http_conn_loop(r->w.conn), &r->timer);
+    waiter_unlink(&r->w);
+    stream_unref(r->s);
+    http_conn_unref(r->w.conn);
+    buf_free(&r->ev);
+    buf_free(&r->raw);
+    free(r);
+}
+
+static void sse_data_event(sse_reader *r, stream *s) {
+    buf *ev = &r->ev, *raw = &r->raw;
+    buf_append_str(ev, "event: data\n");
+    if (s->json) {
+        buf_append_str(ev, "data: [");
+        size_t i = 0;
+        while (i < raw->len) {
+            size_t j = i;
+            while (raw->data[j] != '\n') j++;
+            bool last = j + 1 == raw->len;
+            if (i > 0) buf_append_str(ev, "data: ");
+            if (last) {
+                buf_append(ev, raw->data + i, j - i - 1); /* drop the ',' */
+                buf_append_str(ev, "]\n");
+            } else {
+                buf_append(ev, raw->data + i, j - i + 1);
+            }
+            i = j + 1;
+        }
+    } else if (s->text) {
+        size_t i = 0;
+        for (;;) {
+            size_t j = i;
+            while (j < raw->len && raw->data[j] != '\n') j++;
+            buf_append_str(ev, "data: ");
+            buf_append(ev, raw->data + i, j - i);
+            buf_append_byte(ev, '\n');
+            if (j >= raw->len) break;
+            i = j + 1;
+        }
+    } else {
+        buf_append_str(ev, "data: ");
+        base64_encode(raw->data, raw->len, ev);
+        buf_append_byte(ev, '\n');
+    }
+    buf_append_byte(ev, '\n');
+}
+
+static void sse_control_event(sse_reader *r, stream *s) {
+    char off[OFFSET_LEN + 1];
+    offset_format(r->pos, off);
+    buf *ev = &r->ev;
+    buf_printf(ev, "event: control\ndata: {\"streamNextOffset\":\"%s\"", off);
+    bool at_tail = r->pos == s->visible;
+    if (at_tail && s->closed_visible) {
+        buf_append_str(ev, ",\"streamClosed\":true");
+    } else {
+        char cur[24];
+        snprintf(cur, sizeof cur, "%llu", (unsigned long long)r->cursor);
+        buf_printf(ev, ",\"streamCursor\":\"%s\"", cur);
+    }
+    if (at_tail) buf_append_str(ev, ",\"upToDate\":true");
+    buf_append_str(ev, "}\n\n");
+}
+
+static void sse_on_drain(void *arg);
+
+/* Send what is new, then wait. Lock held. Returns false once finished. */
+static bool sse_pump(sse_reader *r, bool first) {
+    http_conn *c = r->w.conn;
+    stream *s = r->s;
+    if (s->dead || s->deleted) {
+        http_stream_end(c);
+        return false;
+    }
+    bool sent = false;
+    while (r->pos < s->visible) {
+        if (http_conn_pending(c) > SSE_MAX_PENDING) {
+            r->draining = true;
+            http_conn_on_drain(c, sse_on_drain, r);
+            return true;
+        }
+        uint64_t end = read_end(s, r->pos, SSE_EVENT_BYTES);
+        buf_reset(&r->raw);
+        buf_reserve(&r->raw, (size_t)(end - r->pos));
+        if (!stream_pread(s, r->pos, (size_t)(end - r->pos), r->raw.data)) {
+            log_write(LOG_ERROR, "%s: SSE read failed", s->path);
+            http_stream_end(c);
+            return false;
+        }
+        r->raw.len = (size_t)(end - r->pos);
+        r->pos = end;
+        buf_reset(&r->ev);
+        sse_data_event(r, s);
+        r->cursor = cursor_next(NULL, 0, wall_ms()) > r->cursor ? cursor_next(NULL, 0, wall_ms())
+                                                                 : r->cursor;
+        sse_control_event(r, s);
+        http_stream_write(c, r->ev.data, r->ev.len);
+        sent = true;
+    }
+    if (first && !sent) {
+        buf_reset(&r->ev);
+        sse_control_event(r, s);
+        http_stream_write(c, r->ev.data, r->ev.len);
+    }
+    if (s->closed_visible || r->ending) {
+        http_stream_end(c);
+        return false;
+    }
+    waiter_link(&r->w, s);
+    return true;
+}
+
+static void sse_on_drain(void *arg) {
+    sse_reader *r = arg;
+    pthread_mutex_lock(&streams_lock);
+    r->draining = false;
+    if (!sse_pump(r, false)) sse_free(r);
+    pthread_mutex_unlock(&streams_lock);
+}
+
+static void sse_wake(waiter *w) {
+    sse_reader *r = (sse_reader *)w;
+    pthread_mutex_lock(&streams_lock);
+    if (http_conn_closed(w->conn) || !sse_pump(r, false)) sse_free(r);
+    pthread_mutex_unlock(&streams_lock);
+}
+
+static void sse_timeout(void *arg) {
+    sse_reader *r = arg;
+    pthread_mutex_lock(&streams_lock);
+    r->ending = true;
+    if (r->w.linked) {
+        http_stream_end(r->w.conn);
+        sse_free(r);
+    }
+    pthread_mutex_unlock(&streams_lock);
+}
+
+static void sse_abort(void *arg) {
+    sse_reader *r = arg;
+    pthread_mutex_lock(&streams_lock);
+    if (r->w.linked || r->draining) sse_free(r);
+    else loop_timer_cancel(http_conn_loop(r->w.conn), &r->timer);
+    pthread_mutex_unlock(&streams_lock);
+}
+
+static void sse_start(http_conn *c, stream *s, uint64_t start, const buf *cursor) {
+    respond_begin(c, 200);
+    http_respond_header(c, "Content-Type", "text/event-stream");
+    http_respond_header(c, "Cache-Control", "no-cache");
+    if (!s->text) http_respond_header(c, "stream-sse-data-encoding", "base64");
+    http_stream_begin(c, 200);
+    sse_reader *r = xcalloc(1, sizeof *r);
+    r->w.conn = c;
+    r->w.wake = sse_wake;
+    http_conn_ref(c);
+    r->s = s;
+    stream_ref(s);
+    r->pos = start;
+    r->cursor = cursor_next((const char *)cursor->data, cursor->len, wall_ms());
+    buf_init(&r->ev);
+    buf_init(&r->raw);
+    loop_timer_init(&r->timer, sse_timeout, r);
+    if (!sse_pump(r, true)) {
+        sse_free(r);
+        return;
+    }
+    loop_timer_set(http_conn_loop(c), &r->timer, streams_limits.sse_max_duration_ms);
+    http_conn_park(c, sse_abort, r);
+}
+
+/* --- GET --- */
+
+void handle_get(http_conn *c, http_request *req, const char *path, size_t path_len) {
+    const http_target *t = &req->target;
+    buf off, live, cursor;
+    buf_init(&off);
+    buf_init(&live);
+    buf_init(&cursor);
+    bool has_off = t->query && http_query_get(t->query, t->query_len, "offset", &off);
+    bool has_live = t->query && http_query_get(t->query, t->query_len, "live", &live);
+    if (t->query) http_query_get(t->query, t->query_len, "cursor", &cursor);
+    enum { LIVE_NONE, LIVE_LP, LIVE_SSE } mode = LIVE_NONE;
+    offset_kind kind = OFFSET_START;
+    uint64_t pos = 0;
+    const char *bad = NULL;
+    if (has_live) {
+        if (live.len == 9 && memcmp(live.data, "long-poll", 9) == 0) mode = LIVE_LP;
+        else if (live.len == 3 && memcmp(live.data, "sse", 3) == 0) mode = LIVE_SSE;
+        else bad = "invalid live mode: expected long-poll or sse";
+    }
+    if (!bad && has_off) {
+        kind = offset_parse((const char *)off.data, off.len, &pos);
+        if (kind == OFFSET_INVALID) bad = "invalid offset";
+    } else if (!bad && mode != LIVE_NONE) {
+        bad = "live reads need an offset";
+    }
+    if (bad) {
+        respond_error(c, 400, path, bad);
+        goto done;
+    }
+    pthread_mutex_lock(&streams_lock);
+    int64_t now = wall_ms();
+    stream *s = stream_lookup_live(path, path_len, now);
+    if (!s) {
+        respond_error(c, 404, path, "stream not found");
+    } else if (s->deleted) {
+        respond_error(c, 410, path, "stream was deleted");
+    } else {
+        stream_touch(s, now);
+        uint64_t start = kind == OFFSET_START ? 0 : kind == OFFSET_NOW ? s->visible : pos;
+        if (start > s->visible) {
+            respond_error(c, 400, path, "offset is beyond the end of the stream");
+        } else if (mode == LIVE_NONE) {
+            if (kind == OFFSET_NOW) respond_now(c, s);
+            else respond_data(c, req, s, start, false, &cursor);
+        } else if (mode == LIVE_LP) {
+            if (start < s->visible) respond_data(c, req, s, start, true, &cursor);
+            else if (s->closed_visible) respond_no_data(c, s, &cursor);
+            else lp_park(c, s, start, &cursor);
+        } else {
+            sse_start(c, s, start, &cursor);
+        }
+    }
+    pthread_mutex_unlock(&streams_lock);
+done:
+    buf_free(&off);
+    buf_free(&live);
+    buf_free(&cursor);
+}

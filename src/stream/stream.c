@@ -1,0 +1,448 @@
+/* stream.c — the stream registry, lifetime, durability bookkeeping and
+ * live-reader wake-ups (see stream.h). */
+#include "stream.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../util/log.h"
+#include "../util/mem.h"
+
+pthread_mutex_t streams_lock = PTHREAD_MUTEX_INITIALIZER;
+store *streams_store;
+weft_limits streams_limits;
+
+/* Registry: an intrusive chained hash table keyed by path. */
+static stream **table;
+static uint64_t table_size; /* power of two */
+static uint64_t nstreams;
+
+/* Mutations waiting for durability, in LSN order (a ring). */
+typedef struct pending {
+    store_lsn lsn;
+    stream *s;
+    uint64_t tail;
+    bool closed;
+    http_conn *conn;
+} pending;
+static pending *pend;
+static size_t pend_head, pend_len, pend_cap;
+static bool detached;
+
+int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t hash_path(const char *p, size_t n) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (uint8_t)p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static void table_grow(void) {
+    uint64_t nsize = table_size ? table_size * 2 : 1024;
+    stream **nt = xcalloc(nsize, sizeof *nt);
+    for (uint64_t i = 0; i < table_size; i++) {
+        stream *s = table[i];
+        while (s) {
+            stream *next = s->hnext;
+            uint64_t b = hash_path(s->path, strlen(s->path)) & (nsize - 1);
+            s->hnext = nt[b];
+            nt[b] = s;
+            s = next;
+        }
+    }
+    free(table);
+    table = nt;
+    table_size = nsize;
+}
+
+stream *stream_lookup(const char *path, size_t len) {
+    if (!table_size) return NULL;
+    uint64_t b = hash_path(path, len) & (table_size - 1);
+    for (stream *s = table[b]; s; s = s->hnext)
+        if (strncmp(s->path, path, len) == 0 && s->path[len] == 0) return s;
+    return NULL;
+}
+
+uint64_t stream_count(void) { return nstreams; }
+
+stream *stream_new(const char *path, size_t len, uint64_t id) {
+    if (nstreams + 1 > table_size * 2) table_grow();
+    stream *s = xcalloc(1, sizeof *s);
+    s->id = id;
+    s->path = xstrndup(path, len);
+    s->ttl = -1;
+    s->refs = 1; /* the registry's */
+    s->last_access = wall_ms();
+    uint64_t b = hash_path(path, len) & (table_size - 1);
+    s->hnext = table[b];
+    table[b] = s;
+    nstreams++;
+    return s;
+}
+
+static void table_remove(stream *s) {
+    uint64_t b = hash_path(s->path, strlen(s->path)) & (table_size - 1);
+    for (stream **pp = &table[b]; *pp; pp = &(*pp)->hnext) {
+        if (*pp == s) {
+            *pp = s->hnext;
+            nstreams--;
+            return;
+        }
+    }
+}
+
+void stream_ref(stream *s) { s->refs++; }
+
+static void stream_free(stream *s) {
+    for (uint32_t i = 0; i < s->nproducers; i++) free(s->producers[i].id);
+    free(s->producers);
+    free(s->path);
+    free(s->content_type);
+    free(s->expires_str);
+    free(s->stream_seq);
+    free(s->closed_by_id);
+    free(s);
+}
+
+void stream_unref(stream *s) {
+    if (--s->refs > 0) return;
+    if (s->src) stream_unref(s->src);
+    stream_free(s);
+}
+
+bool stream_expired(const stream *s, int64_t now_ms) {
+    if (s->expires_at && now_ms >= s->expires_at) return true;
+    if (s->ttl >= 0 && now_ms >= s->last_access + s->ttl * 1000) return true;
+    return false;
+}
+
+void stream_touch(stream *s, int64_t now_ms) { s->last_access = now_ms; }
+
+/* Remove a stream for good: its data goes, its source loses a fork. */
+static store_lsn stream_destroy(stream *s) {
+    store_lsn lsn = store_delete(streams_store, s->id);
+    if (lsn == 0) log_write(LOG_ERROR, "%s: delete not logged: %s", s->path, strerror(errno));
+    table_remove(s);
+    s->dead = true;
+    streams_wake(s);
+    stream *src = s->src;
+    if (src) {
+        src->nforks--;
+        if (src->deleted && src->nforks == 0 && !src->dead) {
+            store_lsn l2 = stream_destroy(src);
+            if (l2 > lsn) lsn = l2;
+        }
+    }
+    stream_unref(s);
+    return lsn;
+}
+
+store_lsn stream_delete(stream *s) {
+    if (s->nforks > 0) {
+        s->deleted = true;
+        buf meta;
+        buf_init(&meta);
+        stream_meta_encode(s, &meta);
+        store_lsn lsn = store_set_meta(streams_store, s->id, meta.data, meta.len);
+        buf_free(&meta);
+        streams_wake(s);
+        return lsn;
+    }
+    return stream_destroy(s);
+}
+
+stream *stream_lookup_live(const char *path, size_t len, int64_t now_ms) {
+    stream *s = stream_lookup(path, len);
+    if (s && !s->deleted && stream_expired(s, now_ms)) {
+        log_write(LOG_INFO, "%s: expired", s->path);
+        stream_delete(s);
+        s = stream_lookup(path, len);
+    }
+    return s;
+}
+
+/* --- durability --- */
+
+void stream_commit(stream *s, store_lsn lsn, http_conn *c) {
+    if (pend_len == pend_cap) {
+        size_t ncap = pend_cap ? pend_cap * 2 : 256;
+        pending *np = xmalloc(ncap * sizeof *np);
+        for (size_t i = 0; i < pend_len; i++) np[i] = pend[(pend_head + i) % pend_cap];
+        free(pend);
+        pend = np;
+        pend_head = 0;
+        pend_cap = ncap;
+    }
+    pending *p = &pend[(pend_head + pend_len) % pend_cap];
+    pend_len++;
+    p->lsn = lsn;
+    p->s = s;
+    p->tail = s->tail;
+    p->closed = s->closed;
+    p->conn = c;
+    stream_ref(s);
+    if (c) {
+        http_conn_ref(c);
+        http_conn_hold(c);
+    }
+}
+
+static void release_conn(void *arg) {
+    http_conn *c = arg;
+    if (!http_conn_closed(c)) http_conn_release(c);
+    http_conn_unref(c);
+}
+
+static void on_durable(void *ctx, store_lsn lsn) {
+    (void)ctx;
+    pthread_mutex_lock(&streams_lock);
+    while (pend_len > 0 && pend[pend_head].lsn <= lsn) {
+        pending p = pend[pend_head];
+        pend_head = (pend_head + 1) % pend_cap;
+        pend_len--;
+        stream *s = p.s;
+        bool changed = false;
+        if (p.tail > s->visible) {
+            s->visible = p.tail;
+            changed = true;
+        }
+        if (p.closed && !s->closed_visible) {
+            s->closed_visible = true;
+            changed = true;
+        }
+        if (changed) streams_wake(s);
+        if (p.conn) {
+            if (detached) http_conn_unref(p.conn);
+            else loop_post(http_conn_loop(p.conn), release_conn, p.conn);
+        }
+        stream_unref(s);
+    }
+    pthread_mutex_unlock(&streams_lock);
+}
+
+/* --- waiters --- */
+
+void waiter_link(waiter *w, stream *s) {
+    w->s = s;
+    stream_ref(s);
+    w->prev = NULL;
+    w->next = s->waiters;
+    if (s->waiters) s->waiters->prev = w;
+    s->waiters = w;
+    w->linked = true;
+}
+
+void waiter_unlink(waiter *w) {
+    if (!w->linked) return;
+    stream *s = w->s;
+    if (w->prev) w->prev->next = w->next;
+    else s->waiters = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->linked = false;
+    w->s = NULL;
+    stream_unref(s);
+}
+
+static void waiter_fire(void *arg) {
+    waiter *w = arg;
+    w->wake(w);
+}
+
+void streams_wake(stream *s) {
+    while (s->waiters) {
+        waiter *w = s->waiters;
+        waiter_unlink(w);
+        if (!detached) loop_post(http_conn_loop(w->conn), waiter_fire, w);
+    }
+}
+
+/* --- data access --- */
+
+typedef struct file_ref {
+    store_file *f;
+} file_ref;
+
+static void file_ref_release(void *arg) {
+    store_file_release(streams_store, arg);
+}
+
+bool stream_respond_range(http_conn *c, stream *s, uint64_t a, uint64_t b) {
+    while (a < b) {
+        if (s->src && a < s->fork_off) {
+            uint64_t e = b < s->fork_off ? b : s->fork_off;
+            if (!stream_respond_range(c, s->src, a, e)) return false;
+            a = e;
+            continue;
+        }
+        store_file *f = store_file_acquire(streams_store, s->id);
+        if (!f) {
+            log_write(LOG_ERROR, "%s: cannot open data file: %s", s->path, strerror(errno));
+            return false;
+        }
+        http_respond_file(c, store_file_fd(f), a - s->fork_off, b - a, file_ref_release, f);
+        a = b;
+    }
+    return true;
+}
+
+bool stream_pread(stream *s, uint64_t off, size_t len, uint8_t *dst) {
+    while (len > 0) {
+        if (s->src && off < s->fork_off) {
+            size_t n = off + len <= s->fork_off ? len : (size_t)(s->fork_off - off);
+            if (!stream_pread(s->src, off, n, dst)) return false;
+            off += n;
+            dst += n;
+            len -= n;
+            continue;
+        }
+        store_file *f = store_file_acquire(streams_store, s->id);
+        if (!f) return false;
+        size_t done = 0;
+        while (done < len) {
+            ssize_t r = pread(store_file_fd(f), dst + done, len - done,
+                              (off_t)(off - s->fork_off + done));
+            if (r <= 0) {
+                if (r < 0 && errno == EINTR) continue;
+                store_file_release(streams_store, f);
+                return false;
+            }
+            done += (size_t)r;
+        }
+        store_file_release(streams_store, f);
+        return true;
+    }
+    return true;
+}
+
+/* --- recovery and checkpoints --- */
+
+typedef struct recovered {
+    stream *s;
+    uint64_t src_id;
+} recovered;
+static recovered *recov;
+static size_t nrecov, recov_cap;
+
+static void on_recover(void *ctx, uint64_t id, const uint8_t *name, size_t name_len,
+                       const uint8_t *meta, size_t meta_len, uint64_t length) {
+    (void)ctx;
+    stream *s = stream_new((const char *)name, name_len, id);
+    uint64_t src_id = 0;
+    if (!stream_meta_decode(s, meta, meta_len, &src_id))
+        log_write(LOG_ERROR, "%s: unreadable metadata, stream kept with defaults", s->path);
+    s->tail = s->visible = s->fork_off + length;
+    s->closed_visible = s->closed;
+    if (nrecov == recov_cap) {
+        recov_cap = recov_cap ? recov_cap * 2 : 64;
+        recov = xrealloc(recov, recov_cap * sizeof *recov);
+    }
+    recov[nrecov++] = (recovered){s, src_id};
+}
+
+static int by_id(const void *a, const void *b) {
+    uint64_t x = (*(stream *const *)a)->id, y = (*(stream *const *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* Forks reference their source by id in the metadata; resolve to pointers. */
+static void link_forks(void) {
+    stream **ids = xmalloc((nrecov ? nrecov : 1) * sizeof *ids);
+    for (size_t i = 0; i < nrecov; i++) ids[i] = recov[i].s;
+    qsort(ids, nrecov, sizeof *ids, by_id);
+    for (size_t i = 0; i < nrecov; i++) {
+        if (!recov[i].src_id) continue;
+        stream key = {.id = recov[i].src_id}, *kp = &key;
+        stream **hit = bsearch(&kp, ids, nrecov, sizeof *ids, by_id);
+        if (!hit) {
+            log_write(LOG_ERROR, "%s: fork source #%llu missing", recov[i].s->path,
+                      (unsigned long long)recov[i].src_id);
+            continue;
+        }
+        recov[i].s->src = *hit;
+        stream_ref(*hit);
+        (*hit)->nforks++;
+    }
+    free(ids);
+    free(recov);
+    recov = NULL;
+    nrecov = recov_cap = 0;
+}
+
+static void on_snapshot(void *ctx, store_snapshot *snap) {
+    (void)ctx;
+    pthread_mutex_lock(&streams_lock);
+    store_snapshot_begin(snap);
+    buf meta;
+    buf_init(&meta);
+    for (uint64_t i = 0; i < table_size; i++) {
+        for (stream *s = table[i]; s; s = s->hnext) {
+            buf_reset(&meta);
+            stream_meta_encode(s, &meta);
+            store_snapshot_add(snap, s->id, (const uint8_t *)s->path, strlen(s->path), meta.data,
+                               meta.len, s->tail - s->fork_off);
+        }
+    }
+    buf_free(&meta);
+    pthread_mutex_unlock(&streams_lock);
+}
+
+int streams_open(const char *dir, store_durability durability, char *err, size_t errlen) {
+    store_options opt = {
+        .dir = dir,
+        .durability = durability,
+        .on_durable = on_durable,
+        .on_recover = on_recover,
+        .snapshot = on_snapshot,
+    };
+    pthread_mutex_lock(&streams_lock);
+    if (!table_size) table_grow();
+    streams_store = store_open(&opt, err, errlen);
+    if (streams_store) link_forks();
+    pthread_mutex_unlock(&streams_lock);
+    return streams_store ? 0 : -1;
+}
+
+void streams_detach(void) {
+    pthread_mutex_lock(&streams_lock);
+    detached = true;
+    pthread_mutex_unlock(&streams_lock);
+}
+
+void streams_close(void) {
+    store_close(streams_store);
+    streams_store = NULL;
+    pthread_mutex_lock(&streams_lock);
+    while (pend_len > 0) {
+        pending p = pend[pend_head];
+        pend_head = (pend_head + 1) % pend_cap;
+        pend_len--;
+        if (p.conn) http_conn_unref(p.conn);
+        stream_unref(p.s);
+    }
+    free(pend);
+    pend = NULL;
+    pend_cap = 0;
+    for (uint64_t i = 0; i < table_size; i++) {
+        stream *s = table[i];
+        while (s) {
+            stream *next = s->hnext;
+            while (s->waiters) waiter_unlink(s->waiters);
+            stream_unref(s);
+            s = next;
+        }
+    }
+    free(table);
+    table = NULL;
+    table_size = nstreams = 0;
+    pthread_mutex_unlock(&streams_lock);
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Run the public Durable Streams conformance suite against the real weft
+# binary, and compare its failures with known-failures.txt: a new failure or
+# a listed test that now passes both fail this run (the list only shrinks).
+# Usage: tests/conformance/run.sh [path/to/weft]
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+weft=${1:-build/weft}
+dir=$(mktemp -d /tmp/weft-conf.XXXXXX)
+port=$((20000 + RANDOM % 20000))
+"$weft" serve --port "$port" --data-dir "$dir/data" --long-poll-timeout 2s \
+  --sse-max-duration 10s >"$dir/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do
+  curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+  sleep 0.1
+done
+CONFORMANCE_TEST_URL="http://127.0.0.1:$port" timeout 1200 node_modules/.bin/vitest run \
+  node_modules/@durable-streams/server-conformance-tests/dist/test-runner.js \
+  --root . --dir node_modules/@durable-streams/server-conformance-tests/dist \
+  --no-coverage --reporter=dot --reporter=json --outputFile.json="$dir/results.json" \
+  >"$dir/vitest.out" 2>&1
+kill "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+server_rc=$?
+node tests/conformance/compare.mjs "$dir/results.json" tests/conformance/known-failures.txt
+rc=$?
+if ((rc != 0)); then
+  echo "conformance: vitest output tail:"; tail -40 "$dir/vitest.out"
+  echo "conformance: server log tail:"; tail -20 "$dir/server.log"
+fi
+if ((server_rc != 0)); then echo "conformance: weft exited with status $server_rc on SIGTERM"; rc=1; fi
+rm -rf "$dir"
+exit $rc
