@@ -58,11 +58,12 @@ static void config_headers(http_conn *c, const stream *s) {
     if (s->expires_str) http_respond_header(c, "Stream-Expires-At", s->expires_str);
 }
 
-/* Send the prepared response once `lsn` is durable. */
+/* Send the prepared response once `lsn` is durable. Always through the
+ * pending queue, even if the store already reports lsn durable: the
+ * on_durable call that publishes it to readers is then still waiting for
+ * streams_lock, and the client must not get ahead of the readers. */
 static void respond_when_durable(http_conn *c, stream *s, store_lsn lsn) {
-    if (lsn > store_durable_lsn(streams_store)) {
-        stream_commit(s, lsn, c);
-    }
+    stream_commit(s, lsn, c);
     http_respond_end(c);
 }
 
@@ -84,32 +85,10 @@ typedef struct create_req {
     size_t fork_sub_len;
 } create_req;
 
-/* Does an existing stream have the configuration this PUT asks for? */
-static bool same_config(const stream *s, const create_req *r, const buf *fork_path) {
-    if (r->ct && !media_type_eq(s->content_type, strlen(s->content_type), r->ct, r->ct_len))
-        return false;
-    if (!r->ct && !s->src && !media_type_eq(s->content_type, strlen(s->content_type),
-                                            "application/octet-stream", 24))
-        return false;
-    if (!r->fork_from && (r->ttl != s->ttl || r->expires_at != s->expires_at)) return false;
-    if (r->fork_from) {
-        if (!s->src || strlen(s->src->path) != fork_path->len ||
-            memcmp(s->src->path, fork_path->data, fork_path->len) != 0)
-            return false;
-        if (r->ttl >= 0 && r->ttl != s->ttl) return false;
-        if (r->expires_at && r->expires_at != s->expires_at) return false;
-        uint64_t off;
-        if (r->fork_off && (offset_parse(r->fork_off, r->fork_off_len, &off) != OFFSET_AT ||
-                            (off != s->fork_off && !r->fork_sub)))
-            return false;
-    } else if (s->src) {
-        return false;
-    }
-    return r->closed == s->closed;
-}
-
 /* Resolve Stream-Fork-Offset (+ sub-offset) against the source. Returns an
- * error message or NULL. */
+ * error message or NULL. A sub-offset counts bytes (messages, for JSON) past
+ * the anchor; it is bounded by the source's tail, not by the extent of the
+ * next append, which the data files do not record. */
 static const char *fork_point(stream *src, const create_req *r, uint64_t *point) {
     uint64_t off = src->visible;
     if (r->fork_off) {
@@ -120,14 +99,15 @@ static const char *fork_point(stream *src, const create_req *r, uint64_t *point)
         if (off > src->visible) return "Stream-Fork-Offset is beyond the source stream's tail";
     }
     if (r->fork_sub) {
-        uint64_t sub;
-        if (!u53_parse(r->fork_sub, r->fork_sub_len, &sub)) return "invalid Stream-Fork-Sub-Offset";
+        int64_t sub;
+        if (!ttl_parse(r->fork_sub, r->fork_sub_len, &sub))
+            return "invalid Stream-Fork-Sub-Offset: expected a non-negative integer";
         if (src->json) {
             /* Count whole messages: each stored message ends in '\n'. */
             uint8_t chunk[4096];
             uint64_t pos = off;
             while (sub > 0) {
-                if (pos >= src->visible) return "Stream-Fork-Sub-Offset is past the source's tail";
+                if (pos >= src->visible) return "Stream-Fork-Sub-Offset is past the source's data";
                 size_t n = src->visible - pos < sizeof chunk ? (size_t)(src->visible - pos) : sizeof chunk;
                 if (!stream_pread(src, pos, n, chunk)) return "cannot read source stream";
                 size_t i = 0;
@@ -137,12 +117,33 @@ static const char *fork_point(stream *src, const create_req *r, uint64_t *point)
             }
             off = pos;
         } else {
-            if (sub > src->visible - off) return "Stream-Fork-Sub-Offset is past the source's tail";
-            off += sub;
+            if ((uint64_t)sub > src->visible - off) return "Stream-Fork-Sub-Offset is past the source's data";
+            off += (uint64_t)sub;
         }
     }
     *point = off;
     return NULL;
+}
+
+/* Does an existing stream have the configuration this PUT asks for? */
+static bool same_config(const stream *s, const create_req *r, const buf *fork_path) {
+    if (r->ct && !media_type_eq(s->content_type, strlen(s->content_type), r->ct, r->ct_len))
+        return false;
+    if (!r->ct && !s->src && !media_type_eq(s->content_type, strlen(s->content_type),
+                                            "application/octet-stream", 24))
+        return false;
+    if (r->closed != s->closed) return false;
+    if (!r->fork_from) return !s->src && r->ttl == s->ttl && r->expires_at == s->expires_at;
+    if (!s->src || strlen(s->src->path) != fork_path->len ||
+        memcmp(s->src->path, fork_path->data, fork_path->len) != 0)
+        return false;
+    if (r->ttl >= 0 && r->ttl != s->ttl) return false;
+    if (r->expires && r->expires_at != s->expires_at) return false;
+    if (r->fork_off || r->fork_sub) {
+        uint64_t point;
+        if (fork_point(s->src, r, &point) || point != s->fork_off) return false;
+    }
+    return true;
 }
 
 static void handle_put(http_conn *c, http_request *req, const char *path, size_t path_len) {
@@ -298,7 +299,10 @@ static void handle_put(http_conn *c, http_request *req, const char *path, size_t
         goto out;
     }
     respond_begin(c, 201);
-    http_respond_header(c, "Location", s->path);
+    size_t host_len;
+    const char *host = hdr(req, "host", &host_len);
+    http_respond_headerf(c, "Location", "http://%.*s%s", host ? (int)host_len : 9,
+                         host ? host : "localhost", s->path);
     config_headers(c, s);
     offset_header(c, "Stream-Next-Offset", s->tail);
     if (s->closed) http_respond_header(c, "Stream-Closed", "true");
@@ -423,10 +427,6 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
             goto out;
         }
     }
-    if (stream_seq && s->stream_seq && !seq_increases(s->stream_seq, stream_seq, seq_len)) {
-        respond_error(c, 409, path, "Stream-Seq must increase");
-        goto out;
-    }
     producer *pr = NULL;
     if (p.present) {
         pr = find_producer(s, &p);
@@ -469,6 +469,10 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
                 goto out;
             }
         }
+    }
+    if (stream_seq && s->stream_seq && !seq_increases(s->stream_seq, stream_seq, seq_len)) {
+        respond_error(c, 409, path, "Stream-Seq must increase");
+        goto out;
     }
     if (has_body) {
         if (s->json) {
@@ -527,7 +531,8 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
         goto out;
     }
     s->tail += data.len;
-    respond_begin(c, p.present ? 200 : 204);
+    /* 200 tells a producer its data was new; a close-only has none. */
+    respond_begin(c, p.present && data.len > 0 ? 200 : 204);
     offset_header(c, "Stream-Next-Offset", s->tail);
     if (s->closed) http_respond_header(c, "Stream-Closed", "true");
     if (p.present) producer_headers(c, p.epoch, p.seq);

@@ -10,10 +10,11 @@
 #include "../util/mem.h"
 
 void offset_format(uint64_t pos, char out[OFFSET_LEN + 1]) {
-    static const char hex[] = "0123456789abcdef";
-    for (int i = OFFSET_LEN - 1; i >= 0; i--) {
-        out[i] = hex[pos & 15];
-        pos >>= 4;
+    memset(out, '0', OFFSET_LEN);
+    out[16] = '_';
+    for (int i = OFFSET_LEN - 1; i > 16 && pos; i--) {
+        out[i] = (char)('0' + pos % 10);
+        pos /= 10;
     }
     out[OFFSET_LEN] = 0;
 }
@@ -21,15 +22,13 @@ void offset_format(uint64_t pos, char out[OFFSET_LEN + 1]) {
 offset_kind offset_parse(const char *s, size_t n, uint64_t *pos) {
     if (n == 2 && memcmp(s, "-1", 2) == 0) return OFFSET_START;
     if (n == 3 && memcmp(s, "now", 3) == 0) return OFFSET_NOW;
-    if (n != OFFSET_LEN) return OFFSET_INVALID;
+    if (n != OFFSET_LEN || s[16] != '_') return OFFSET_INVALID;
+    for (size_t i = 0; i < 16; i++)
+        if (s[i] != '0') return OFFSET_INVALID; /* never minted by this server */
     uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        int d;
-        if (c >= '0' && c <= '9') d = c - '0';
-        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-        else return OFFSET_INVALID;
-        v = v << 4 | (uint64_t)d;
+    for (size_t i = 17; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return OFFSET_INVALID;
+        v = v * 10 + (uint64_t)(s[i] - '0');
     }
     *pos = v;
     return OFFSET_AT;

@@ -11,9 +11,12 @@
 
 #include "stream.h"
 
-/* Offsets are 16 lower-case hex digits of the logical byte position: fixed
- * width, so lexicographic order is stream order, and never "-1" or "now". */
-#define OFFSET_LEN 16
+/* Offsets are "<16 digits>_<16 digits>": zero, then the logical byte
+ * position in decimal. Fixed width, so lexicographic order is stream order;
+ * never "-1" or "now". The shape is the reference server's, which the
+ * public conformance suite builds by hand ("0000000000000000_0000000000000000"
+ * is the start of every stream). */
+#define OFFSET_LEN 33
 void offset_format(uint64_t pos, char out[OFFSET_LEN + 1]);
 
 typedef enum offset_kind { OFFSET_INVALID, OFFSET_START, OFFSET_NOW, OFFSET_AT } offset_kind;

@@ -20,7 +20,7 @@
 #include "protocol.h"
 #include "stream.h"
 
-#define SSE_EVENT_BYTES 65536
+#define SSE_EVENT_BYTES (1u << 20)
 #define SSE_MAX_PENDING (1u << 20)
 
 static const char cache_public[] = "public, max-age=60, stale-while-revalidate=300";
@@ -227,17 +227,20 @@ static void sse_free(sse_reader *r) {
     free(r);
 }
 
+/* One data event for raw->data. SSE treats CR, LF and CRLF alike as line
+ * ends, so every one of them starts a new "data:" line; a client joins the
+ * lines with LF. JSON messages never contain raw line ends. */
 static void sse_data_event(sse_reader *r, stream *s) {
     buf *ev = &r->ev, *raw = &r->raw;
     buf_append_str(ev, "event: data\n");
     if (s->json) {
-        buf_append_str(ev, "data: [");
+        buf_append_str(ev, "data:[");
         size_t i = 0;
         while (i < raw->len) {
             size_t j = i;
             while (raw->data[j] != '\n') j++;
             bool last = j + 1 == raw->len;
-            if (i > 0) buf_append_str(ev, "data: ");
+            if (i > 0) buf_append_str(ev, "data:");
             if (last) {
                 buf_append(ev, raw->data + i, j - i - 1); /* drop the ',' */
                 buf_append_str(ev, "]\n");
@@ -250,15 +253,16 @@ static void sse_data_event(sse_reader *r, stream *s) {
         size_t i = 0;
         for (;;) {
             size_t j = i;
-            while (j < raw->len && raw->data[j] != '\n') j++;
-            buf_append_str(ev, "data: ");
+            while (j < raw->len && raw->data[j] != '\n' && raw->data[j] != '\r') j++;
+            buf_append_str(ev, "data:");
             buf_append(ev, raw->data + i, j - i);
             buf_append_byte(ev, '\n');
             if (j >= raw->len) break;
+            if (raw->data[j] == '\r' && j + 1 < raw->len && raw->data[j + 1] == '\n') j++;
             i = j + 1;
         }
     } else {
-        buf_append_str(ev, "data: ");
+        buf_append_str(ev, "data:");
         base64_encode(raw->data, raw->len, ev);
         buf_append_byte(ev, '\n');
     }
@@ -269,7 +273,7 @@ static void sse_control_event(sse_reader *r, stream *s) {
     char off[OFFSET_LEN + 1];
     offset_format(r->pos, off);
     buf *ev = &r->ev;
-    buf_printf(ev, "event: control\ndata: {\"streamNextOffset\":\"%s\"", off);
+    buf_printf(ev, "event: control\ndata:{\"streamNextOffset\":\"%s\"", off);
     bool at_tail = r->pos == s->visible;
     if (at_tail && s->closed_visible) {
         buf_append_str(ev, ",\"streamClosed\":true");
@@ -391,25 +395,44 @@ static void sse_start(http_conn *c, stream *s, uint64_t start, const buf *cursor
 
 /* --- GET --- */
 
+/* 1 with the decoded value if `name` occurs once, 0 if it does not occur,
+ * -1 if it occurs more than once or does not decode (a NUL, say). */
+static int query_param(const http_target *t, const char *name, buf *value) {
+    if (!t->query) return 0;
+    size_t n = strlen(name), count = 0;
+    const char *q = t->query, *end = t->query + t->query_len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *e = amp ? amp : end;
+        if ((size_t)(e - q) >= n && memcmp(q, name, n) == 0 && (q + n == e || q[n] == '=')) count++;
+        q = e + 1;
+    }
+    if (count == 0) return 0;
+    if (count > 1 || !http_query_get(t->query, t->query_len, name, value)) return -1;
+    return 1;
+}
+
 void handle_get(http_conn *c, http_request *req, const char *path, size_t path_len) {
     const http_target *t = &req->target;
     buf off, live, cursor;
     buf_init(&off);
     buf_init(&live);
     buf_init(&cursor);
-    bool has_off = t->query && http_query_get(t->query, t->query_len, "offset", &off);
-    bool has_live = t->query && http_query_get(t->query, t->query_len, "live", &live);
-    if (t->query) http_query_get(t->query, t->query_len, "cursor", &cursor);
+    int has_off = query_param(t, "offset", &off);
+    int has_live = query_param(t, "live", &live);
+    if (query_param(t, "cursor", &cursor) < 0) buf_reset(&cursor);
     enum { LIVE_NONE, LIVE_LP, LIVE_SSE } mode = LIVE_NONE;
     offset_kind kind = OFFSET_START;
     uint64_t pos = 0;
     const char *bad = NULL;
-    if (has_live) {
+    if (has_off < 0) bad = "invalid offset: give it once, URL-encoded";
+    else if (has_live < 0) bad = "invalid live parameter";
+    else if (has_live) {
         if (live.len == 9 && memcmp(live.data, "long-poll", 9) == 0) mode = LIVE_LP;
         else if (live.len == 3 && memcmp(live.data, "sse", 3) == 0) mode = LIVE_SSE;
         else bad = "invalid live mode: expected long-poll or sse";
     }
-    if (!bad && has_off) {
+    if (!bad && has_off > 0) {
         kind = offset_parse((const char *)off.data, off.len, &pos);
         if (kind == OFFSET_INVALID) bad = "invalid offset";
     } else if (!bad && mode != LIVE_NONE) {

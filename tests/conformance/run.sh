@@ -6,6 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 weft=${1:-build/weft}
+keep=${KEEP_RESULTS:-}
 dir=$(mktemp -d /tmp/weft-conf.XXXXXX)
 port=$((20000 + RANDOM % 20000))
 "$weft" serve --port "$port" --data-dir "$dir/data" --long-poll-timeout 2s \
@@ -16,9 +17,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 CONFORMANCE_TEST_URL="http://127.0.0.1:$port" timeout 1200 node_modules/.bin/vitest run \
-  node_modules/@durable-streams/server-conformance-tests/dist/test-runner.js \
-  --root . --dir node_modules/@durable-streams/server-conformance-tests/dist \
-  --no-coverage --reporter=dot --reporter=json --outputFile.json="$dir/results.json" \
+  --root tests/conformance --no-coverage --reporter=dot --reporter=json --outputFile.json="$dir/results.json" \
   >"$dir/vitest.out" 2>&1
 kill "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
@@ -30,5 +29,6 @@ if ((rc != 0)); then
   echo "conformance: server log tail:"; tail -20 "$dir/server.log"
 fi
 if ((server_rc != 0)); then echo "conformance: weft exited with status $server_rc on SIGTERM"; rc=1; fi
+[[ -n "$keep" ]] && cp "$dir/results.json" "$keep"
 rm -rf "$dir"
 exit $rc

@@ -9,11 +9,11 @@
 static void test_offsets(void) {
     char out[OFFSET_LEN + 1];
     offset_format(0, out);
-    CHECK_MEM_STR(out, strlen(out), "0000000000000000");
-    offset_format(0xabc, out);
-    CHECK_MEM_STR(out, strlen(out), "0000000000000abc");
-    offset_format(UINT64_MAX, out);
-    CHECK_MEM_STR(out, strlen(out), "ffffffffffffffff");
+    CHECK_MEM_STR(out, strlen(out), "0000000000000000_0000000000000000");
+    offset_format(1234, out);
+    CHECK_MEM_STR(out, strlen(out), "0000000000000000_0000000000001234");
+    offset_format(9999999999999999ull, out);
+    CHECK_MEM_STR(out, strlen(out), "0000000000000000_9999999999999999");
     /* Fixed width: lexicographic order is numeric order. */
     char a[OFFSET_LEN + 1], b[OFFSET_LEN + 1];
     offset_format(9, a);
@@ -22,13 +22,17 @@ static void test_offsets(void) {
     uint64_t pos = 0;
     CHECK_EQ_INT(offset_parse("-1", 2, &pos), OFFSET_START);
     CHECK_EQ_INT(offset_parse("now", 3, &pos), OFFSET_NOW);
-    CHECK_EQ_INT(offset_parse("0000000000000abc", 16, &pos), OFFSET_AT);
-    CHECK_EQ_INT(pos, 0xabc);
-    CHECK_EQ_INT(offset_parse("000000000000ABC0", 16, &pos), OFFSET_INVALID);
+    CHECK_EQ_INT(offset_parse("0000000000000000_0000000000001234", 33, &pos), OFFSET_AT);
+    CHECK_EQ_INT(pos, 1234);
+    CHECK_EQ_INT(offset_parse("0000000000000000_0000000000000000", 33, &pos), OFFSET_AT);
+    CHECK_EQ_INT(pos, 0);
+    CHECK_EQ_INT(offset_parse("0000000000000001_0000000000001234", 33, &pos), OFFSET_INVALID);
+    CHECK_EQ_INT(offset_parse("0000000000000000-0000000000001234", 33, &pos), OFFSET_INVALID);
+    CHECK_EQ_INT(offset_parse("0000000000000000_000000000000123a", 33, &pos), OFFSET_INVALID);
+    CHECK_EQ_INT(offset_parse("0000000000000000_000000000000123", 32, &pos), OFFSET_INVALID);
     CHECK_EQ_INT(offset_parse("abc", 3, &pos), OFFSET_INVALID);
     CHECK_EQ_INT(offset_parse("", 0, &pos), OFFSET_INVALID);
     CHECK_EQ_INT(offset_parse("-2", 2, &pos), OFFSET_INVALID);
-    CHECK_EQ_INT(offset_parse("00000000000000000", 17, &pos), OFFSET_INVALID);
 }
 
 static void test_media_types(void) {
