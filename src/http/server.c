@@ -66,6 +66,7 @@ struct http_conn {
     bool resp_done;     /* the whole response is queued */
     bool stream_ended;
     bool processing;    /* inside process_input (guards re-entrance) */
+    bool receiving;     /* the request timeout (not the idle one) is armed */
     enum conn_state state;
     uint32_t events;
     char peer[64];
@@ -537,6 +538,7 @@ static void fail_request(http_conn *c, int status, const char *msg) {
 
 static void dispatch(http_conn *c) {
     c->state = ST_HANDLING;
+    c->receiving = false;
     loop_timer_cancel(c->w->l, &c->timer);
     conn_update_events(c, false);
     c->req.start_ms = loop_now_ms();
@@ -549,8 +551,10 @@ static bool start_request(http_conn *c) {
     int r = http_parse_head((const char *)c->in.data, c->in.len, cfg->max_head_bytes,
                             cfg->max_target_len, &c->req.head, &err);
     if (r == HTTP_PARSE_INCOMPLETE) {
-        if (c->in.len > 0 && !loop_timer_armed(&c->timer))
+        if (c->in.len > 0 && !c->receiving) {
+            c->receiving = true;
             loop_timer_set(c->w->l, &c->timer, cfg->request_timeout_ms);
+        }
         return false;
     }
     if (r < 0) {
@@ -589,7 +593,10 @@ static bool start_request(http_conn *c) {
         dispatch(c);
         return false;
     }
-    if (!loop_timer_armed(&c->timer)) loop_timer_set(c->w->l, &c->timer, cfg->request_timeout_ms);
+    if (!c->receiving) {
+        c->receiving = true;
+        loop_timer_set(c->w->l, &c->timer, cfg->request_timeout_ms);
+    }
     return true;
 }
 
@@ -668,9 +675,7 @@ static void conn_read(http_conn *c) {
     }
 }
 
-static void conn_io(void *arg, uint32_t ev) {
-    http_conn *c = arg;
-    if (c->closed) return;
+static void conn_events(http_conn *c, uint32_t ev) {
     if (ev & (EPOLLERR | EPOLLHUP)) {
         conn_close(c);
         return;
@@ -687,6 +692,16 @@ static void conn_io(void *arg, uint32_t ev) {
         }
         conn_update_events(c, c->out_bytes > 0);
     }
+}
+
+static void conn_io(void *arg, uint32_t ev) {
+    http_conn *c = arg;
+    if (c->closed) return;
+    /* The connection may close (and drop the loop's reference) anywhere
+     * below; keep it alive until we are out. */
+    http_conn_ref(c);
+    conn_events(c, ev);
+    http_conn_unref(c);
 }
 
 /* --- accepting --- */

@@ -37,7 +37,7 @@ def raw(port, data, timeout=5.0, half_close=False):
                 cl = [l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
                 if cl and len(body) >= int(cl[0].split(b":")[1]):
                     break
-    except socket.timeout:
+    except (socket.timeout, ConnectionResetError):
         pass
     s.close()
     status = int(out.split(b" ", 2)[1]) if out.startswith(b"HTTP/1.1 ") else None
