@@ -396,6 +396,55 @@ static void on_snapshot(void *ctx, store_snapshot *snap) {
     pthread_mutex_unlock(&streams_lock);
 }
 
+/* Expired streams nobody touches must still go (and free their disk): a
+ * background thread walks the table a slice at a time, so the lock is never
+ * held for long however many streams there are. */
+static pthread_t sweeper;
+static bool sweeper_running;
+static pthread_mutex_t sweep_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sweep_cv = PTHREAD_COND_INITIALIZER;
+static bool sweep_stop;
+
+static void sweep_slice(uint64_t *cursor, uint64_t buckets) {
+    pthread_mutex_lock(&streams_lock);
+    int64_t now = wall_ms();
+    for (uint64_t n = 0; n < buckets && table_size; n++) {
+        uint64_t b = (*cursor)++ & (table_size - 1);
+        stream *s = table[b];
+        while (s) {
+            stream *next = s->hnext;
+            if (!s->deleted && stream_expired(s, now)) {
+                log_write(LOG_INFO, "%s: expired", s->path);
+                stream_delete(s);
+            }
+            s = next;
+        }
+    }
+    pthread_mutex_unlock(&streams_lock);
+}
+
+static void *sweep_main(void *arg) {
+    (void)arg;
+    uint64_t cursor = 0;
+    pthread_mutex_lock(&sweep_mu);
+    while (!sweep_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&sweep_cv, &sweep_mu, &ts);
+        if (sweep_stop) break;
+        pthread_mutex_unlock(&sweep_mu);
+        sweep_slice(&cursor, 4096);
+        pthread_mutex_lock(&sweep_mu);
+    }
+    pthread_mutex_unlock(&sweep_mu);
+    return NULL;
+}
+
 int streams_open(const char *dir, store_durability durability, char *err, size_t errlen) {
     store_options opt = {
         .dir = dir,
@@ -409,7 +458,10 @@ int streams_open(const char *dir, store_durability durability, char *err, size_t
     streams_store = store_open(&opt, err, errlen);
     if (streams_store) link_forks();
     pthread_mutex_unlock(&streams_lock);
-    return streams_store ? 0 : -1;
+    if (!streams_store) return -1;
+    sweep_stop = false;
+    sweeper_running = pthread_create(&sweeper, NULL, sweep_main, NULL) == 0;
+    return 0;
 }
 
 void streams_detach(void) {
@@ -419,6 +471,14 @@ void streams_detach(void) {
 }
 
 void streams_close(void) {
+    if (sweeper_running) {
+        pthread_mutex_lock(&sweep_mu);
+        sweep_stop = true;
+        pthread_cond_signal(&sweep_cv);
+        pthread_mutex_unlock(&sweep_mu);
+        pthread_join(sweeper, NULL);
+        sweeper_running = false;
+    }
     store_close(streams_store);
     streams_store = NULL;
     pthread_mutex_lock(&streams_lock);
