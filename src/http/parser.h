@@ -9,8 +9,9 @@
  *
  * Strict where leniency is a request-smuggling risk (RFC 9112): both
  * Content-Length and Transfer-Encoding, duplicate differing Content-Length,
- * a Transfer-Encoding other than exactly "chunked", whitespace before the
- * colon, obs-fold, bare CR, NUL bytes — all are errors.
+ * a Transfer-Encoding other than exactly "chunked" (or on HTTP/1.0, or
+ * repeated, or empty), more than one Host, whitespace before the colon,
+ * obs-fold, bare CR or bare LF line ends, NUL bytes — all are errors.
  *
  * Hand-written because it is the hot path; fuzzed by fuzz/fuzz_http.c.
  */
@@ -97,7 +98,8 @@ void http_chunked_init(http_chunked *c);
  * number of input bytes consumed (may be < len only when *done becomes true,
  * i.e. the final 0-size chunk and the trailer section were consumed), or -1 on
  * a framing error with *err set, or -2 when the decoded body would exceed
- * max_body bytes (answer 413). Chunk extensions are accepted and ignored;
+ * max_body bytes (answer 413; out must start empty, since the limit is
+ * checked against out->len). Chunk extensions are accepted and ignored;
  * trailer fields are accepted and discarded. */
 ssize_t http_chunked_decode(http_chunked *c, const char *in, size_t len, buf *out,
                             uint64_t max_body, bool *done, const char **err);

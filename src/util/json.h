@@ -40,8 +40,8 @@ typedef struct json_error {
  * append its messages in stored form to `out`, setting *count to the number
  * of messages appended. A top-level empty array yields JSON_ERR_EMPTY_ARRAY
  * with *count = 0 (the caller decides: PUT accepts it, POST rejects it).
- * On any error `out` is left exactly as it was on entry and `err` (may be
- * NULL) describes the problem. */
+ * On any error out->len and the bytes before it are restored (the buffer
+ * may have grown) and `err` (may be NULL) describes the problem. */
 json_status json_split_messages(const uint8_t *in, size_t len, int max_depth,
                                 buf *out, size_t *count, json_error *err);
 
