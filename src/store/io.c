@@ -1,0 +1,50 @@
+/* io.c — small I/O helpers: writes that finish, directory fsync.
+ *
+ * A short write is not an error by itself (signals, pipes, quotas near the
+ * limit); only a failing write(2) is. Both helpers keep going until every
+ * byte is written or the kernel reports an error.
+ */
+#include "store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+int io_write_full(int fd, const void *p, size_t n) {
+    const uint8_t *q = p;
+    while (n > 0) {
+        ssize_t w = write(fd, q, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        q += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int io_pwrite_full(int fd, const void *p, size_t n, uint64_t off) {
+    const uint8_t *q = p;
+    while (n > 0) {
+        ssize_t w = pwrite(fd, q, n, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        q += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+int io_fsync_dir(int dirfd, const char *path) {
+    int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}

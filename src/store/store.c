@@ -1,0 +1,332 @@
+/* store.c — opening and closing a store, and the mutations.
+ *
+ * A mutation writes its data bytes to the stream's data file first (so they
+ * can be read as soon as the owner decides to expose them), then, under
+ * s->mu, takes the next LSN and appends its encoded record to the pending
+ * WAL buffer for the flusher (flush.c). The expensive CRC of the payload is
+ * computed before taking the lock; only the copy happens under it.
+ *
+ * Ownership: the store copies everything it is given; pointers passed to
+ * callbacks are valid only during the call.
+ */
+#include "store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../util/log.h"
+#include "../util/mem.h"
+
+/* Any non-NULL value marks an id in the dirty set. */
+static char dirty_mark;
+
+void store_fail_locked(store *s, int err, const char *what) {
+    if (!s->failed) {
+        s->failed = err ? err : EIO;
+        log_write(LOG_ERROR,
+                  "store: %s failed: %s; no further writes are accepted (acknowledged data is "
+                  "safe, unacknowledged writes are lost)",
+                  what, strerror(s->failed));
+    }
+    pthread_cond_broadcast(&s->durable_cond);
+    pthread_cond_signal(&s->flush_cond);
+}
+
+/* mkdir that tolerates an existing directory; *created tells which. */
+static int make_dir(int dirfd, const char *path, bool *created) {
+    if (mkdirat(dirfd, path, 0755) == 0) {
+        *created = true;
+        return 0;
+    }
+    return errno == EEXIST ? 0 : -1;
+}
+
+/* The directory tree, made durable where it was created. */
+static int open_dirs(store *s, char *err, size_t errlen) {
+    bool created = false;
+    if (make_dir(AT_FDCWD, s->dir, &created) < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", s->dir, strerror(errno));
+        return -1;
+    }
+    if (created && s->sync) {
+        /* The new directory's own name must survive a power loss too. */
+        char *parent = xstrndup(s->dir, strlen(s->dir));
+        char *slash = strrchr(parent, '/');
+        const char *p = ".";
+        if (slash == parent) p = "/";
+        else if (slash) {
+            *slash = 0;
+            p = parent;
+        }
+        int rc = io_fsync_dir(AT_FDCWD, p);
+        free(parent);
+        if (rc < 0) {
+            snprintf(err, errlen, "cannot sync parent of %s: %s", s->dir, strerror(errno));
+            return -1;
+        }
+    }
+    s->dirfd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s->dirfd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", s->dir, strerror(errno));
+        return -1;
+    }
+    bool top = false, sub = false;
+    if (make_dir(s->dirfd, "wal", &top) < 0 || make_dir(s->dirfd, "data", &top) < 0) {
+        snprintf(err, errlen, "cannot create directories in %s: %s", s->dir, strerror(errno));
+        return -1;
+    }
+    for (unsigned d = 0; d < 256; d++) {
+        char path[8];
+        snprintf(path, sizeof path, "data/%02x", d);
+        if (make_dir(s->dirfd, path, &sub) < 0) {
+            snprintf(err, errlen, "cannot create %s/%s: %s", s->dir, path, strerror(errno));
+            return -1;
+        }
+    }
+    if (s->sync && ((sub && io_fsync_dir(s->dirfd, "data") < 0) ||
+                    (top && io_fsync_dir(s->dirfd, ".") < 0))) {
+        snprintf(err, errlen, "cannot sync %s: %s", s->dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int lock_dir(store *s, char *err, size_t errlen) {
+    s->lockfd = openat(s->dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (s->lockfd < 0) {
+        snprintf(err, errlen, "cannot open %s/LOCK: %s", s->dir, strerror(errno));
+        return -1;
+    }
+    if (flock(s->lockfd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            snprintf(err, errlen, "data directory %s is in use by another weft process (LOCK held)",
+                     s->dir);
+        else
+            snprintf(err, errlen, "cannot lock %s/LOCK: %s", s->dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Release everything; works on a partly opened store. */
+static void store_free(store *s) {
+    if (s->seg_fd >= 0) close(s->seg_fd);
+    files_shutdown(s);
+    if (s->lockfd >= 0) close(s->lockfd); /* releases the flock */
+    if (s->dirfd >= 0) close(s->dirfd);
+    buf_free(&s->pending);
+    buf_free(&s->pending_deletes);
+    idmap_free(&s->dirty);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->files_mu);
+    pthread_mutex_destroy(&s->ckpt_mu);
+    pthread_cond_destroy(&s->flush_cond);
+    pthread_cond_destroy(&s->durable_cond);
+    pthread_cond_destroy(&s->ckpt_cond);
+    free(s->dir);
+    free(s);
+}
+
+store *store_open(const store_options *opt, char *err, size_t errlen) {
+    if (!opt->dir || !*opt->dir) {
+        snprintf(err, errlen, "no data directory given");
+        return NULL;
+    }
+    store *s = xcalloc(1, sizeof *s);
+    s->opt = *opt;
+    s->dir = xstrndup(opt->dir, strlen(opt->dir));
+    s->opt.dir = s->dir;
+    if (!s->opt.checkpoint_bytes) s->opt.checkpoint_bytes = 64u << 20;
+    if (!s->opt.max_open_files) s->opt.max_open_files = 1024;
+    s->sync = opt->durability == STORE_DURABLE;
+    s->dirfd = s->lockfd = s->seg_fd = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->files_mu, NULL);
+    pthread_mutex_init(&s->ckpt_mu, NULL);
+    pthread_cond_init(&s->flush_cond, NULL);
+    pthread_cond_init(&s->durable_cond, NULL);
+    pthread_cond_init(&s->ckpt_cond, NULL);
+    buf_init(&s->pending);
+    buf_init(&s->pending_deletes);
+    idmap_init(&s->dirty);
+    files_init(s);
+
+    if (open_dirs(s, err, errlen) < 0 || lock_dir(s, err, errlen) < 0 ||
+        store_recover(s, err, errlen) < 0) {
+        store_free(s);
+        return NULL;
+    }
+    s->durable_lsn = s->next_lsn - 1;
+
+    int rc = pthread_create(&s->flusher, NULL, flush_main, s);
+    if (rc == 0) {
+        rc = pthread_create(&s->checkpointer, NULL, checkpoint_main, s);
+        if (rc != 0) {
+            pthread_mutex_lock(&s->mu);
+            s->flush_stop = true;
+            pthread_cond_signal(&s->flush_cond);
+            pthread_mutex_unlock(&s->mu);
+            pthread_join(s->flusher, NULL);
+        }
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start store threads: %s", strerror(rc));
+        store_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void store_close(store *s) {
+    if (!s) return;
+    /* The checkpoint thread first: it may be mid-checkpoint, which needs the
+     * flusher. Then a final checkpoint while the flusher still runs, so the
+     * next open replays nothing. Then the flusher, which drains and syncs
+     * whatever is still pending before it exits. */
+    pthread_mutex_lock(&s->mu);
+    s->ckpt_stop = true;
+    pthread_cond_signal(&s->ckpt_cond);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->checkpointer, NULL);
+
+    if (s->opt.snapshot && checkpoint_run(s) < 0)
+        log_write(LOG_WARN, "store: final checkpoint failed: %s", strerror(errno));
+
+    pthread_mutex_lock(&s->mu);
+    s->flush_stop = true;
+    pthread_cond_signal(&s->flush_cond);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->flusher, NULL);
+    store_free(s);
+}
+
+uint64_t store_id_next(store *s) {
+    pthread_mutex_lock(&s->mu);
+    uint64_t id = s->next_id++;
+    pthread_mutex_unlock(&s->mu);
+    return id;
+}
+
+store_lsn store_durable_lsn(store *s) {
+    pthread_mutex_lock(&s->mu);
+    store_lsn lsn = s->durable_lsn;
+    pthread_mutex_unlock(&s->mu);
+    return lsn;
+}
+
+void store_get_stats(store *s, store_stats *out) {
+    pthread_mutex_lock(&s->mu);
+    *out = s->stats;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Records must fit the format's 32-bit lengths and WAL_REC_MAX. */
+static bool too_big(size_t name_len, size_t meta_len, size_t data_len) {
+    size_t room = WAL_REC_MAX - WAL_HDR_SIZE;
+    return name_len > room || meta_len > room - name_len || data_len > room - name_len - meta_len;
+}
+
+/* Assign the LSN and queue the record for the flusher. */
+static store_lsn log_record(store *s, store_rec *r) {
+    uint32_t payload_crc = wal_payload_crc(r);
+    pthread_mutex_lock(&s->mu);
+    if (s->failed) {
+        int e = s->failed;
+        pthread_mutex_unlock(&s->mu);
+        errno = e;
+        return 0;
+    }
+    r->lsn = s->next_lsn++;
+    wal_encode(&s->pending, r, payload_crc);
+    s->wal_bytes += wal_rec_size(r);
+    s->stats.records++;
+    /* The dirty set is swapped by store_snapshot_begin under this same lock,
+     * so a data write belongs to the checkpoint whose boundary its record
+     * precedes. */
+    if (r->type == STORE_REC_CREATE) {
+        unsigned d = (unsigned)(r->id & 0xff);
+        s->dirty_dirs[d / 8] |= (uint8_t)(1u << (d % 8));
+        idmap_put(&s->dirty, r->id, &dirty_mark);
+    } else if (r->type == STORE_REC_APPEND && r->data_len > 0) {
+        idmap_put(&s->dirty, r->id, &dirty_mark);
+    } else if (r->type == STORE_REC_DELETE) {
+        buf_append(&s->pending_deletes, &r->id, sizeof r->id);
+    }
+    if (s->opt.snapshot && !s->ckpt_requested && s->wal_bytes >= s->opt.checkpoint_bytes) {
+        s->ckpt_requested = true;
+        pthread_cond_signal(&s->ckpt_cond);
+    }
+    pthread_cond_signal(&s->flush_cond);
+    store_lsn lsn = r->lsn;
+    pthread_mutex_unlock(&s->mu);
+    return lsn;
+}
+
+store_lsn store_create(store *s, uint64_t id, const uint8_t *name, size_t name_len,
+                       const uint8_t *meta, size_t meta_len, const uint8_t *data, size_t data_len) {
+    if (id == 0 || too_big(name_len, meta_len, data_len)) {
+        errno = id == 0 ? EINVAL : EFBIG;
+        return 0;
+    }
+    if (datafile_create(s, id, data, data_len) < 0) return 0;
+    store_rec r = {.type = STORE_REC_CREATE, .id = id, .name = name, .name_len = name_len,
+                   .meta = meta, .meta_len = meta_len, .has_meta = true,
+                   .data = data, .data_len = data_len};
+    store_lsn lsn = log_record(s, &r);
+    if (lsn == 0) {
+        int e = errno;
+        datafile_unlink(s, id);
+        errno = e;
+    }
+    return lsn;
+}
+
+store_lsn store_append(store *s, uint64_t id, uint64_t pos, const uint8_t *data, size_t data_len,
+                       const uint8_t *meta, size_t meta_len) {
+    if (id == 0 || pos > (uint64_t)INT64_MAX - data_len ||
+        too_big(0, meta ? meta_len : 0, data_len)) {
+        errno = id == 0 ? EINVAL : EFBIG;
+        return 0;
+    }
+    if (data_len > 0) {
+        store_file *f = store_file_acquire(s, id);
+        if (!f) return 0;
+        int rc = io_pwrite_full(store_file_fd(f), data, data_len, pos);
+        int e = errno;
+        store_file_release(s, f);
+        if (rc < 0) {
+            errno = e;
+            return 0;
+        }
+    }
+    store_rec r = {.type = STORE_REC_APPEND, .id = id, .pos = pos, .data = data,
+                   .data_len = data_len, .meta = meta, .meta_len = meta ? meta_len : 0,
+                   .has_meta = meta != NULL};
+    return log_record(s, &r);
+}
+
+store_lsn store_set_meta(store *s, uint64_t id, const uint8_t *meta, size_t meta_len) {
+    if (id == 0 || too_big(0, meta_len, 0)) {
+        errno = id == 0 ? EINVAL : EFBIG;
+        return 0;
+    }
+    store_rec r = {.type = STORE_REC_META, .id = id, .meta = meta, .meta_len = meta_len,
+                   .has_meta = true};
+    return log_record(s, &r);
+}
+
+store_lsn store_delete(store *s, uint64_t id) {
+    if (id == 0) {
+        errno = EINVAL;
+        return 0;
+    }
+    store_rec r = {.type = STORE_REC_DELETE, .id = id};
+    return log_record(s, &r);
+}
+
+int store_checkpoint(store *s) { return checkpoint_run(s); }

@@ -1,0 +1,228 @@
+/* store_int.h — private declarations shared by the storage engine's files.
+ *
+ * The engine is split by job:
+ *   wal.c        WAL record format: encoding and the recovery scanner
+ *   flush.c      group-commit flusher thread, WAL segment files
+ *   datafile.c   stream data files and the descriptor cache (store_file)
+ *   catalog.c    the checkpoint file: atomic write, verified load
+ *   checkpoint.c checkpoint thread, snapshot protocol
+ *   recover.c    recovery at open: catalog + WAL replay + data file repair
+ *   idmap.c      hash map from 64-bit id to pointer (dirty set, recovery)
+ *   io.c         small I/O helpers (full writes, directory fsync)
+ *   store.c      open/close, the public mutations
+ *
+ * Locks. s->mu guards the WAL state (pending records, LSNs, segment
+ * numbers, the dirty set, flags). s->files_mu guards the descriptor cache.
+ * s->ckpt_mu serialises checkpoints. No two of them are ever held at once,
+ * and none is held while calling into the owner, except that the owner's
+ * snapshot callback runs with s->ckpt_mu held (it takes s->mu itself in
+ * store_snapshot_begin). The owner's lock, when the owner holds it while
+ * calling us, always comes first.
+ */
+#ifndef WEFT_STORE_INT_H
+#define WEFT_STORE_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../util/buf.h"
+#include "store.h"
+
+/* ---- idmap.c: open-addressing map id -> non-NULL pointer, no removal. */
+
+typedef struct idmap {
+    uint64_t *keys;
+    void **vals; /* NULL marks an empty slot */
+    size_t cap;  /* power of two, or 0 */
+    size_t count;
+} idmap;
+
+void idmap_init(idmap *m);
+void idmap_free(idmap *m); /* frees the table, not the values */
+void *idmap_get(const idmap *m, uint64_t key);
+void idmap_put(idmap *m, uint64_t key, void *val);
+
+/* ---- io.c */
+
+/* Write all of p (retrying short writes and EINTR). 0, or -1 with errno. */
+int io_write_full(int fd, const void *p, size_t n);
+int io_pwrite_full(int fd, const void *p, size_t n, uint64_t off);
+/* fsync a directory (relative to dirfd; "." for dirfd itself). */
+int io_fsync_dir(int dirfd, const char *path);
+
+/* ---- wal.c: the record format.
+ *
+ * Every record is a 48-byte header followed by name, meta and data bytes.
+ * All integers are little-endian.
+ *
+ *   0  u32 crc       crc32 of bytes [4, len) of the record
+ *   4  u32 len       whole record length, header included
+ *   8  u8  type      store_rec_type
+ *   9  u8  flags     WAL_FLAG_META: the record carries a meta blob
+ *  10  u16 zero
+ *  12  u32 name_len
+ *  16  u32 meta_len
+ *  20  u32 data_len
+ *  24  u64 lsn
+ *  32  u64 id
+ *  40  u64 pos       APPEND: position of data in the stream
+ *
+ * A segment file is nothing but records back to back; a zero-filled or
+ * partially written tail fails the length or CRC check and ends the scan. */
+
+#define WAL_HDR_SIZE 48
+#define WAL_FLAG_META 1u
+#define WAL_REC_MAX (1u << 30) /* largest record, header included */
+
+/* Bytes the record will take. */
+size_t wal_rec_size(const store_rec *r);
+/* crc32 of the record's name, meta and data: the expensive part of the
+ * checksum, computed before taking the store lock. */
+uint32_t wal_payload_crc(const store_rec *r);
+/* Append the encoded record (r->lsn already set) to out. */
+void wal_encode(buf *out, const store_rec *r, uint32_t payload_crc);
+/* store_wal_scan, requiring the first record's LSN to be > prev_lsn. */
+size_t wal_scan_after(const uint8_t *img, size_t len, store_lsn prev_lsn,
+                      void (*fn)(void *arg, const store_rec *r), void *arg);
+
+/* WAL segment file name "wal/<16 hex>.log" and its parser. */
+#define WAL_PATH_LEN 32
+void wal_segment_path(char out[WAL_PATH_LEN], uint64_t seg);
+/* Sorted segment numbers found in wal/. Caller frees *out. -1 + errno. */
+int wal_list_segments(int dirfd, uint64_t **out, size_t *n);
+
+/* ---- catalog.c */
+
+typedef struct catalog_hdr {
+    uint64_t next_id;
+    uint64_t boundary_seg; /* first WAL segment not covered */
+    store_lsn boundary_lsn; /* first LSN not covered */
+    uint64_t count;        /* entries */
+} catalog_hdr;
+
+/* Serialise one stream entry onto the end of b. */
+void catalog_entry_append(buf *b, uint64_t id, uint64_t length, const uint8_t *name,
+                          size_t name_len, const uint8_t *meta, size_t meta_len);
+/* Write catalog.tmp from h and the serialised entries, fsync (if sync),
+ * rename over catalog, fsync the directory. 0, or -1 with errno. */
+int catalog_write(int dirfd, const catalog_hdr *h, const buf *entries, bool sync);
+/* Load and verify the catalog, calling fn per entry. Returns 1 if loaded, 0
+ * if there is none, -1 (message in err) if it is unreadable or corrupt. */
+int catalog_load(int dirfd, catalog_hdr *h,
+                 void (*fn)(void *arg, uint64_t id, uint64_t length, const uint8_t *name,
+                            size_t name_len, const uint8_t *meta, size_t meta_len),
+                 void *arg, char *err, size_t errlen);
+
+/* ---- datafile.c */
+
+struct store_file {
+    uint64_t id;
+    int fd;
+    unsigned refs;   /* the cache holds one while cached */
+    bool cached;
+    store_file *hnext;          /* hash chain */
+    store_file *newer, *older;  /* LRU list, newest at s->lru_head */
+};
+
+#define DATAFILE_PATH_LEN 32
+void datafile_path(char out[DATAFILE_PATH_LEN], uint64_t id);
+void files_init(store *s);
+void files_shutdown(store *s);
+/* Create (truncating) the data file with its initial bytes and cache it. */
+int datafile_create(store *s, uint64_t id, const uint8_t *data, size_t len);
+/* Drop the cache's reference (the fd closes when readers let go). */
+void datafile_forget(store *s, uint64_t id);
+/* Forget and unlink. A missing file is not an error. */
+int datafile_unlink(store *s, uint64_t id);
+/* fdatasync the data file; a missing file is not an error. */
+int datafile_sync(store *s, uint64_t id);
+
+/* ---- flush.c */
+
+void *flush_main(void *arg);
+/* Open (creating) segment seg for appending as s->seg_fd. */
+int wal_open_segment(store *s, uint64_t seg);
+
+/* ---- checkpoint.c */
+
+struct store_snapshot {
+    store *s;
+    bool began;
+    bool failed;          /* the store had already failed at begin */
+    catalog_hdr hdr;
+    idmap dirty;          /* data files written before the boundary */
+    uint8_t dirty_dirs[32]; /* data/XX dirs with files created before it */
+    buf entries;
+};
+
+void *checkpoint_main(void *arg);
+int checkpoint_run(store *s);
+/* Unlink the WAL segments numbered below `below` (a checkpoint covers them). */
+void wal_remove_segments_below(int dirfd, uint64_t below);
+
+/* ---- recover.c */
+
+int store_recover(store *s, char *err, size_t errlen);
+
+/* ---- the store */
+
+typedef struct store_stats {
+    uint64_t records;     /* WAL records logged */
+    uint64_t batches;     /* flusher write batches */
+    uint64_t syncs;       /* WAL fdatasync calls */
+    uint64_t checkpoints; /* completed checkpoints */
+} store_stats;
+
+/* For the unit tests: counters since store_open. */
+void store_get_stats(store *s, store_stats *out);
+
+struct store {
+    store_options opt; /* opt.dir points at dir below */
+    char *dir;
+    int dirfd;
+    int lockfd;
+    bool sync; /* durability == STORE_DURABLE */
+
+    pthread_mutex_t mu;
+    pthread_cond_t flush_cond;   /* work for the flusher */
+    pthread_cond_t durable_cond; /* the flusher made progress or failed */
+    pthread_cond_t ckpt_cond;    /* work for the checkpoint thread */
+
+    /* Under mu. */
+    buf pending;            /* encoded records not yet handed to the flusher */
+    buf pending_deletes;    /* ids (uint64_t) deleted by records in pending */
+    bool rotate_pending;    /* pending[rotate_at..] goes to segment rotate_seg */
+    size_t rotate_at;
+    uint64_t rotate_seg;
+    uint64_t next_id;
+    store_lsn next_lsn;
+    store_lsn durable_lsn;
+    uint64_t seg_assigned;  /* segment new records go to */
+    uint64_t seg_open;      /* segment the flusher writes (after its last batch) */
+    uint64_t wal_bytes;     /* logged since the last snapshot began */
+    idmap dirty;            /* ids whose data file was written since then */
+    uint8_t dirty_dirs[32];
+    int failed;             /* errno of a fatal write failure, else 0 */
+    bool flush_stop, ckpt_stop, ckpt_requested;
+    store_stats stats;
+
+    /* Flusher thread only. */
+    int seg_fd;
+
+    /* Descriptor cache, under files_mu. */
+    pthread_mutex_t files_mu;
+    store_file **fbuckets;
+    size_t fnbuckets; /* power of two */
+    size_t fcount;
+    store_file *lru_head, *lru_tail;
+
+    pthread_mutex_t ckpt_mu;
+    pthread_t flusher, checkpointer;
+    bool threads_started;
+};
+
+/* Mark the store failed for good (under mu): nothing more is logged. */
+void store_fail_locked(store *s, int err, const char *what);
+
+#endif
