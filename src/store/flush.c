@@ -59,10 +59,9 @@ void *flush_main(void *arg) {
     buf batch, deletes;
     buf_init(&batch);
     buf_init(&deletes);
-    store_lsn reported = 0;
 
     pthread_mutex_lock(&s->mu);
-    reported = s->durable_lsn;
+    store_lsn reported = s->durable_lsn;
     for (;;) {
         while (!s->failed && s->pending.len == 0 && !s->rotate_pending && !s->flush_stop)
             pthread_cond_wait(&s->flush_cond, &s->mu);

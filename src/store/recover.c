@@ -42,6 +42,8 @@ typedef struct rstream {
     bool live;
     bool touched; /* data file written or truncated: fdatasync it */
     bool seen;    /* data file found on disk */
+    bool sized;   /* the file was checked to reach the first replayed append */
+    bool broken;  /* bytes before a replayed append are lost: stop here */
 } rstream;
 
 typedef struct recovery {
@@ -106,6 +108,7 @@ static void replay_create(recovery *rc, const store_rec *rec) {
     r->length = rec->data_len;
     r->live = true;
     r->touched = true;
+    r->sized = true;
     touch_dir(rc, rec->id);
     /* No O_TRUNC: the file's tail is cut to the recovered length later. */
     char path[DATAFILE_PATH_LEN];
@@ -116,7 +119,8 @@ static void replay_create(recovery *rc, const store_rec *rec) {
         fail(rc, errno, "cannot create data file", rec->id);
         return;
     }
-    if (io_pwrite_full(fd, rec->data, rec->data_len, 0) < 0) fail(rc, errno, "cannot write data file", rec->id);
+    if (io_pwrite_full(fd, rec->data, rec->data_len, 0) < 0)
+        fail(rc, errno, "cannot write data file", rec->id);
     close(fd);
 }
 
@@ -127,19 +131,44 @@ static void replay_append(recovery *rc, const store_rec *rec) {
                   (unsigned long long)rec->id, (unsigned long long)rec->lsn);
         return;
     }
-    if (rec->has_meta) set_meta(r, rec->meta, rec->meta_len);
-    r->length = rec->pos + rec->data_len;
-    if (rec->data_len == 0) return;
+    if (r->broken) return;
     store_file *f = store_file_acquire(rc->s, rec->id);
     if (!f) {
-        /* Reported when the data files are reconciled. */
+        /* A missing file is reported when the data files are reconciled. */
         if (errno != ENOENT) fail(rc, errno, "cannot open data file", rec->id);
+        if (rec->has_meta) set_meta(r, rec->meta, rec->meta_len);
+        r->length = rec->pos + rec->data_len;
         return;
     }
-    if (io_pwrite_full(store_file_fd(f), rec->data, rec->data_len, rec->pos) < 0)
-        fail(rc, errno, "cannot write data file", rec->id);
+    if (!r->sized) {
+        /* The checkpoint synced this file up to the catalog's length, where
+         * the first append after it starts. A shorter file lost bytes the
+         * WAL no longer has; writing at pos would leave a hole of zeros. */
+        struct stat st;
+        if (fstat(store_file_fd(f), &st) < 0) {
+            fail(rc, errno, "cannot stat data file", rec->id);
+        } else if ((uint64_t)st.st_size < rec->pos) {
+            log_write(LOG_ERROR,
+                      "store: data file of stream %llx has %llu bytes, the WAL continues at "
+                      "%llu: bytes lost outside the WAL; the stream is cut to what is left",
+                      (unsigned long long)rec->id, (unsigned long long)st.st_size,
+                      (unsigned long long)rec->pos);
+            r->broken = true;
+            r->length = (uint64_t)st.st_size;
+            rc->repaired = true;
+        }
+        r->sized = true;
+    }
+    if (!r->broken) {
+        if (rec->has_meta) set_meta(r, rec->meta, rec->meta_len);
+        r->length = rec->pos + rec->data_len;
+        if (rec->data_len > 0) {
+            if (io_pwrite_full(store_file_fd(f), rec->data, rec->data_len, rec->pos) < 0)
+                fail(rc, errno, "cannot write data file", rec->id);
+            r->touched = true;
+        }
+    }
     store_file_release(rc->s, f);
-    r->touched = true;
 }
 
 static void replay(void *arg, const store_rec *rec) {

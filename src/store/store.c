@@ -329,4 +329,6 @@ store_lsn store_delete(store *s, uint64_t id) {
     return log_record(s, &r);
 }
 
+/* Runs the owner's snapshot callback on this thread, so the caller must not
+ * hold the lock that callback takes. */
 int store_checkpoint(store *s) { return checkpoint_run(s); }

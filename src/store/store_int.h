@@ -13,11 +13,14 @@
  *
  * Locks. s->mu guards the WAL state (pending records, LSNs, segment
  * numbers, the dirty set, flags). s->files_mu guards the descriptor cache.
- * s->ckpt_mu serialises checkpoints. No two of them are ever held at once,
- * and none is held while calling into the owner, except that the owner's
- * snapshot callback runs with s->ckpt_mu held (it takes s->mu itself in
- * store_snapshot_begin). The owner's lock, when the owner holds it while
- * calling us, always comes first.
+ * s->ckpt_mu serialises checkpoints and is the outermost: a checkpoint
+ * takes s->mu or s->files_mu (never both) while holding it. s->mu and
+ * s->files_mu are never held together. None is held while calling into the
+ * owner, except that the snapshot callback runs under s->ckpt_mu (it takes
+ * s->mu itself in store_snapshot_begin). That is safe as long as the owner
+ * does not call store_checkpoint or store_close with its own lock held
+ * (the stream layer does not); every other entry point only takes s->mu or
+ * s->files_mu, after the owner's lock.
  */
 #ifndef WEFT_STORE_INT_H
 #define WEFT_STORE_INT_H

@@ -630,7 +630,7 @@ static void test_group_commit(void) {
     ctx_init(&c);
     if (!open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0)) goto out;
     for (int i = 0; i < GC_THREADS; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "/gc/%d", i);
         t_create(&c, name, "", NULL, 0, NULL);
     }
@@ -724,7 +724,7 @@ static void test_checkpoint(void) {
     ctx_init(&c);
     if (!open_store(&c, dir, STORE_DURABLE, 4096, true, NULL, 0)) goto out;
     for (int i = 0; i < 10; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "/ck/%d", i);
         t_create(&c, name, "m0", "init", 4, NULL);
     }
@@ -733,7 +733,7 @@ static void test_checkpoint(void) {
         uint8_t data[300];
         size_t n = 1 + (size_t)(k * 37) % sizeof data;
         fill(data, n, (unsigned)k);
-        char meta[16];
+        char meta[32];
         snprintf(meta, sizeof meta, "m%d", k);
         int i = k % 10;
         if (i == 3 && k > 200) i = 4; /* deleted below */
@@ -799,7 +799,7 @@ static void test_checkpoint_concurrent(void) {
     ctx_init(&c);
     if (!open_store(&c, dir, STORE_DURABLE, 8192, true, NULL, 0)) goto out;
     for (int i = 0; i < 4; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "/cc/%d", i);
         t_create(&c, name, "", NULL, 0, NULL);
     }
@@ -1015,6 +1015,33 @@ static void test_data_repair(void) {
     CHECK(recovered_matches(&c));
     close_store(&c);
 
+    /* Bytes lost under the catalog, and the WAL appends after them: the
+     * append is not replayed over a hole of zeros; the stream is cut. */
+    rm_rf(dir);
+    c.n = 0;
+    if (!open_store(&c, dir, STORE_DURABLE, 0, false, NULL, 0)) goto out;
+    int z = t_create(&c, "/z", "mz", data, 100, NULL);
+    close_store(&c);
+    CHECK(open_store(&c, dir, STORE_DURABLE, 0, false, NULL, 0) != NULL); /* checkpoints z */
+    if (!c.s) goto out;
+    t_append(&c, z, data + 100, 50, "mz2");
+    close_store(&c);
+    data_path(path, sizeof path, dir, c.st[z].id);
+    CHECK_EQ_INT(truncate(path, 40), 0);
+    quiet();
+    reopened = open_store(&c, dir, STORE_DURABLE, 0, false, NULL, 0) != NULL;
+    loud();
+    CHECK(reopened);
+    if (!c.s) goto out;
+    CHECK_EQ_INT(c.nrec, 1);
+    CHECK_EQ_INT(c.rec[0].length, 40);
+    CHECK_MEM_STR(c.rec[0].meta.data, c.rec[0].meta.len, "mz");
+    c.st[z].data.len = 40;
+    buf_reset(&c.st[z].meta);
+    buf_append_str(&c.st[z].meta, "mz");
+    CHECK(recovered_matches(&c));
+    close_store(&c);
+
     /* Data files of streams that do not exist are removed. */
     char stray[512];
     data_path(stray, sizeof stray, dir, 0xabcdef01);
@@ -1096,7 +1123,7 @@ static void test_fd_cache(void) {
     CHECK(c.s != NULL);
     if (!c.s) goto out;
     for (int i = 0; i < 32; i++) {
-        char name[16], data[16];
+        char name[32], data[32];
         snprintf(name, sizeof name, "/fd/%d", i);
         snprintf(data, sizeof data, "stream %d", i);
         t_create(&c, name, "", data, strlen(data), NULL);
@@ -1108,9 +1135,10 @@ static void test_fd_cache(void) {
     /* Evicted files stay open while held. */
     bool ok = true;
     for (int i = 0; i < 12; i++) {
-        char want[16], got[16] = {0};
+        char want[32], got[32] = {0};
         snprintf(want, sizeof want, "stream %d", i);
-        ok = ok && held[i] && pread(store_file_fd(held[i]), got, sizeof got, 0) == (ssize_t)strlen(want) &&
+        ok = ok && held[i] &&
+             pread(store_file_fd(held[i]), got, sizeof got, 0) == (ssize_t)strlen(want) &&
              strcmp(got, want) == 0;
     }
     CHECK(ok);
@@ -1411,7 +1439,8 @@ static void test_kill9(void) {
             store_file *f = store_file_acquire(c.s, t->id);
             uint8_t *got = xmalloc(t->length + 1);
             struct stat st;
-            ok = ok && f && fstat(store_file_fd(f), &st) == 0 && (uint64_t)st.st_size == t->length &&
+            ok = ok && f && fstat(store_file_fd(f), &st) == 0 &&
+                 (uint64_t)st.st_size == t->length &&
                  pread(store_file_fd(f), got, t->length, 0) == (ssize_t)t->length;
             for (uint64_t j = 0; ok && j < t->length; j++)
                 if (got[j] != kbyte(i, j)) ok = false;
