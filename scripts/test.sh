@@ -34,12 +34,14 @@ step "build (gcc -Werror)" make -s -j"$jobs" CC=gcc all unit-bins
 step "build (clang -Werror)" make -s -j"$jobs" CC=clang BUILD=build-clang all unit-bins
 step "unit tests" unit_tests build
 step "build (ASan+UBSan)" make -s -j"$jobs" CC=gcc SAN=1 all unit-bins
-step "unit tests (ASan+UBSan)" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 unit_tests build-san
+export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+step "unit tests (ASan+UBSan)" unit_tests build-san
 step "fuzz smoke" bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 step "conformance suite" bash tests/conformance/run.sh build/weft
+step "conformance suite (ASan+UBSan server)" bash tests/conformance/run.sh build-san/weft
 step "crash test (SIGKILL)" python3 tests/proto/crash_test.py build/weft
 step "bad-input test" python3 tests/proto/bad_input_test.py build/weft
-step "bad-input test (ASan+UBSan server)" env ASAN_OPTIONS=detect_leaks=1 python3 tests/proto/bad_input_test.py build-san/weft
+step "bad-input test (ASan+UBSan server)" python3 tests/proto/bad_input_test.py build-san/weft
 
 echo
 ((failed)) && printf 'failed step: %s\n' "${failures[@]}"

@@ -39,7 +39,7 @@ static int check_passed, check_failed;
     do {                                                                                  \
         size_t check_n_ = (n);                                                            \
         const char *check_s_ = (s);                                                       \
-        if (check_n_ == strlen(check_s_) && memcmp((p), check_s_, check_n_) == 0) {       \
+        if (check_n_ == strlen(check_s_) && (check_n_ == 0 || memcmp((p), check_s_, check_n_) == 0)) { \
             check_passed++;                                                               \
         } else {                                                                          \
             check_failed++;                                                               \
