@@ -65,6 +65,7 @@ struct http_conn {
     bool held;
     bool resp_done;     /* the whole response is queued */
     bool stream_ended;
+    bool stream_raw;    /* HTTP/1.0 event stream: no chunking, ends with close */
     bool processing;    /* inside process_input (guards re-entrance) */
     bool receiving;     /* the request timeout (not the idle one) is armed */
     enum conn_state state;
@@ -287,7 +288,7 @@ static void conn_close(http_conn *c) {
 
 /* The current request is finished: reset and look at pipelined input. */
 static void request_done(http_conn *c) {
-    if (c->close_after || c->peer_closed) {
+    if (c->close_after || (c->peer_closed && c->in.len == 0)) {
         conn_close(c);
         return;
     }
@@ -295,6 +296,7 @@ static void request_done(http_conn *c) {
     buf_reset(&c->head_copy);
     c->resp_done = false;
     c->stream_ended = false;
+    c->stream_raw = false;
     c->on_abort = NULL;
     c->on_drain = NULL;
     c->state = ST_HEAD;
@@ -381,7 +383,8 @@ static void conn_flush(http_conn *c) {
         void (*fn)(void *) = c->on_drain;
         c->on_drain = NULL;
         fn(c->drain_arg);
-        if (c->closed) return;
+        /* The callback may have queued more (and hit EAGAIN again). */
+        if (c->closed || c->out_bytes > 0) return;
     }
     if ((c->state == ST_HANDLING && c->resp_done) || (c->state == ST_STREAMING && c->stream_ended))
         request_done(c);
@@ -405,12 +408,22 @@ void http_respond_header(http_conn *c, const char *name, const char *value) {
 }
 
 void http_respond_headerf(http_conn *c, const char *name, const char *fmt, ...) {
-    char v[512];
+    char small[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(v, sizeof v, fmt, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
-    http_respond_header(c, name, v);
+    if (n < 0) return;
+    if ((size_t)n < sizeof small) {
+        http_respond_header(c, name, small);
+        return;
+    }
+    char *big = xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    http_respond_header(c, name, big);
+    free(big);
 }
 
 void http_respond_body(http_conn *c, const void *p, size_t n) {
@@ -496,9 +509,25 @@ void http_conn_park(http_conn *c, void (*on_abort)(void *), void *arg) {
     c->abort_arg = arg;
 }
 
+void http_conn_unpark(http_conn *c, void *arg) {
+    if (c->abort_arg == arg) {
+        c->on_abort = NULL;
+        c->abort_arg = NULL;
+    }
+}
+
 void http_stream_begin(http_conn *c, int status) {
     (void)status;
-    buf_append_str(&c->resp_head, "Transfer-Encoding: chunked\r\n\r\n");
+    if (!c->req.head.keep_alive) c->close_after = true;
+    c->stream_raw = c->req.head.version_minor == 0;
+    if (c->stream_raw) {
+        c->close_after = true;
+        buf_append_str(&c->resp_head, "Connection: close\r\n\r\n");
+    } else {
+        buf_append_str(&c->resp_head, "Transfer-Encoding: chunked\r\n");
+        if (c->close_after) buf_append_str(&c->resp_head, "Connection: close\r\n");
+        buf_append_str(&c->resp_head, "\r\n");
+    }
     queue_mem(&c->out, c->resp_head.data, c->resp_head.len);
     c->out_bytes += c->resp_head.len;
     c->state = ST_STREAMING;
@@ -508,6 +537,12 @@ void http_stream_begin(http_conn *c, int status) {
 
 void http_stream_write(http_conn *c, const void *p, size_t n) {
     if (c->closed || n == 0) return;
+    if (c->stream_raw) {
+        queue_mem(&c->out, p, n);
+        c->out_bytes += n;
+        conn_flush(c);
+        return;
+    }
     char hdr[24];
     int h = snprintf(hdr, sizeof hdr, "%zx\r\n", n);
     queue_mem(&c->out, hdr, (size_t)h);
@@ -519,8 +554,10 @@ void http_stream_write(http_conn *c, const void *p, size_t n) {
 
 void http_stream_end(http_conn *c) {
     if (c->closed) return;
-    queue_mem(&c->out, "0\r\n\r\n", 5);
-    c->out_bytes += 5;
+    if (!c->stream_raw) {
+        queue_mem(&c->out, "0\r\n\r\n", 5);
+        c->out_bytes += 5;
+    }
     c->stream_ended = true;
     conn_flush(c);
 }
@@ -545,6 +582,7 @@ static void dispatch(http_conn *c) {
     c->w->srv->cfg.handler(c->w->srv->cfg.handler_ctx, c, &c->req);
 }
 
+/* Returns false only when the head is incomplete (more bytes needed). */
 static bool start_request(http_conn *c) {
     const http_server_config *cfg = &c->w->srv->cfg;
     const char *err = NULL;
@@ -559,7 +597,7 @@ static bool start_request(http_conn *c) {
     }
     if (r < 0) {
         fail_request(c, http_parse_status(r), err ? err : "malformed request");
-        return false;
+        return true;
     }
     /* Re-parse from a private copy so the head stays valid while more input
      * is read into (and possibly reallocates) the input buffer. */
@@ -570,12 +608,12 @@ static bool start_request(http_conn *c) {
                     cfg->max_target_len, &c->req.head, &err);
     if (!http_target_split(c->req.head.target, c->req.head.target_len, &c->req.target)) {
         fail_request(c, 400, "request target must be an absolute path");
-        return false;
+        return true;
     }
     buf_init(&c->req.body);
     if (c->req.head.content_length > 0 && (uint64_t)c->req.head.content_length > cfg->max_body) {
         fail_request(c, 413, "request body too large");
-        return false;
+        return true;
     }
     bool has_body = c->req.head.chunked || c->req.head.content_length > 0;
     if (has_body && c->req.head.expect_continue) {
@@ -587,11 +625,13 @@ static bool start_request(http_conn *c) {
         http_chunked_init(&c->chunked);
         c->state = ST_CHUNKED;
     } else if (c->req.head.content_length > 0) {
-        buf_reserve(&c->req.body, (size_t)c->req.head.content_length);
+        /* Grow with the data, not with what the client claims. */
+        size_t cl = (size_t)c->req.head.content_length;
+        buf_reserve(&c->req.body, cl < 65536 ? cl : 65536);
         c->state = ST_BODY;
     } else {
         dispatch(c);
-        return false;
+        return true;
     }
     if (!c->receiving) {
         c->receiving = true;
@@ -608,11 +648,7 @@ static void process_input(http_conn *c) {
                 loop_timer_set(c->w->l, &c->timer, c->w->srv->cfg.idle_timeout_ms);
                 break;
             }
-            if (!start_request(c)) {
-                if (c->state == ST_HEAD) break; /* need more bytes */
-                if (c->state == ST_HANDLING && !c->resp_done) break;
-                continue;
-            }
+            if (!start_request(c)) break; /* need more bytes */
         } else if (c->state == ST_BODY) {
             size_t want = (size_t)c->req.head.content_length - c->req.body.len;
             size_t n = c->in.len < want ? c->in.len : want;
@@ -645,13 +681,16 @@ static void process_input(http_conn *c) {
 }
 
 static void conn_read(http_conn *c) {
+    size_t total = 0;
     for (;;) {
         buf_reserve(&c->in, 16384);
         ssize_t n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
         if (n > 0) {
             c->in.len += (size_t)n;
-            if ((size_t)n < 16384) break;
-            if (c->in.len > c->w->srv->cfg.max_head_bytes + 16 * 65536 && c->state == ST_HEAD) break;
+            total += (size_t)n;
+            /* Level-triggered: what is left is read on the next round, so
+             * one fast sender cannot hold the loop. */
+            if ((size_t)n < 16384 || total >= 262144) break;
             continue;
         }
         if (n == 0) {

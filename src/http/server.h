@@ -90,6 +90,9 @@ void http_conn_release(http_conn *c);
  * stream_begin. */
 void http_conn_park(http_conn *c, void (*on_abort)(void *), void *arg);
 
+/* Forget the on_abort registered with `arg` (its owner is going away). */
+void http_conn_unpark(http_conn *c, void *arg);
+
 /* --- chunked event streams (SSE) --- */
 void http_stream_begin(http_conn *c, int status); /* after respond_header calls */
 void http_stream_write(http_conn *c, const void *p, size_t n);

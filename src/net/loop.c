@@ -34,6 +34,11 @@ struct loop {
 
     loop_watch **watches; /* indexed by fd */
     int nwatches;
+    /* Watches removed during the current epoll batch: freed after it, so a
+     * stale event for a closed (and maybe reused) fd finds a dead watch
+     * instead of the fd's new owner. */
+    loop_watch **dead;
+    int ndead, dead_cap;
 
     loop_timer **heap;
     int32_t heap_len, heap_cap;
@@ -68,6 +73,8 @@ loop *loop_new(int id) {
 void loop_free(loop *l) {
     for (int i = 0; i < l->nwatches; i++) free(l->watches[i]);
     free(l->watches);
+    for (int i = 0; i < l->ndead; i++) free(l->dead[i]);
+    free(l->dead);
     free(l->heap);
     free(l->posts);
     close(l->epfd);
@@ -110,10 +117,15 @@ int loop_mod(loop *l, int fd, uint32_t events, loop_io_fn fn, void *arg) {
 void loop_del(loop *l, int fd) {
     epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
     if (fd < l->nwatches && l->watches[fd]) {
-        /* Events for this fd may still be in the current epoll batch; a
-         * cleared watch makes them no-ops. */
-        l->watches[fd]->fn = NULL;
-        l->watches[fd]->arg = NULL;
+        loop_watch *w = l->watches[fd];
+        w->fn = NULL;
+        w->arg = NULL;
+        l->watches[fd] = NULL;
+        if (l->ndead == l->dead_cap) {
+            l->dead_cap = l->dead_cap ? l->dead_cap * 2 : 16;
+            l->dead = xrealloc(l->dead, (size_t)l->dead_cap * sizeof *l->dead);
+        }
+        l->dead[l->ndead++] = w;
     }
 }
 
@@ -251,7 +263,16 @@ void loop_run(loop *l) {
             if (w->fn) w->fn(w->arg, evs[i].events);
         }
         run_timers(l);
+        for (int i = 0; i < l->ndead; i++) free(l->dead[i]);
+        l->ndead = 0;
     }
-    /* Work posted during shutdown (connection clean-ups) still runs. */
-    run_posts(l);
+    /* Work posted during shutdown (connection clean-ups, and whatever they
+     * post in turn) still runs. */
+    for (;;) {
+        pthread_mutex_lock(&l->post_lock);
+        size_t n = l->nposts;
+        pthread_mutex_unlock(&l->post_lock);
+        if (n == 0) break;
+        run_posts(l);
+    }
 }

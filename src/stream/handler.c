@@ -58,6 +58,13 @@ static void config_headers(http_conn *c, const stream *s) {
     if (s->expires_str) http_respond_header(c, "Stream-Expires-At", s->expires_str);
 }
 
+/* Answer only once everything the stream has logged so far is durable: an
+ * idempotent retry must not be told "stored" before the original is. */
+static void respond_after_pending(http_conn *c, stream *s) {
+    if (s->last_lsn > store_durable_lsn(streams_store)) stream_commit(s, s->last_lsn, c);
+    http_respond_end(c);
+}
+
 /* Send the prepared response once `lsn` is durable. Always through the
  * pending queue, even if the store already reports lsn durable: the
  * on_durable call that publishes it to readers is then still waiting for
@@ -97,6 +104,7 @@ static const char *fork_point(stream *src, const create_req *r, uint64_t *point)
         else if (k == OFFSET_NOW) off = src->visible;
         else if (k != OFFSET_AT) return "invalid Stream-Fork-Offset";
         if (off > src->visible) return "Stream-Fork-Offset is beyond the source stream's tail";
+        if (!stream_at_boundary(src, off)) return "Stream-Fork-Offset is not a message boundary";
     }
     if (r->fork_sub) {
         int64_t sub;
@@ -205,9 +213,9 @@ static void handle_put(http_conn *c, http_request *req, const char *path, size_t
         } else {
             respond_begin(c, 200);
             config_headers(c, s);
-            offset_header(c, "Stream-Next-Offset", s->visible);
+            offset_header(c, "Stream-Next-Offset", s->tail);
             if (s->closed) http_respond_header(c, "Stream-Closed", "true");
-            http_respond_end(c);
+            respond_after_pending(c, s);
         }
         goto out;
     }
@@ -294,7 +302,7 @@ static void handle_put(http_conn *c, http_request *req, const char *path, size_t
     if (lsn == 0) {
         char msg[128];
         snprintf(msg, sizeof msg, "storage error: %s", strerror(errno));
-        stream_delete(s);
+        stream_discard(s);
         respond_error(c, 507, path, msg);
         goto out;
     }
@@ -411,7 +419,7 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
             offset_header(c, "Stream-Next-Offset", s->tail);
             http_respond_header(c, "Stream-Closed", "true");
             if (p.present) producer_headers(c, p.epoch, p.seq);
-            http_respond_end(c);
+            respond_after_pending(c, s);
         } else {
             closed_conflict(c, s, path);
         }
@@ -457,7 +465,7 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
                 respond_begin(c, 204);
                 offset_header(c, "Stream-Next-Offset", s->tail);
                 producer_headers(c, pr->epoch, pr->seq);
-                http_respond_end(c);
+                respond_after_pending(c, s);
                 goto out;
             }
             if (p.seq > pr->seq + 1) {
@@ -494,8 +502,14 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
             buf_append(&data, req->body.data, req->body.len);
         }
     }
-    /* Accepted: apply to the in-memory state, then log it. */
+    /* Accepted: apply to the in-memory state, log it, and put the state back
+     * if the log refuses (the client is told nothing was stored). */
     bool meta_changed = p.present || stream_seq || close_req;
+    producer saved_pr = pr ? *pr : (producer){0};
+    bool new_pr = p.present && !pr;
+    char *saved_seq = s->stream_seq;
+    char *saved_closer = s->closed_by_id;
+    uint64_t saved_closer_epoch = s->closed_by_epoch, saved_closer_seq = s->closed_by_seq;
     if (p.present) {
         if (!pr) {
             s->producers = xrealloc(s->producers, (s->nproducers + 1) * sizeof *s->producers);
@@ -505,14 +519,10 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
         pr->epoch = p.epoch;
         pr->seq = p.seq;
     }
-    if (stream_seq) {
-        free(s->stream_seq);
-        s->stream_seq = xstrndup(stream_seq, seq_len);
-    }
+    if (stream_seq) s->stream_seq = xstrndup(stream_seq, seq_len);
     if (close_req) {
         s->closed = true;
         if (p.present) {
-            free(s->closed_by_id);
             s->closed_by_id = xstrndup(p.id, p.id_len);
             s->closed_by_epoch = p.epoch;
             s->closed_by_seq = p.seq;
@@ -527,9 +537,23 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
     if (lsn == 0) {
         char msg[128];
         snprintf(msg, sizeof msg, "storage error: %s", strerror(errno));
+        if (new_pr) {
+            free(s->producers[--s->nproducers].id);
+        } else if (pr) {
+            *pr = saved_pr;
+        }
+        if (s->stream_seq != saved_seq) free(s->stream_seq);
+        s->stream_seq = saved_seq;
+        if (s->closed_by_id != saved_closer) free(s->closed_by_id);
+        s->closed_by_id = saved_closer;
+        s->closed_by_epoch = saved_closer_epoch;
+        s->closed_by_seq = saved_closer_seq;
+        s->closed = false;
         respond_error(c, 507, path, msg);
         goto out;
     }
+    if (s->stream_seq != saved_seq) free(saved_seq);
+    if (s->closed_by_id != saved_closer) free(saved_closer);
     s->tail += data.len;
     /* 200 tells a producer its data was new; a close-only has none. */
     respond_begin(c, p.present && data.len > 0 ? 200 : 204);
@@ -554,8 +578,14 @@ static void handle_delete(http_conn *c, const char *path, size_t path_len) {
     } else {
         stream_ref(s);
         store_lsn lsn = stream_delete(s);
-        respond_begin(c, 204);
-        respond_when_durable(c, s, lsn);
+        if (lsn == 0) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "storage error: %s", strerror(errno));
+            respond_error(c, 507, path, msg);
+        } else {
+            respond_begin(c, 204);
+            respond_when_durable(c, s, lsn);
+        }
         stream_unref(s);
     }
     pthread_mutex_unlock(&streams_lock);
@@ -599,6 +629,8 @@ static const char *check_path(const buf *p) {
     if (p->len <= plen) return "missing stream name";
     if (p->len > streams_limits.max_path) return "stream path too long";
     const char *s = (const char *)p->data;
+    for (size_t i = 0; i < p->len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return "control characters are not allowed in stream paths";
     for (size_t i = 0; i < p->len;) {
         size_t j = i;
         while (j < p->len && s[j] != '/') j++;

@@ -133,6 +133,7 @@ typedef struct lp_wait {
 /* streams_lock held. */
 static void lp_free(lp_wait *lp) {
     loop_timer_cancel(http_conn_loop(lp->w.conn), &lp->timer);
+    http_conn_unpark(lp->w.conn, lp);
     waiter_unlink(&lp->w);
     stream_unref(lp->s);
     http_conn_unref(lp->w.conn);
@@ -162,8 +163,13 @@ static bool lp_answer(lp_wait *lp) {
 static void lp_wake(waiter *w) {
     lp_wait *lp = (lp_wait *)w;
     pthread_mutex_lock(&streams_lock);
-    if (http_conn_closed(w->conn) || lp_answer(lp)) lp_free(lp);
-    else waiter_link(&lp->w, lp->s);
+    if (http_conn_closed(w->conn) || lp_answer(lp)) {
+        lp_free(lp);
+    } else {
+        waiter_link(&lp->w, lp->s);
+        /* The deadline may have passed while the wake-up was in flight. */
+        if (!loop_timer_armed(&lp->timer)) loop_timer_set(http_conn_loop(w->conn), &lp->timer, 0);
+    }
     pthread_mutex_unlock(&streams_lock);
 }
 
@@ -219,6 +225,7 @@ typedef struct sse_reader {
 
 static void sse_free(sse_reader *r) {
     loop_timer_cancel(http_conn_loop(r->w.conn), &r->timer);
+    http_conn_unpark(r->w.conn, r);
     waiter_unlink(&r->w);
     stream_unref(r->s);
     http_conn_unref(r->w.conn);
@@ -238,7 +245,8 @@ static void sse_data_event(sse_reader *r, stream *s) {
         size_t i = 0;
         while (i < raw->len) {
             size_t j = i;
-            while (raw->data[j] != '\n') j++;
+            while (j < raw->len && raw->data[j] != '\n') j++;
+            if (j == raw->len || j == i) break; /* not whole messages: start was checked */
             bool last = j + 1 == raw->len;
             if (i > 0) buf_append_str(ev, "data:");
             if (last) {
@@ -454,6 +462,8 @@ void handle_get(http_conn *c, http_request *req, const char *path, size_t path_l
         uint64_t start = kind == OFFSET_START ? 0 : kind == OFFSET_NOW ? s->visible : pos;
         if (start > s->visible) {
             respond_error(c, 400, path, "offset is beyond the end of the stream");
+        } else if (!stream_at_boundary(s, start)) {
+            respond_error(c, 400, path, "offset is not a message boundary of this JSON stream");
         } else if (mode == LIVE_NONE) {
             if (kind == OFFSET_NOW) respond_now(c, s);
             else respond_data(c, req, s, start, false, &cursor);

@@ -131,7 +131,10 @@ void stream_touch(stream *s, int64_t now_ms) { s->last_access = now_ms; }
 /* Remove a stream for good: its data goes, its source loses a fork. */
 static store_lsn stream_destroy(stream *s) {
     store_lsn lsn = store_delete(streams_store, s->id);
-    if (lsn == 0) log_write(LOG_ERROR, "%s: delete not logged: %s", s->path, strerror(errno));
+    if (lsn == 0) {
+        log_write(LOG_ERROR, "%s: delete not logged: %s", s->path, strerror(errno));
+        return 0;
+    }
     table_remove(s);
     s->dead = true;
     streams_wake(s);
@@ -155,10 +158,21 @@ store_lsn stream_delete(stream *s) {
         stream_meta_encode(s, &meta);
         store_lsn lsn = store_set_meta(streams_store, s->id, meta.data, meta.len);
         buf_free(&meta);
+        if (lsn == 0) {
+            s->deleted = false;
+            return 0;
+        }
         streams_wake(s);
         return lsn;
     }
     return stream_destroy(s);
+}
+
+void stream_discard(stream *s) {
+    table_remove(s);
+    s->dead = true;
+    if (s->src) s->src->nforks--;
+    stream_unref(s);
 }
 
 stream *stream_lookup_live(const char *path, size_t len, int64_t now_ms) {
@@ -185,6 +199,7 @@ void stream_commit(stream *s, store_lsn lsn, http_conn *c) {
     }
     pending *p = &pend[(pend_head + pend_len) % pend_cap];
     pend_len++;
+    if (lsn > s->last_lsn) s->last_lsn = lsn;
     p->lsn = lsn;
     p->s = s;
     p->tail = s->tail;
@@ -259,6 +274,9 @@ static void waiter_fire(void *arg) {
 }
 
 void streams_wake(stream *s) {
+    /* Shutting down: waiters stay linked so their connection's abort
+     * (posted as the server closes it) finds and frees them. */
+    if (detached) return;
     while (s->waiters) {
         waiter *w = s->waiters;
         waiter_unlink(w);
@@ -322,6 +340,12 @@ bool stream_pread(stream *s, uint64_t off, size_t len, uint8_t *dst) {
         return true;
     }
     return true;
+}
+
+bool stream_at_boundary(stream *s, uint64_t pos) {
+    if (!s->json || pos == 0) return true;
+    uint8_t prev;
+    return stream_pread(s, pos - 1, 1, &prev) && prev == '\n';
 }
 
 /* --- recovery and checkpoints --- */
@@ -412,12 +436,16 @@ static void sweep_slice(uint64_t *cursor, uint64_t buckets) {
         uint64_t b = (*cursor)++ & (table_size - 1);
         stream *s = table[b];
         while (s) {
-            stream *next = s->hnext;
             if (!s->deleted && stream_expired(s, now)) {
                 log_write(LOG_INFO, "%s: expired", s->path);
-                stream_delete(s);
+                /* A delete can cascade to other streams of this bucket:
+                 * start the bucket over (deleted ones are skipped). */
+                if (stream_delete(s) != 0) {
+                    s = table[b];
+                    continue;
+                }
             }
-            s = next;
+            s = s->hnext;
         }
     }
     pthread_mutex_unlock(&streams_lock);

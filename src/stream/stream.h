@@ -63,6 +63,7 @@ struct stream {
     /* The producer request that closed the stream, for idempotent retries. */
     char *closed_by_id;
     uint64_t closed_by_epoch, closed_by_seq;
+    store_lsn last_lsn;  /* newest mutation logged for this stream */
     waiter *waiters;
     stream *hnext; /* hash chain */
 };
@@ -111,6 +112,8 @@ void stream_unref(stream *s);
 /* Delete (soft if it has forks); cascades to soft-deleted sources. Returns
  * the LSN that makes it durable (0 with errno on a write failure). */
 store_lsn stream_delete(stream *s);
+/* Forget a stream whose creation was never logged. */
+void stream_discard(stream *s);
 void stream_touch(stream *s, int64_t now_ms);
 bool stream_expired(const stream *s, int64_t now_ms);
 uint64_t stream_count(void);
@@ -130,6 +133,9 @@ void streams_wake(stream *s);
 /* Copy bytes [off, off+len) of the stream's logical data (through the fork
  * chain) into dst. Returns false on I/O error. */
 bool stream_pread(stream *s, uint64_t off, size_t len, uint8_t *dst);
+/* A JSON stream may only be read (or forked) from a message boundary; any
+ * position is a boundary of other streams. */
+bool stream_at_boundary(stream *s, uint64_t pos);
 /* Queue [a, b) of the stream's logical data as file segments of the response. */
 bool stream_respond_range(http_conn *c, stream *s, uint64_t a, uint64_t b);
 

@@ -20,7 +20,9 @@ def check(cond, msg):
 
 
 def raw(port, data, timeout=5.0, half_close=False):
-    """Send bytes, return (status, whole response bytes)."""
+    """Send bytes, return (status, whole response bytes). With several
+    requests in `data`, read until the server closes."""
+    multi = data.count(b" HTTP/1.1\r\n") > 1
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.sendall(data)
     if half_close:
@@ -32,7 +34,7 @@ def raw(port, data, timeout=5.0, half_close=False):
             if not chunk:
                 break
             out += chunk
-            if b"\r\n\r\n" in out:
+            if b"\r\n\r\n" in out and not multi:
                 head, _, body = out.partition(b"\r\n\r\n")
                 cl = [l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
                 if cl and len(body) >= int(cl[0].split(b":")[1]):
@@ -116,6 +118,30 @@ def main():
         check(st2 == 200, "%s: server not serving afterwards (%s)" % (name, st2))
 
     check(tail(p, "/v1/stream/ok") == t0, "a rejected append changed the stream")
+
+    more = [
+        ("CR LF in path (header injection)", req("PUT", "/v1/stream/a%0d%0aSet-Cookie:%20x=1"), 400),
+        ("JSON offset inside a message", req("GET", "/v1/stream/jm?offset=0000000000000000_0000000000000003&live=sse"), 400),
+    ]
+    st, _ = raw(p, req("PUT", "/v1/stream/jm", [("Content-Type", "application/json")], b'[{"a":1},{"b":2}]'))
+    check(st == 201, "create json stream with data: %s" % st)
+    for name, data, want in more:
+        st, out = raw(p, data)
+        check(st == want, "%s: want %s, got %s (%r)" % (name, want, st, out[:120]))
+        check(b"Set-Cookie" not in out, "%s: injected header echoed" % name)
+
+    # Pipelined requests, including bodiless ones, are all answered in order.
+    st, out = raw(p, req("PUT", "/v1/stream/pipe", [("Content-Type", "text/plain")]) +
+                  b"HEAD /v1/stream/pipe HTTP/1.1\r\nHost: t\r\n\r\n" +
+                  b"DELETE /v1/stream/pipe HTTP/1.1\r\nHost: t\r\n\r\n" +
+                  b"GET /v1/stream/pipe HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    codes = [l.split(b" ")[1] for l in out.split(b"\r\n") if l.startswith(b"HTTP/1.1 ")]
+    check(codes == [b"201", b"200", b"204", b"404"], "pipelined PUT/HEAD/DELETE/GET: %r" % codes)
+    # A client that half-closes after pipelining still gets every answer.
+    st, out = raw(p, req("PUT", "/v1/stream/half", [("Content-Type", "text/plain")]) +
+                  b"GET /v1/stream/half HTTP/1.1\r\nHost: t\r\n\r\n", half_close=True)
+    codes = [l.split(b" ")[1] for l in out.split(b"\r\n") if l.startswith(b"HTTP/1.1 ")]
+    check(codes == [b"201", b"200"], "half-closed pipelining: %r" % codes)
 
     # Slowloris: a head that never completes is cut off by --request-timeout.
     s = socket.create_connection(("127.0.0.1", p), timeout=10)
