@@ -296,7 +296,8 @@ static void file_ref_release(void *arg) {
 
 bool stream_respond_range(http_conn *c, stream *s, uint64_t a, uint64_t b) {
     while (a < b) {
-        if (s->src && a < s->fork_off) {
+        if (a < s->fork_off) {
+            if (!s->src) return false; /* source lost (see link_forks) */
             uint64_t e = b < s->fork_off ? b : s->fork_off;
             if (!stream_respond_range(c, s->src, a, e)) return false;
             a = e;
@@ -315,7 +316,8 @@ bool stream_respond_range(http_conn *c, stream *s, uint64_t a, uint64_t b) {
 
 bool stream_pread(stream *s, uint64_t off, size_t len, uint8_t *dst) {
     while (len > 0) {
-        if (s->src && off < s->fork_off) {
+        if (off < s->fork_off) {
+            if (!s->src) return false;
             size_t n = off + len <= s->fork_off ? len : (size_t)(s->fork_off - off);
             if (!stream_pread(s->src, off, n, dst)) return false;
             off += n;
@@ -396,6 +398,14 @@ static void link_forks(void) {
         stream_ref(*hit);
         (*hit)->nforks++;
     }
+    /* A crash between a fork's delete and its soft-deleted source's leaves
+     * the source with no forks: finish the cascade now. */
+    for (size_t i = 0; i < nrecov; i++) stream_ref(recov[i].s); /* cascades free others */
+    for (size_t i = 0; i < nrecov; i++) {
+        stream *s = recov[i].s;
+        if (s->deleted && s->nforks == 0 && !s->dead) stream_destroy(s);
+    }
+    for (size_t i = 0; i < nrecov; i++) stream_unref(recov[i].s);
     free(ids);
     free(recov);
     recov = NULL;
