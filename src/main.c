@@ -56,6 +56,14 @@ static option_def options[] = {
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
+/* "long-poll-timeout" -> "WEFT_LONG_POLL_TIMEOUT". */
+static void env_name(const option_def *o, char *env, size_t size) {
+    size_t k = (size_t)snprintf(env, size, "WEFT_");
+    for (const char *p = o->name; *p && k + 1 < size; p++)
+        env[k++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    env[k] = 0;
+}
+
 static void usage(FILE *f) {
     fprintf(f,
             "weft %s — durable streams server\n\n"
@@ -66,11 +74,8 @@ static void usage(FILE *f) {
             "Options (each also read from the environment variable shown):\n",
             WEFT_VERSION);
     for (size_t i = 0; i < NOPTIONS; i++) {
-        char env[64] = "WEFT_";
-        size_t k = 5;
-        for (const char *p = options[i].name; *p && k < sizeof env - 1; p++)
-            env[k++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
-        env[k] = 0;
+        char env[64];
+        env_name(&options[i], env, sizeof env);
         fprintf(f, "  --%-20s %s\n  %-22s   [%s, default %s]\n", options[i].name, options[i].help, "",
                 env, options[i].def);
     }
@@ -145,11 +150,8 @@ static bool option_valid(const option_def *o, const char *v) {
 
 static int parse_args(int argc, char **argv) {
     for (size_t i = 0; i < NOPTIONS; i++) {
-        char env[64] = "WEFT_";
-        size_t k = 5;
-        for (const char *p = options[i].name; *p && k < sizeof env - 1; p++)
-            env[k++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
-        env[k] = 0;
+        char env[64];
+        env_name(&options[i], env, sizeof env);
         const char *v = getenv(env);
         options[i].value = v && *v ? v : options[i].def;
         if (!option_valid(&options[i], options[i].value)) {

@@ -28,44 +28,18 @@
 #define CATALOG_HDR_SIZE 48
 #define CATALOG_ENTRY_SIZE 24
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
 
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
 
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
 
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
 
-/* crc32 over any length (zlib takes uInt). */
-static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n) {
-    while (n > 0) {
-        size_t chunk = n > (1u << 30) ? (1u << 30) : n;
-        crc = (uint32_t)crc32(crc, p, (uInt)chunk);
-        p += chunk;
-        n -= chunk;
-    }
-    return crc;
-}
 
 void catalog_entry_append(buf *b, uint64_t id, uint64_t length, const uint8_t *name,
                           size_t name_len, const uint8_t *meta, size_t meta_len) {
     uint8_t e[CATALOG_ENTRY_SIZE];
-    put_u64(e, id);
-    put_u64(e + 8, length);
-    put_u32(e + 16, (uint32_t)name_len);
-    put_u32(e + 20, (uint32_t)meta_len);
+    codec_put_u64(e, id);
+    codec_put_u64(e + 8, length);
+    codec_put_u32(e + 16, (uint32_t)name_len);
+    codec_put_u32(e + 20, (uint32_t)meta_len);
     buf_reserve(b, sizeof e + name_len + meta_len);
     buf_append(b, e, sizeof e);
     buf_append(b, name, name_len);
@@ -75,16 +49,16 @@ void catalog_entry_append(buf *b, uint64_t id, uint64_t length, const uint8_t *n
 int catalog_write(int dirfd, const catalog_hdr *h, const buf *entries, bool sync) {
     uint8_t hdr[CATALOG_HDR_SIZE];
     memcpy(hdr, CATALOG_MAGIC, 8);
-    put_u32(hdr + 8, CATALOG_VERSION);
-    put_u32(hdr + 12, 0);
-    put_u64(hdr + 16, h->next_id);
-    put_u64(hdr + 24, h->boundary_seg);
-    put_u64(hdr + 32, h->boundary_lsn);
-    put_u64(hdr + 40, h->count);
-    uint32_t crc = crc_update((uint32_t)crc32(0L, Z_NULL, 0), hdr, sizeof hdr);
-    crc = crc_update(crc, entries->data, entries->len);
+    codec_put_u32(hdr + 8, CATALOG_VERSION);
+    codec_put_u32(hdr + 12, 0);
+    codec_put_u64(hdr + 16, h->next_id);
+    codec_put_u64(hdr + 24, h->boundary_seg);
+    codec_put_u64(hdr + 32, h->boundary_lsn);
+    codec_put_u64(hdr + 40, h->count);
+    uint32_t crc = codec_crc((uint32_t)crc32(0L, Z_NULL, 0), hdr, sizeof hdr);
+    crc = codec_crc(crc, entries->data, entries->len);
     uint8_t trailer[4];
-    put_u32(trailer, crc);
+    codec_put_u32(trailer, crc);
 
     int fd = openat(dirfd, "catalog.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return -1;
@@ -151,21 +125,21 @@ int catalog_load(int dirfd, catalog_hdr *h,
         snprintf(err, errlen, "catalog is not a weft catalog (%zu bytes); refusing to open", len);
         goto bad;
     }
-    uint32_t crc = crc_update((uint32_t)crc32(0L, Z_NULL, 0), p, len - 4);
-    if (crc != get_u32(p + len - 4)) {
+    uint32_t crc = codec_crc((uint32_t)crc32(0L, Z_NULL, 0), p, len - 4);
+    if (crc != codec_get_u32(p + len - 4)) {
         snprintf(err, errlen,
                  "catalog checksum mismatch: the file is damaged; refusing to open "
                  "(restore the data directory from a backup)");
         goto bad;
     }
-    if (get_u32(p + 8) != CATALOG_VERSION) {
-        snprintf(err, errlen, "catalog version %u is not supported", get_u32(p + 8));
+    if (codec_get_u32(p + 8) != CATALOG_VERSION) {
+        snprintf(err, errlen, "catalog version %u is not supported", codec_get_u32(p + 8));
         goto bad;
     }
-    h->next_id = get_u64(p + 16);
-    h->boundary_seg = get_u64(p + 24);
-    h->boundary_lsn = get_u64(p + 32);
-    h->count = get_u64(p + 40);
+    h->next_id = codec_get_u64(p + 16);
+    h->boundary_seg = codec_get_u64(p + 24);
+    h->boundary_lsn = codec_get_u64(p + 32);
+    h->count = codec_get_u64(p + 40);
     if (h->boundary_seg == 0 || h->boundary_lsn == 0) {
         snprintf(err, errlen, "catalog header is invalid; refusing to open");
         goto bad;
@@ -178,13 +152,13 @@ int catalog_load(int dirfd, catalog_hdr *h,
             goto bad;
         }
         const uint8_t *e = p + off;
-        uint32_t name_len = get_u32(e + 16), meta_len = get_u32(e + 20);
+        uint32_t name_len = codec_get_u32(e + 16), meta_len = codec_get_u32(e + 20);
         off += CATALOG_ENTRY_SIZE;
         if ((uint64_t)name_len + meta_len > end - off) {
             snprintf(err, errlen, "catalog entry %llu is truncated", (unsigned long long)i);
             goto bad;
         }
-        fn(arg, get_u64(e), get_u64(e + 8), p + off, name_len, p + off + name_len, meta_len);
+        fn(arg, codec_get_u64(e), codec_get_u64(e + 8), p + off, name_len, p + off + name_len, meta_len);
         off += (size_t)name_len + meta_len;
     }
     if (off != end) {

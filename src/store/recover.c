@@ -247,21 +247,6 @@ static int replay_segment(recovery *rc, uint64_t seg, bool *torn, char *err, siz
     return 0;
 }
 
-/* "<16 hex>.dat" -> id. */
-static bool parse_data_name(const char *name, uint64_t *id) {
-    if (strlen(name) != 20 || strcmp(name + 16, ".dat") != 0) return false;
-    uint64_t v = 0;
-    for (int i = 0; i < 16; i++) {
-        char c = name[i];
-        int d;
-        if (c >= '0' && c <= '9') d = c - '0';
-        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-        else return false;
-        v = v << 4 | (uint64_t)d;
-    }
-    *id = v;
-    return true;
-}
 
 /* Make one existing data file agree with the table. */
 static int reconcile_file(recovery *rc, int dfd, const char *name, uint64_t id) {
@@ -310,7 +295,7 @@ static int reconcile_data(recovery *rc, char *err, size_t errlen) {
         struct dirent *e;
         while ((e = readdir(dir)) != NULL) {
             uint64_t id;
-            if (!parse_data_name(e->d_name, &id) || (id & 0xff) != d) continue;
+            if (!codec_parse_hex_name(e->d_name, ".dat", &id) || (id & 0xff) != d) continue;
             if (reconcile_file(rc, dfd, e->d_name, id) < 0) {
                 snprintf(err, errlen, "cannot repair %s/%s: %s", path, e->d_name, strerror(errno));
                 closedir(dir);

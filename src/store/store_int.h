@@ -9,6 +9,7 @@
  *   recover.c    recovery at open: catalog + WAL replay + data file repair
  *   idmap.c      hash map from 64-bit id to pointer (dirty set, recovery)
  *   io.c         small I/O helpers (full writes, directory fsync)
+ *   codec.c      little-endian integers, CRC-32, hex file names
  *   store.c      open/close, the public mutations
  *
  * Locks. s->mu guards the WAL state (pending records, LSNs, segment
@@ -45,6 +46,17 @@ void idmap_init(idmap *m);
 void idmap_free(idmap *m); /* frees the table, not the values */
 void *idmap_get(const idmap *m, uint64_t key);
 void idmap_put(idmap *m, uint64_t key, void *val);
+
+/* ---- codec.c */
+
+void codec_put_u32(uint8_t *p, uint32_t v);
+void codec_put_u64(uint8_t *p, uint64_t v);
+uint32_t codec_get_u32(const uint8_t *p);
+uint64_t codec_get_u64(const uint8_t *p);
+/* Continue a zlib CRC-32 over n bytes (any n). */
+uint32_t codec_crc(uint32_t crc, const uint8_t *p, size_t n);
+/* "<16 lower-case hex digits><suffix>" -> *v. */
+bool codec_parse_hex_name(const char *name, const char *suffix, uint64_t *v);
 
 /* ---- io.c */
 

@@ -23,33 +23,12 @@ static void put_u16(uint8_t *p, uint16_t v) {
     p[1] = (uint8_t)(v >> 8);
 }
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
 
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
 
 static uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
-static uint32_t get_u32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
 
-static uint64_t get_u64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
 
-/* zlib takes uInt lengths; records are < 1 GiB so one call always does. */
-static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n) {
-    if (n == 0) return crc;
-    return (uint32_t)crc32(crc, p, (uInt)n);
-}
 
 size_t wal_rec_size(const store_rec *r) {
     return WAL_HDR_SIZE + r->name_len + r->meta_len + r->data_len;
@@ -57,30 +36,30 @@ size_t wal_rec_size(const store_rec *r) {
 
 uint32_t wal_payload_crc(const store_rec *r) {
     uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
-    crc = crc_update(crc, r->name, r->name_len);
-    crc = crc_update(crc, r->meta, r->meta_len);
-    crc = crc_update(crc, r->data, r->data_len);
+    crc = codec_crc(crc, r->name, r->name_len);
+    crc = codec_crc(crc, r->meta, r->meta_len);
+    crc = codec_crc(crc, r->data, r->data_len);
     return crc;
 }
 
 void wal_encode(buf *out, const store_rec *r, uint32_t payload_crc) {
     size_t payload = r->name_len + r->meta_len + r->data_len;
     uint8_t h[WAL_HDR_SIZE];
-    put_u32(h + 4, (uint32_t)(WAL_HDR_SIZE + payload));
+    codec_put_u32(h + 4, (uint32_t)(WAL_HDR_SIZE + payload));
     h[8] = (uint8_t)r->type;
     h[9] = r->has_meta ? WAL_FLAG_META : 0;
     put_u16(h + 10, 0);
-    put_u32(h + 12, (uint32_t)r->name_len);
-    put_u32(h + 16, (uint32_t)r->meta_len);
-    put_u32(h + 20, (uint32_t)r->data_len);
-    put_u64(h + 24, r->lsn);
-    put_u64(h + 32, r->id);
-    put_u64(h + 40, r->pos);
+    codec_put_u32(h + 12, (uint32_t)r->name_len);
+    codec_put_u32(h + 16, (uint32_t)r->meta_len);
+    codec_put_u32(h + 20, (uint32_t)r->data_len);
+    codec_put_u64(h + 24, r->lsn);
+    codec_put_u64(h + 32, r->id);
+    codec_put_u64(h + 40, r->pos);
     /* The header's CRC joined with the payload's: the payload CRC was
      * computed outside the lock, only 44 bytes are summed here. */
-    uint32_t crc = crc_update((uint32_t)crc32(0L, Z_NULL, 0), h + 4, WAL_HDR_SIZE - 4);
+    uint32_t crc = codec_crc((uint32_t)crc32(0L, Z_NULL, 0), h + 4, WAL_HDR_SIZE - 4);
     crc = (uint32_t)crc32_combine(crc, payload_crc, (z_off_t)payload);
-    put_u32(h, crc);
+    codec_put_u32(h, crc);
     buf_reserve(out, WAL_HDR_SIZE + payload);
     buf_append(out, h, sizeof h);
     buf_append(out, r->name, r->name_len);
@@ -113,20 +92,20 @@ size_t wal_scan_after(const uint8_t *img, size_t len, store_lsn prev_lsn,
     size_t off = 0;
     while (len - off >= WAL_HDR_SIZE) {
         const uint8_t *h = img + off;
-        uint32_t total = get_u32(h + 4);
+        uint32_t total = codec_get_u32(h + 4);
         if (total < WAL_HDR_SIZE || total > WAL_REC_MAX || total > len - off) break;
-        uint32_t crc = crc_update((uint32_t)crc32(0L, Z_NULL, 0), h + 4, total - 4);
-        if (crc != get_u32(h)) break;
+        uint32_t crc = codec_crc((uint32_t)crc32(0L, Z_NULL, 0), h + 4, total - 4);
+        if (crc != codec_get_u32(h)) break;
 
         store_rec r;
         r.type = (store_rec_type)h[8];
         r.has_meta = (h[9] & WAL_FLAG_META) != 0;
-        r.name_len = get_u32(h + 12);
-        r.meta_len = get_u32(h + 16);
-        r.data_len = get_u32(h + 20);
-        r.lsn = get_u64(h + 24);
-        r.id = get_u64(h + 32);
-        r.pos = get_u64(h + 40);
+        r.name_len = codec_get_u32(h + 12);
+        r.meta_len = codec_get_u32(h + 16);
+        r.data_len = codec_get_u32(h + 20);
+        r.lsn = codec_get_u64(h + 24);
+        r.id = codec_get_u64(h + 32);
+        r.pos = codec_get_u64(h + 40);
         /* Summed in 64 bits: three u32s cannot overflow it. */
         if ((uint64_t)WAL_HDR_SIZE + r.name_len + r.meta_len + r.data_len != total) break;
         if (!rec_valid(&r, h[9], get_u16(h + 10))) break;
@@ -150,21 +129,6 @@ void wal_segment_path(char out[WAL_PATH_LEN], uint64_t seg) {
     snprintf(out, WAL_PATH_LEN, "wal/%016llx.log", (unsigned long long)seg);
 }
 
-/* "<16 lowercase hex>.log" -> segment number. */
-static bool parse_segment_name(const char *name, uint64_t *seg) {
-    if (strlen(name) != 20 || strcmp(name + 16, ".log") != 0) return false;
-    uint64_t v = 0;
-    for (int i = 0; i < 16; i++) {
-        char c = name[i];
-        int d;
-        if (c >= '0' && c <= '9') d = c - '0';
-        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-        else return false;
-        v = v << 4 | (uint64_t)d;
-    }
-    *seg = v;
-    return true;
-}
 
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -186,7 +150,7 @@ int wal_list_segments(int dirfd, uint64_t **out, size_t *n) {
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         uint64_t seg;
-        if (!parse_segment_name(e->d_name, &seg)) continue;
+        if (!codec_parse_hex_name(e->d_name, ".log", &seg)) continue;
         if (len == cap) {
             cap = cap ? cap * 2 : 16;
             segs = xrealloc(segs, cap * sizeof *segs);

@@ -58,6 +58,26 @@ static void config_headers(http_conn *c, const stream *s) {
     if (s->expires_str) http_respond_header(c, "Stream-Expires-At", s->expires_str);
 }
 
+stream *stream_for_client(http_conn *c, const char *path, size_t path_len, int64_t now) {
+    stream *s = stream_lookup_live(path, path_len, now);
+    if (!s) {
+        respond_error(c, 404, path, "stream not found");
+        return NULL;
+    }
+    if (s->deleted) {
+        respond_error(c, 410, path, "stream was deleted");
+        return NULL;
+    }
+    return s;
+}
+
+/* The store refused a write (disk full, I/O error): nothing was stored. */
+static void respond_storage_error(http_conn *c, const char *path) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "storage error: %s", strerror(errno));
+    respond_error(c, 507, path, msg);
+}
+
 /* Answer only once everything the stream has logged so far is durable: an
  * idempotent retry must not be told "stored" before the original is. */
 static void respond_after_pending(http_conn *c, stream *s) {
@@ -300,10 +320,8 @@ static void handle_put(http_conn *c, http_request *req, const char *path, size_t
     buf_free(&meta);
     buf_free(&data);
     if (lsn == 0) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "storage error: %s", strerror(errno));
         stream_discard(s);
-        respond_error(c, 507, path, msg);
+        respond_storage_error(c, path);
         goto out;
     }
     respond_begin(c, 201);
@@ -394,17 +412,10 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
 
     pthread_mutex_lock(&streams_lock);
     int64_t now = wall_ms();
-    stream *s = stream_lookup_live(path, path_len, now);
     buf data;
     buf_init(&data);
-    if (!s) {
-        respond_error(c, 404, path, "stream not found");
-        goto out;
-    }
-    if (s->deleted) {
-        respond_error(c, 410, path, "stream was deleted");
-        goto out;
-    }
+    stream *s = stream_for_client(c, path, path_len, now);
+    if (!s) goto out;
     stream_touch(s, now);
     if (!has_body && !close_req) {
         respond_error(c, 400, path, "empty body: an append needs data (or Stream-Closed: true)");
@@ -535,8 +546,6 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
                                  meta_changed ? meta.data : NULL, meta.len);
     buf_free(&meta);
     if (lsn == 0) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "storage error: %s", strerror(errno));
         if (new_pr) {
             free(s->producers[--s->nproducers].id);
         } else if (pr) {
@@ -549,7 +558,7 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
         s->closed_by_epoch = saved_closer_epoch;
         s->closed_by_seq = saved_closer_seq;
         s->closed = false;
-        respond_error(c, 507, path, msg);
+        respond_storage_error(c, path);
         goto out;
     }
     if (s->stream_seq != saved_seq) free(saved_seq);
@@ -570,18 +579,12 @@ out:
 
 static void handle_delete(http_conn *c, const char *path, size_t path_len) {
     pthread_mutex_lock(&streams_lock);
-    stream *s = stream_lookup_live(path, path_len, wall_ms());
-    if (!s) {
-        respond_error(c, 404, path, "stream not found");
-    } else if (s->deleted) {
-        respond_error(c, 410, path, "stream was deleted");
-    } else {
+    stream *s = stream_for_client(c, path, path_len, wall_ms());
+    if (s) {
         stream_ref(s);
         store_lsn lsn = stream_delete(s);
         if (lsn == 0) {
-            char msg[128];
-            snprintf(msg, sizeof msg, "storage error: %s", strerror(errno));
-            respond_error(c, 507, path, msg);
+            respond_storage_error(c, path);
         } else {
             respond_begin(c, 204);
             respond_when_durable(c, s, lsn);
@@ -593,12 +596,8 @@ static void handle_delete(http_conn *c, const char *path, size_t path_len) {
 
 static void handle_head(http_conn *c, const char *path, size_t path_len) {
     pthread_mutex_lock(&streams_lock);
-    stream *s = stream_lookup_live(path, path_len, wall_ms());
-    if (!s) {
-        respond_error(c, 404, path, "stream not found");
-    } else if (s->deleted) {
-        respond_error(c, 410, path, "stream was deleted");
-    } else {
+    stream *s = stream_for_client(c, path, path_len, wall_ms());
+    if (s) {
         respond_begin(c, 200);
         config_headers(c, s);
         offset_header(c, "Stream-Next-Offset", s->visible);

@@ -452,12 +452,8 @@ void handle_get(http_conn *c, http_request *req, const char *path, size_t path_l
     }
     pthread_mutex_lock(&streams_lock);
     int64_t now = wall_ms();
-    stream *s = stream_lookup_live(path, path_len, now);
-    if (!s) {
-        respond_error(c, 404, path, "stream not found");
-    } else if (s->deleted) {
-        respond_error(c, 410, path, "stream was deleted");
-    } else {
+    stream *s = stream_for_client(c, path, path_len, now);
+    if (s) {
         stream_touch(s, now);
         uint64_t start = kind == OFFSET_START ? 0 : kind == OFFSET_NOW ? s->visible : pos;
         if (start > s->visible) {

@@ -147,6 +147,10 @@ void respond_begin(http_conn *c, int status);
 /* An error response; logs one line with the stream path. */
 void respond_error(http_conn *c, int status, const char *path, const char *msg);
 
+/* The live stream at path, or NULL after answering 404 (none) or 410
+ * (soft-deleted). Lock held. */
+stream *stream_for_client(http_conn *c, const char *path, size_t path_len, int64_t now);
+
 /* Request handlers (handler.c, read.c), called with streams_lock NOT held. */
 void handle_get(http_conn *c, http_request *req, const char *path, size_t path_len);
 
