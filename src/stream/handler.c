@@ -655,7 +655,17 @@ void streams_handle(void *ctx, http_conn *c, http_request *req) {
     path.len--;
     const char *p = (const char *)path.data;
     if (path.len < sizeof STREAM_PREFIX - 1 || memcmp(p, STREAM_PREFIX, sizeof STREAM_PREFIX - 1) != 0) {
-        if (req->head.method == HTTP_OPTIONS) handle_options(c, req);
+        if (req->head.method == HTTP_OPTIONS) {
+            handle_options(c, req);
+        } else if (strcmp(p, "/healthz") == 0 &&
+                   (req->head.method == HTTP_GET || req->head.method == HTTP_HEAD)) {
+            /* For load balancers and orchestrators: answering means serving. */
+            respond_begin(c, 200);
+            http_respond_header(c, "Content-Type", "text/plain; charset=utf-8");
+            http_respond_header(c, "Cache-Control", "no-store");
+            http_respond_body(c, "ok\n", 3);
+            http_respond_end(c);
+        }
         else respond_error(c, 404, p, "not found: streams live under " STREAM_PREFIX);
         buf_free(&path);
         return;

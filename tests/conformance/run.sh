@@ -13,7 +13,7 @@ port=$((20000 + RANDOM % 20000))
   --sse-max-duration 10s >"$dir/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do
-  curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+  curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break
   sleep 0.1
 done
 CONFORMANCE_TEST_URL="http://127.0.0.1:$port" timeout 1200 node_modules/.bin/vitest run \
