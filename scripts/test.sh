@@ -40,6 +40,7 @@ step "fuzz smoke" bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 step "conformance suite" bash tests/conformance/run.sh build/weft
 step "conformance suite (ASan+UBSan server)" bash tests/conformance/run.sh build-san/weft
 step "crash test (SIGKILL)" python3 tests/proto/crash_test.py build/weft
+step "disk-full test" python3 tests/proto/disk_full_test.py build/weft
 step "bad-input test" python3 tests/proto/bad_input_test.py build/weft
 step "bad-input test (ASan+UBSan server)" python3 tests/proto/bad_input_test.py build-san/weft
 

@@ -504,6 +504,16 @@ void http_conn_release(http_conn *c) {
     conn_flush(c);
 }
 
+void http_conn_fail(http_conn *c, int status, const char *msg) {
+    if (c->closed || !c->held) return;
+    queue_clear(&c->out);
+    c->out_bytes = 0;
+    c->held = false;
+    atomic_fetch_sub(&c->w->srv->nheld, 1);
+    c->close_after = true;
+    http_respond_error(c, status, msg);
+}
+
 void http_conn_park(http_conn *c, void (*on_abort)(void *), void *arg) {
     c->on_abort = on_abort;
     c->abort_arg = arg;

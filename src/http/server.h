@@ -85,6 +85,9 @@ void http_respond_error(http_conn *c, int status, const char *msg);
 void http_conn_hold(http_conn *c);
 void http_conn_release(http_conn *c);
 
+/* Replace a held response with an error (what it promised cannot be kept). */
+void http_conn_fail(http_conn *c, int status, const char *msg);
+
 /* The handler will answer later; on_abort(arg) runs (on the connection's
  * thread) if the connection closes first. Cleared by the next respond_end or
  * stream_begin. */

@@ -117,7 +117,9 @@ void *flush_main(void *arg) {
 
         pthread_mutex_lock(&s->mu);
     }
+    int failed = s->failed;
     pthread_mutex_unlock(&s->mu);
+    if (failed && s->opt.on_failure) s->opt.on_failure(s->opt.ctx, failed);
     buf_free(&batch);
     buf_free(&deletes);
     return NULL;

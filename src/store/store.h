@@ -75,6 +75,11 @@ typedef struct store_options {
      * are strictly increasing. */
     void (*on_durable)(void *ctx, store_lsn lsn);
 
+    /* Flusher thread, at most once: writing or syncing failed (err is the
+     * errno). Records not yet reported durable never will be; every later
+     * mutation fails. Called without the store's locks. */
+    void (*on_failure)(void *ctx, int err);
+
     /* store_open only: called once per live stream after recovery. */
     void (*on_recover)(void *ctx, uint64_t id, const uint8_t *name, size_t name_len,
                        const uint8_t *meta, size_t meta_len, uint64_t length);

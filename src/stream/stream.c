@@ -218,6 +218,40 @@ static void release_conn(void *arg) {
     http_conn_unref(c);
 }
 
+static char failure_msg[160];
+
+static void fail_conn(void *arg) {
+    http_conn *c = arg;
+    if (!http_conn_closed(c)) {
+        http_request *req = http_conn_request(c);
+        log_write(LOG_ERROR, "%.*s %.*s: 507 %s", (int)req->head.method_len, req->head.method_str,
+                  (int)req->target.path_len, req->target.path, failure_msg);
+        http_conn_fail(c, 507, failure_msg);
+    }
+    http_conn_unref(c);
+}
+
+/* The store can no longer make anything durable: every held answer becomes
+ * an error instead of waiting forever. */
+static void on_failure(void *ctx, int err) {
+    (void)ctx;
+    log_write(LOG_ERROR, "storage failed (%s): pending writes are answered 507", strerror(err));
+    pthread_mutex_lock(&streams_lock);
+    snprintf(failure_msg, sizeof failure_msg, "storage error: %s; the write was not stored",
+             strerror(err));
+    while (pend_len > 0) {
+        pending p = pend[pend_head];
+        pend_head = (pend_head + 1) % pend_cap;
+        pend_len--;
+        if (p.conn) {
+            if (detached) http_conn_unref(p.conn);
+            else loop_post(http_conn_loop(p.conn), fail_conn, p.conn);
+        }
+        stream_unref(p.s);
+    }
+    pthread_mutex_unlock(&streams_lock);
+}
+
 static void on_durable(void *ctx, store_lsn lsn) {
     (void)ctx;
     pthread_mutex_lock(&streams_lock);
@@ -488,6 +522,7 @@ int streams_open(const char *dir, store_durability durability, char *err, size_t
         .dir = dir,
         .durability = durability,
         .on_durable = on_durable,
+        .on_failure = on_failure,
         .on_recover = on_recover,
         .snapshot = on_snapshot,
     };
