@@ -6,6 +6,11 @@
  * pipelining) or close. While a request is being handled, the socket is not
  * read: pipelined requests wait in the kernel buffer, which is the natural
  * backpressure, and responses stay in order.
+ *
+ * Sockets are registered once, edge-triggered, for input, output and peer
+ * shutdown: no epoll_ctl per request. An input edge that arrives while a
+ * request is being handled is remembered (`readable`) and the socket is read
+ * when the response is done; output waits for the next output edge.
  */
 #include "server.h"
 
@@ -68,8 +73,8 @@ struct http_conn {
     bool stream_raw;    /* HTTP/1.0 event stream: no chunking, ends with close */
     bool processing;    /* inside process_input (guards re-entrance) */
     bool receiving;     /* the request timeout (not the idle one) is armed */
+    bool readable;      /* input may be waiting in the socket (edge seen, not drained) */
     enum conn_state state;
-    uint32_t events;
     char peer[64];
 
     buf in;
@@ -113,6 +118,7 @@ struct http_server {
 static void conn_close(http_conn *c);
 static void conn_flush(http_conn *c);
 static void process_input(http_conn *c);
+static void conn_read(http_conn *c);
 static void conn_io(void *arg, uint32_t ev);
 
 const char *http_status_reason(int status) {
@@ -188,22 +194,6 @@ static void queue_mem(seg_queue *q, const void *p, size_t n) {
 
 /* --- connection plumbing --- */
 
-static void conn_set_events(http_conn *c, uint32_t ev) {
-    if (c->closed || c->events == ev) return;
-    c->events = ev;
-    loop_mod(c->w->l, c->fd, ev, conn_io, c);
-}
-
-/* Interest in input: read while assembling a request; otherwise only notice
- * the peer going away. Output interest only while the socket is full. */
-static void conn_update_events(http_conn *c, bool want_write) {
-    uint32_t ev = 0;
-    if (c->state == ST_HEAD || c->state == ST_BODY || c->state == ST_CHUNKED) ev |= EPOLLIN;
-    if (!c->peer_closed) ev |= EPOLLRDHUP;
-    if (want_write) ev |= EPOLLOUT;
-    conn_set_events(c, ev);
-}
-
 void http_conn_ref(http_conn *c) { atomic_fetch_add(&c->refs, 1); }
 
 void http_conn_unref(http_conn *c) {
@@ -256,7 +246,11 @@ static void run_abort(void *arg) {
 
 static void run_input(void *arg) {
     http_conn *c = arg;
-    if (!c->closed && c->state == ST_HEAD) process_input(c);
+    bool reading = c->state == ST_HEAD || c->state == ST_BODY || c->state == ST_CHUNKED;
+    if (!c->closed && reading) {
+        if (c->readable) conn_read(c);
+        else process_input(c);
+    }
     http_conn_unref(c);
 }
 
@@ -300,10 +294,9 @@ static void request_done(http_conn *c) {
     c->on_abort = NULL;
     c->on_drain = NULL;
     c->state = ST_HEAD;
-    conn_update_events(c, false);
     /* Pipelined input is parsed from the loop, never from inside whatever
      * completed this response (which may hold the handler's locks). */
-    if (!c->processing && c->in.len > 0) {
+    if (!c->processing && (c->in.len > 0 || c->readable)) {
         http_conn_ref(c);
         loop_post(c->w->l, run_input, c);
     } else if (c->in.len == 0) {
@@ -364,7 +357,6 @@ static void conn_flush(http_conn *c) {
         }
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                conn_update_events(c, true);
                 loop_timer_set(c->w->l, &c->timer, c->w->srv->cfg.write_timeout_ms);
                 return;
             }
@@ -375,10 +367,7 @@ static void conn_flush(http_conn *c) {
         }
     }
     q->head = q->len = 0;
-    if (c->state == ST_HANDLING || c->state == ST_STREAMING) {
-        loop_timer_cancel(c->w->l, &c->timer);
-        conn_update_events(c, false);
-    }
+    if (c->state == ST_HANDLING || c->state == ST_STREAMING) loop_timer_cancel(c->w->l, &c->timer);
     if (c->on_drain) {
         void (*fn)(void *) = c->on_drain;
         c->on_drain = NULL;
@@ -587,7 +576,6 @@ static void dispatch(http_conn *c) {
     c->state = ST_HANDLING;
     c->receiving = false;
     loop_timer_cancel(c->w->l, &c->timer);
-    conn_update_events(c, false);
     c->req.start_ms = loop_now_ms();
     c->w->srv->cfg.handler(c->w->srv->cfg.handler_ctx, c, &c->req);
 }
@@ -693,17 +681,22 @@ static void process_input(http_conn *c) {
 static void conn_read(http_conn *c) {
     size_t total = 0;
     for (;;) {
+        if (total >= 262144) {
+            /* Edge-triggered: the rest must be read without a new edge, but
+             * one fast sender must not hold the loop — continue later. */
+            http_conn_ref(c);
+            loop_post(c->w->l, run_input, c);
+            break;
+        }
         buf_reserve(&c->in, 16384);
         ssize_t n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
         if (n > 0) {
             c->in.len += (size_t)n;
             total += (size_t)n;
-            /* Level-triggered: what is left is read on the next round, so
-             * one fast sender cannot hold the loop. */
-            if ((size_t)n < 16384 || total >= 262144) break;
             continue;
         }
         if (n == 0) {
+            c->readable = false;
             c->peer_closed = true;
             if (c->state == ST_HEAD && c->in.len == 0) {
                 conn_close(c);
@@ -712,7 +705,10 @@ static void conn_read(http_conn *c) {
             break;
         }
         if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->readable = false;
+            break;
+        }
         conn_close(c);
         return;
     }
@@ -729,17 +725,17 @@ static void conn_events(http_conn *c, uint32_t ev) {
         conn_close(c);
         return;
     }
-    if (ev & EPOLLOUT) conn_flush(c);
+    if ((ev & EPOLLOUT) && c->out_bytes > 0) conn_flush(c);
     if (c->closed) return;
-    if (ev & EPOLLIN) {
-        conn_read(c);
+    if (ev & (EPOLLIN | EPOLLRDHUP)) c->readable = true;
+    bool reading = c->state == ST_HEAD || c->state == ST_BODY || c->state == ST_CHUNKED;
+    if (reading) {
+        if (c->readable) conn_read(c);
     } else if (ev & EPOLLRDHUP) {
+        /* The client is gone (or half-closed) while we are answering: a
+         * waiting reader is abandoned; a normal answer is still sent. */
         c->peer_closed = true;
-        if (c->on_abort || c->state == ST_STREAMING || c->state != ST_HANDLING) {
-            conn_close(c);
-            return;
-        }
-        conn_update_events(c, c->out_bytes > 0);
+        if (c->on_abort || c->state == ST_STREAMING) conn_close(c);
     }
 }
 
@@ -803,8 +799,7 @@ static void accept_ready(void *arg, uint32_t ev) {
         if (w->conns) w->conns->prev = c;
         w->conns = c;
         atomic_fetch_add(&srv->nconns, 1);
-        c->events = EPOLLIN | EPOLLRDHUP;
-        loop_add(w->l, fd, c->events, conn_io, c);
+        loop_add(w->l, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, conn_io, c);
         loop_timer_set(w->l, &c->timer, srv->cfg.idle_timeout_ms);
     }
 }
