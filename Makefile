@@ -25,8 +25,10 @@ LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+LOADGEN_SRCS := $(wildcard bench/*.c)
+LOADGEN_OBJS := $(LOADGEN_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all clean test unit unit-bins run
+.PHONY: all clean test unit unit-bins run loadgen
 all: $(BUILD)/weft
 
 $(BUILD)/%.o: %.c
@@ -38,6 +40,12 @@ $(BUILD)/libweft.a: $(LIB_OBJS)
 
 $(BUILD)/weft: $(BUILD)/src/main.o $(BUILD)/libweft.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# The benchmark load generator (bench/): standalone, no weft code.
+$(BUILD)/loadgen: $(LOADGEN_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^
+
+loadgen: $(BUILD)/loadgen
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(BUILD)/libweft.a
 	@mkdir -p $(dir $@)
@@ -57,4 +65,4 @@ run:
 clean:
 	rm -rf build build-san build-clang build-fuzz
 
--include $(LIB_OBJS:.o=.d) $(BUILD)/src/main.d
+-include $(LIB_OBJS:.o=.d) $(BUILD)/src/main.d $(LOADGEN_OBJS:.o=.d)
