@@ -30,8 +30,8 @@ unit_tests() {
   return $rc
 }
 
-step "build (gcc -Werror)" make -s -j"$jobs" CC=gcc all unit-bins
-step "build (clang -Werror)" make -s -j"$jobs" CC=clang BUILD=build-clang all unit-bins
+step "build (gcc -Werror)" make -s -j"$jobs" CC=gcc all unit-bins build/loadgen
+step "build (clang -Werror)" make -s -j"$jobs" CC=clang BUILD=build-clang all unit-bins build-clang/loadgen
 step "unit tests" unit_tests build
 step "build (ASan+UBSan)" make -s -j"$jobs" CC=gcc SAN=1 all unit-bins
 export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
@@ -43,6 +43,7 @@ step "crash test (SIGKILL)" python3 tests/proto/crash_test.py build/weft
 step "disk-full test" python3 tests/proto/disk_full_test.py build/weft
 step "bad-input test" python3 tests/proto/bad_input_test.py build/weft
 step "bad-input test (ASan+UBSan server)" python3 tests/proto/bad_input_test.py build-san/weft
+step "benchmark smoke run (5 s)" python3 bench/run.py smoke --out "$(mktemp -d)/bench.json"
 
 echo
 ((failed)) && printf 'failed step: %s\n' "${failures[@]}"
