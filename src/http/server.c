@@ -105,6 +105,10 @@ struct worker {
     pthread_t thread;
     int listen_fd;
     http_conn *conns;
+    /* Sockets are read into this and only the bytes that arrived are kept
+     * per connection: an idle or streaming connection then holds no read
+     * buffer at all. */
+    uint8_t scratch[65536];
 };
 
 struct http_server {
@@ -529,6 +533,7 @@ void http_stream_begin(http_conn *c, int status) {
     }
     queue_mem(&c->out, c->resp_head.data, c->resp_head.len);
     c->out_bytes += c->resp_head.len;
+    buf_free(&c->resp_head); /* a stream can live for long: keep it small */
     c->state = ST_STREAMING;
     c->on_abort = NULL;
     conn_flush(c);
@@ -573,6 +578,7 @@ static void fail_request(http_conn *c, int status, const char *msg) {
 }
 
 static void dispatch(http_conn *c) {
+    if (c->in.len == 0) buf_free(&c->in);
     c->state = ST_HANDLING;
     c->receiving = false;
     loop_timer_cancel(c->w->l, &c->timer);
@@ -688,10 +694,9 @@ static void conn_read(http_conn *c) {
             loop_post(c->w->l, run_input, c);
             break;
         }
-        buf_reserve(&c->in, 16384);
-        ssize_t n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+        ssize_t n = read(c->fd, c->w->scratch, sizeof c->w->scratch);
         if (n > 0) {
-            c->in.len += (size_t)n;
+            buf_append(&c->in, c->w->scratch, (size_t)n);
             total += (size_t)n;
             continue;
         }

@@ -338,6 +338,9 @@ static bool sse_pump(sse_reader *r, bool first) {
         http_stream_end(c);
         return false;
     }
+    /* Thousands of subscribers wait here: hold no event buffers meanwhile. */
+    buf_free(&r->ev);
+    buf_free(&r->raw);
     waiter_link(&r->w, s);
     return true;
 }
