@@ -651,7 +651,8 @@ static void create_streams(const char *kind, long n, const char *ctype) {
 
 typedef enum sub_mode { SUB_LINES, SUB_TOKENS, SUB_IGNORE } sub_mode;
 
-static atomic_long subs_live; /* subscribers with an open SSE response that has sent a control event */
+static atomic_long subs_live;       /* subscribers with an open SSE response that has sent a control event */
+static atomic_ulong sse_reconnects; /* SSE responses the server ended (weft does after --sse-max-duration) */
 
 typedef struct sub {
     role r;
@@ -762,6 +763,7 @@ static void sub_done(hc_conn *c) {
         timer_set(s->r.w->loop, &s->retry, now_ns() + 500 * MS);
         return;
     }
+    atomic_fetch_add(&sse_reconnects, 1);
     sub_connect(s);
 }
 
@@ -993,6 +995,7 @@ static void run_window(double grace_s) {
     sleep_until(we);
     res.s1 = sample_server();
     res.duration_s = opt.duration;
+    sleep_until(atomic_load(&stop_at));
 }
 
 /* Waits until `want` readers are in place or --timeout passes. */
@@ -1189,7 +1192,9 @@ static void run_sse(void) {
     res.bytes = res.t.bytes;
     sb_printf(&res.extra, ",\"connected\":%ld,\"sent\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"expected\":%" PRIu64,
               connected, groups_sent(), res.t.ops, expected);
-    sb_printf(&res.summary, "delivered %" PRIu64 "/%" PRIu64 " to %ld subscribers", res.t.ops, expected, connected);
+    sb_printf(&res.extra, ",\"reconnects\":%lu", atomic_load(&sse_reconnects));
+    sb_printf(&res.summary, "delivered %" PRIu64 "/%" PRIu64 " to %ld subscribers (%" PRIu64 " sent)", res.t.ops,
+              expected, connected, groups_sent());
 }
 
 /* ---- longpoll ---- */
@@ -1289,7 +1294,8 @@ static void run_longpoll(void) {
     res.bytes = res.t.bytes;
     sb_printf(&res.extra, ",\"connected\":%ld,\"sent\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"expected\":%" PRIu64,
               connected, groups_sent(), res.t.ops, expected);
-    sb_printf(&res.summary, "delivered %" PRIu64 "/%" PRIu64 " to %ld readers", res.t.ops, expected, connected);
+    sb_printf(&res.summary, "delivered %" PRIu64 "/%" PRIu64 " to %ld readers (%" PRIu64 " sent)", res.t.ops, expected,
+              connected, groups_sent());
 }
 
 /* ---- catchup ---- */
@@ -1456,6 +1462,10 @@ static void run_tokens(void) {
     res.bytes = res.t.bytes;
     sb_printf(&res.extra, ",\"connected\":%ld,\"sent\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"expected\":%" PRIu64,
               connected, groups_sent(), res.t.ops, expected);
+    sb_printf(&res.extra, ",\"reconnects\":%lu", atomic_load(&sse_reconnects));
+    if (res.s0.ok && res.s1.ok)
+        sb_printf(&res.extra, ",\"server_cpu_us_per_token\":%.3f",
+                  res.t.ops ? (res.s1.cpu_ms - res.s0.cpu_ms) * 1000 / (double)res.t.ops : 0);
     sb_printf(&res.summary, "tokens delivered %" PRIu64 "/%" PRIu64 " (%" PRIu64 " sent)", res.t.ops, expected,
               groups_sent());
 }
@@ -1480,7 +1490,8 @@ static void run_idle(void) {
     phase_end(&res.t);
     bool srv = before.ok && res.s1.ok;
     double per_conn = srv && connected ? (double)(res.s1.rss_kb - before.rss_kb) * 1024.0 / (double)connected : 0;
-    sb_printf(&res.extra, ",\"connected\":%ld,\"connected_end\":%ld", connected, live);
+    sb_printf(&res.extra, ",\"connected\":%ld,\"connected_end\":%ld,\"reconnects\":%lu", connected, live,
+              atomic_load(&sse_reconnects));
     if (srv)
         sb_printf(&res.extra, ",\"server_rss_kb_before_connect\":%ld,\"rss_per_conn_bytes\":%.0f", before.rss_kb,
                   per_conn);
