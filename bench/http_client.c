@@ -108,7 +108,7 @@ static void heap_down(loop *l, size_t i) {
     heap_place(l, t, i);
 }
 
-void timer_cancel(loop *l, timer *t) {
+static void timer_cancel(loop *l, timer *t) {
     if (t->index < 0) return;
     size_t i = (size_t)t->index;
     t->index = -1;
@@ -162,8 +162,7 @@ static void start_queued(loop *l) {
         if (!l->queue_head) l->queue_tail = NULL;
         c->queued = false;
         c->next_queued = NULL;
-        /* Dropped by hc_close while queued: nothing to send any more. */
-        if (c->state == R_IDLE || c->fd >= 0) continue;
+        if (c->fd >= 0) continue;
         conn_connect(c);
     }
 }
@@ -235,14 +234,6 @@ void hc_free(hc_conn *hc) {
     free(c->out);
     free(c);
 }
-
-void hc_close(hc_conn *hc) {
-    conn *c = (conn *)hc;
-    close_fd(c);
-    reset_request(c);
-}
-
-bool hc_busy(const hc_conn *hc) { return ((const conn *)hc)->state != R_IDLE; }
 
 static void conn_fail(conn *c, const char *what, int err) {
     char why[160];

@@ -41,7 +41,6 @@ void loop_poll(loop *l, int max_wait_ms);
 
 void timer_init(timer *t, void (*fn)(void *), void *arg);
 void timer_set(loop *l, timer *t, int64_t due);
-void timer_cancel(loop *l, timer *t);
 
 typedef struct hc_conn hc_conn;
 
@@ -68,8 +67,5 @@ hc_conn *hc_new(loop *l, const hc_ops *ops, void *user);
 void hc_free(hc_conn *c);
 /* Queue one request (complete bytes); connects first if needed. */
 void hc_request(hc_conn *c, const char *req, size_t len);
-/* Drop the connection without calling back; a later hc_request reconnects. */
-void hc_close(hc_conn *c);
-bool hc_busy(const hc_conn *c); /* a request is outstanding */
 
 #endif

@@ -366,8 +366,7 @@ typedef struct totals {
     uint64_t ops, errors, bytes;
 } totals;
 
-static void count_error(worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void count_error(worker *w, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static void count_error(worker *w, const char *fmt, ...) {
     w->errors++;
     if (atomic_fetch_add(&errors_shown, 1) >= ERRORS_SHOWN) return;
     va_list ap;
@@ -812,21 +811,17 @@ typedef struct writer {
 static void writer_tick(void *arg);
 
 static void writer_send(writer *wr, int64_t now) {
-    sbuf body = body_scratch;
-    body.len = 0;
+    sbuf *body = &body_scratch;
+    body->len = 0;
     wr->ts = now;
-    char head[48];
-    int n;
     if (wr->tokens) {
-        n = snprintf(head, sizeof head, "{\"t\":%" PRId64 ",\"x\":\"", now);
-        sb_add(&body, head, (size_t)n);
-        if ((size_t)opt.size > body.len + 2) sb_fill(&body, 'x', (size_t)opt.size - body.len - 2);
-        sb_add(&body, "\"}", 2);
+        sb_printf(body, "{\"t\":%" PRId64 ",\"x\":\"", now);
+        if ((size_t)opt.size > body->len + 2) sb_fill(body, 'x', (size_t)opt.size - body->len - 2);
+        sb_add(body, "\"}", 2);
     } else {
-        n = snprintf(head, sizeof head, "%" PRId64 "|", now);
-        sb_add(&body, head, (size_t)n);
-        if ((size_t)opt.size > body.len + 1) sb_fill(&body, 'x', (size_t)opt.size - body.len - 1);
-        sb_add(&body, "\n", 1);
+        sb_printf(body, "%" PRId64 "|", now);
+        if ((size_t)opt.size > body->len + 1) sb_fill(body, 'x', (size_t)opt.size - body->len - 1);
+        sb_add(body, "\n", 1);
     }
     char extra[160] = "";
     if (wr->tokens)
@@ -834,8 +829,7 @@ static void writer_send(writer *wr, int64_t now) {
                  wr->producer_id, wr->seq);
     wr->busy = true;
     send_request(wr->c, request("POST", wr->g->path, wr->tokens ? "application/json" : "text/plain", extra,
-                                body.p, body.len));
-    body_scratch = body;
+                                body->p, body->len));
 }
 
 /* Sends on schedule. A writer whose previous append is still in flight is
@@ -1308,21 +1302,20 @@ static void build_fill(size_t job) {
     long stream = (long)job / catchup_batches, batch = (long)job % catchup_batches;
     long first = batch * BATCH_MESSAGES, count = opt.messages - first;
     if (count > BATCH_MESSAGES) count = BATCH_MESSAGES;
-    sbuf body = body_scratch;
-    body.len = 0;
-    sb_add(&body, "[", 1);
+    sbuf *body = &body_scratch;
+    body->len = 0;
+    sb_add(body, "[", 1);
     for (long m = 0; m < count; m++) {
-        size_t start = body.len;
-        sb_printf(&body, "%s{\"n\":%ld,\"p\":\"", m ? "," : "", first + m);
-        size_t used = body.len - start + 2;
-        if ((size_t)opt.size > used) sb_fill(&body, 'x', (size_t)opt.size - used);
-        sb_add(&body, "\"}", 2);
+        size_t start = body->len;
+        sb_printf(body, "%s{\"n\":%ld,\"p\":\"", m ? "," : "", first + m);
+        size_t used = body->len - start + 2;
+        if ((size_t)opt.size > used) sb_fill(body, 'x', (size_t)opt.size - used);
+        sb_add(body, "\"}", 2);
     }
-    sb_add(&body, "]", 1);
+    sb_add(body, "]", 1);
     char path[192];
     stream_path(path, sizeof path, "catchup", stream);
-    request("POST", path, "application/json", NULL, body.p, body.len);
-    body_scratch = body;
+    request("POST", path, "application/json", NULL, body->p, body->len);
 }
 
 typedef struct reader {
