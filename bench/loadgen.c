@@ -19,10 +19,13 @@
  * counted missing. Server CPU and RSS come from /proc/PID of --server-pid.
  * One summary line goes to stdout, one JSON object per run to --json.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -30,12 +33,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
-#include <signal.h>
 
 #include "hist.h"
 #include "http_client.h"
@@ -168,7 +167,7 @@ static void usage(FILE *f) {
           "  append   --connections 64 --streams 100 --size 256 [--producer] [--no-create]\n"
           "  sse      --subscribers 100 --rate 50 --size 256\n"
           "  longpoll --readers 100 --streams 10 --rate 50 --size 256\n"
-          "  catchup  --clients 1000 --messages 2000 --size 1024\n"
+          "  catchup  --clients 1000 --messages 2000 --size 1024   (one pass; no --duration)\n"
           "  tokens   --sessions 100 --rate 30 --size 20 --readers 2\n"
           "  idle     --subscribers 1000 [--streams N/100]\n",
           f);
@@ -473,7 +472,6 @@ static bool ok_status(int status) { return status >= 200 && status < 300; }
  * acknowledged appends whose timestamp lies in the window. */
 typedef struct group {
     char path[192];
-    long readers;
     atomic_long connected;
     atomic_ulong sent;
 } group;
@@ -481,11 +479,10 @@ typedef struct group {
 static group *groups;
 static long ngroups;
 
-static group *groups_new(long n, const char *kind) {
+static void groups_new(long n, const char *kind) {
     ngroups = n;
     groups = xcalloc((size_t)n, sizeof *groups);
     for (long i = 0; i < n; i++) stream_path(groups[i].path, sizeof groups[i].path, kind, i);
-    return groups;
 }
 
 static long groups_connected(void) {
@@ -501,6 +498,9 @@ static uint64_t groups_expected(void) {
         n += (uint64_t)atomic_load(&groups[i].sent) * (uint64_t)atomic_load(&groups[i].connected);
     return n;
 }
+
+/* Appends the writers would have made in the window had the server kept up. */
+static uint64_t sends_scheduled(void) { return (uint64_t)((double)opt.rate * opt.duration * (double)ngroups); }
 
 static uint64_t groups_sent(void) {
     uint64_t n = 0;
@@ -1184,11 +1184,13 @@ static void run_sse(void) {
     uint64_t expected = groups_expected();
     res.ops = res.t.ops;
     res.bytes = res.t.bytes;
-    sb_printf(&res.extra, ",\"connected\":%ld,\"sent\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"expected\":%" PRIu64,
-              connected, groups_sent(), res.t.ops, expected);
+    sb_printf(&res.extra,
+              ",\"connected\":%ld,\"sent\":%" PRIu64 ",\"sent_scheduled\":%" PRIu64 ",\"delivered\":%" PRIu64
+              ",\"expected\":%" PRIu64,
+              connected, groups_sent(), sends_scheduled(), res.t.ops, expected);
     sb_printf(&res.extra, ",\"reconnects\":%lu", atomic_load(&sse_reconnects));
-    sb_printf(&res.summary, "delivered %" PRIu64 "/%" PRIu64 " to %ld subscribers (%" PRIu64 " sent)", res.t.ops,
-              expected, connected, groups_sent());
+    sb_printf(&res.summary, "delivered %" PRIu64 "/%" PRIu64 " to %ld subscribers (%" PRIu64 " of %" PRIu64 " sent)",
+              res.t.ops, expected, connected, groups_sent(), sends_scheduled());
 }
 
 /* ---- longpoll ---- */
@@ -1286,10 +1288,12 @@ static void run_longpoll(void) {
     uint64_t expected = groups_expected();
     res.ops = res.t.ops;
     res.bytes = res.t.bytes;
-    sb_printf(&res.extra, ",\"connected\":%ld,\"sent\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"expected\":%" PRIu64,
-              connected, groups_sent(), res.t.ops, expected);
-    sb_printf(&res.summary, "delivered %" PRIu64 "/%" PRIu64 " to %ld readers (%" PRIu64 " sent)", res.t.ops, expected,
-              connected, groups_sent());
+    sb_printf(&res.extra,
+              ",\"connected\":%ld,\"sent\":%" PRIu64 ",\"sent_scheduled\":%" PRIu64 ",\"delivered\":%" PRIu64
+              ",\"expected\":%" PRIu64,
+              connected, groups_sent(), sends_scheduled(), res.t.ops, expected);
+    sb_printf(&res.summary, "delivered %" PRIu64 "/%" PRIu64 " to %ld readers (%" PRIu64 " of %" PRIu64 " sent)",
+              res.t.ops, expected, connected, groups_sent(), sends_scheduled());
 }
 
 /* ---- catchup ---- */
@@ -1453,14 +1457,16 @@ static void run_tokens(void) {
     uint64_t expected = groups_expected();
     res.ops = res.t.ops;
     res.bytes = res.t.bytes;
-    sb_printf(&res.extra, ",\"connected\":%ld,\"sent\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"expected\":%" PRIu64,
-              connected, groups_sent(), res.t.ops, expected);
+    sb_printf(&res.extra,
+              ",\"connected\":%ld,\"sent\":%" PRIu64 ",\"sent_scheduled\":%" PRIu64 ",\"delivered\":%" PRIu64
+              ",\"expected\":%" PRIu64,
+              connected, groups_sent(), sends_scheduled(), res.t.ops, expected);
     sb_printf(&res.extra, ",\"reconnects\":%lu", atomic_load(&sse_reconnects));
     if (res.s0.ok && res.s1.ok)
         sb_printf(&res.extra, ",\"server_cpu_us_per_token\":%.3f",
                   res.t.ops ? (res.s1.cpu_ms - res.s0.cpu_ms) * 1000 / (double)res.t.ops : 0);
-    sb_printf(&res.summary, "tokens delivered %" PRIu64 "/%" PRIu64 " (%" PRIu64 " sent)", res.t.ops, expected,
-              groups_sent());
+    sb_printf(&res.summary, "tokens delivered %" PRIu64 "/%" PRIu64 " (%" PRIu64 " of %" PRIu64 " sent)", res.t.ops,
+              expected, groups_sent(), sends_scheduled());
 }
 
 /* ---- idle ---- */
