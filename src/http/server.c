@@ -79,7 +79,10 @@ struct http_conn {
 
     buf in;
     buf head_copy;      /* the parsed head's bytes, stable while handled */
-    http_request req;
+    /* The request being read or handled; NULL between requests and once an
+     * event stream has started, so waiting connections stay small (the
+     * parsed head alone is 2 KiB). */
+    http_request *req;
     http_chunked chunked;
 
     buf resp_head;
@@ -198,13 +201,20 @@ static void queue_mem(seg_queue *q, const void *p, size_t n) {
 
 /* --- connection plumbing --- */
 
+static void request_free(http_conn *c) {
+    if (!c->req) return;
+    buf_free(&c->req->body);
+    free(c->req);
+    c->req = NULL;
+}
+
 void http_conn_ref(http_conn *c) { atomic_fetch_add(&c->refs, 1); }
 
 void http_conn_unref(http_conn *c) {
     if (atomic_fetch_sub(&c->refs, 1) != 1) return;
     buf_free(&c->in);
     buf_free(&c->head_copy);
-    buf_free(&c->req.body);
+    request_free(c);
     buf_free(&c->resp_head);
     free(c->resp_body.v);
     free(c->out.v);
@@ -213,7 +223,7 @@ void http_conn_unref(http_conn *c) {
 
 bool http_conn_closed(const http_conn *c) { return c->closed; }
 loop *http_conn_loop(const http_conn *c) { return c->w->l; }
-http_request *http_conn_request(http_conn *c) { return &c->req; }
+http_request *http_conn_request(http_conn *c) { return c->req; }
 const char *http_conn_peer(const http_conn *c) { return c->peer; }
 size_t http_conn_pending(const http_conn *c) { return c->out_bytes; }
 
@@ -290,8 +300,8 @@ static void request_done(http_conn *c) {
         conn_close(c);
         return;
     }
-    buf_free(&c->req.body);
-    buf_reset(&c->head_copy);
+    request_free(c);
+    buf_free(&c->head_copy);
     c->resp_done = false;
     c->stream_ended = false;
     c->stream_raw = false;
@@ -460,14 +470,14 @@ static void queue_response(http_conn *c, bool with_body) {
 
 void http_respond_end(http_conn *c) {
     if (c->closed) return;
-    bool head_only = c->req.head.method == HTTP_HEAD;
+    bool head_only = c->req->head.method == HTTP_HEAD;
     bool no_body = c->resp_status == 204 || c->resp_status == 304 ||
                    (c->resp_status >= 100 && c->resp_status < 200);
     if (!no_body) buf_printf(&c->resp_head, "Content-Length: %llu\r\n",
                              (unsigned long long)c->resp_body_len);
-    if (!c->req.head.keep_alive) c->close_after = true;
+    if (!c->req->head.keep_alive) c->close_after = true;
     if (c->close_after || c->peer_closed) buf_append_str(&c->resp_head, "Connection: close\r\n");
-    else if (c->req.head.version_minor == 0) buf_append_str(&c->resp_head, "Connection: keep-alive\r\n");
+    else if (c->req->head.version_minor == 0) buf_append_str(&c->resp_head, "Connection: keep-alive\r\n");
     buf_append(&c->resp_head, "\r\n", 2);
     queue_response(c, !head_only && !no_body);
     c->on_abort = NULL;
@@ -521,8 +531,8 @@ void http_conn_unpark(http_conn *c, void *arg) {
 
 void http_stream_begin(http_conn *c, int status) {
     (void)status;
-    if (!c->req.head.keep_alive) c->close_after = true;
-    c->stream_raw = c->req.head.version_minor == 0;
+    if (!c->req->head.keep_alive) c->close_after = true;
+    c->stream_raw = c->req->head.version_minor == 0;
     if (c->stream_raw) {
         c->close_after = true;
         buf_append_str(&c->resp_head, "Connection: close\r\n\r\n");
@@ -534,6 +544,8 @@ void http_stream_begin(http_conn *c, int status) {
     queue_mem(&c->out, c->resp_head.data, c->resp_head.len);
     c->out_bytes += c->resp_head.len;
     buf_free(&c->resp_head); /* a stream can live for long: keep it small */
+    request_free(c);
+    buf_free(&c->head_copy);
     c->state = ST_STREAMING;
     c->on_abort = NULL;
     conn_flush(c);
@@ -572,8 +584,8 @@ static void fail_request(http_conn *c, int status, const char *msg) {
     log_write(LOG_ERROR, "%s: %d %s", c->peer, status, msg);
     c->close_after = true;
     c->state = ST_HANDLING;
-    c->req.head.method = HTTP_GET;
-    c->req.head.keep_alive = false;
+    c->req->head.method = HTTP_GET;
+    c->req->head.keep_alive = false;
     http_respond_error(c, status, msg);
 }
 
@@ -582,16 +594,17 @@ static void dispatch(http_conn *c) {
     c->state = ST_HANDLING;
     c->receiving = false;
     loop_timer_cancel(c->w->l, &c->timer);
-    c->req.start_ms = loop_now_ms();
-    c->w->srv->cfg.handler(c->w->srv->cfg.handler_ctx, c, &c->req);
+    c->req->start_ms = loop_now_ms();
+    c->w->srv->cfg.handler(c->w->srv->cfg.handler_ctx, c, c->req);
 }
 
 /* Returns false only when the head is incomplete (more bytes needed). */
 static bool start_request(http_conn *c) {
     const http_server_config *cfg = &c->w->srv->cfg;
+    if (!c->req) c->req = xcalloc(1, sizeof *c->req);
     const char *err = NULL;
     int r = http_parse_head((const char *)c->in.data, c->in.len, cfg->max_head_bytes,
-                            cfg->max_target_len, &c->req.head, &err);
+                            cfg->max_target_len, &c->req->head, &err);
     if (r == HTTP_PARSE_INCOMPLETE) {
         if (c->in.len > 0 && !c->receiving) {
             c->receiving = true;
@@ -609,29 +622,29 @@ static bool start_request(http_conn *c) {
     buf_append(&c->head_copy, c->in.data, (size_t)r);
     buf_consume(&c->in, (size_t)r);
     http_parse_head((const char *)c->head_copy.data, c->head_copy.len, cfg->max_head_bytes,
-                    cfg->max_target_len, &c->req.head, &err);
-    if (!http_target_split(c->req.head.target, c->req.head.target_len, &c->req.target)) {
+                    cfg->max_target_len, &c->req->head, &err);
+    if (!http_target_split(c->req->head.target, c->req->head.target_len, &c->req->target)) {
         fail_request(c, 400, "request target must be an absolute path");
         return true;
     }
-    buf_init(&c->req.body);
-    if (c->req.head.content_length > 0 && (uint64_t)c->req.head.content_length > cfg->max_body) {
+    buf_init(&c->req->body);
+    if (c->req->head.content_length > 0 && (uint64_t)c->req->head.content_length > cfg->max_body) {
         fail_request(c, 413, "request body too large");
         return true;
     }
-    bool has_body = c->req.head.chunked || c->req.head.content_length > 0;
-    if (has_body && c->req.head.expect_continue) {
+    bool has_body = c->req->head.chunked || c->req->head.content_length > 0;
+    if (has_body && c->req->head.expect_continue) {
         const char *cont = "HTTP/1.1 100 Continue\r\n\r\n";
         ssize_t wr = write(c->fd, cont, strlen(cont));
         (void)wr;
     }
-    if (c->req.head.chunked) {
+    if (c->req->head.chunked) {
         http_chunked_init(&c->chunked);
         c->state = ST_CHUNKED;
-    } else if (c->req.head.content_length > 0) {
+    } else if (c->req->head.content_length > 0) {
         /* Grow with the data, not with what the client claims. */
-        size_t cl = (size_t)c->req.head.content_length;
-        buf_reserve(&c->req.body, cl < 65536 ? cl : 65536);
+        size_t cl = (size_t)c->req->head.content_length;
+        buf_reserve(&c->req->body, cl < 65536 ? cl : 65536);
         c->state = ST_BODY;
     } else {
         dispatch(c);
@@ -654,17 +667,17 @@ static void process_input(http_conn *c) {
             }
             if (!start_request(c)) break; /* need more bytes */
         } else if (c->state == ST_BODY) {
-            size_t want = (size_t)c->req.head.content_length - c->req.body.len;
+            size_t want = (size_t)c->req->head.content_length - c->req->body.len;
             size_t n = c->in.len < want ? c->in.len : want;
-            buf_append(&c->req.body, c->in.data, n);
+            buf_append(&c->req->body, c->in.data, n);
             buf_consume(&c->in, n);
-            if (c->req.body.len < (size_t)c->req.head.content_length) break;
+            if (c->req->body.len < (size_t)c->req->head.content_length) break;
             dispatch(c);
         } else if (c->state == ST_CHUNKED) {
             bool done = false;
             const char *err = NULL;
             ssize_t n = http_chunked_decode(&c->chunked, (const char *)c->in.data, c->in.len,
-                                            &c->req.body, c->w->srv->cfg.max_body, &done, &err);
+                                            &c->req->body, c->w->srv->cfg.max_body, &done, &err);
             if (n == -2) {
                 fail_request(c, 413, "request body too large");
                 continue;
