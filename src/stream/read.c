@@ -162,7 +162,6 @@ static bool lp_answer(lp_wait *lp) {
 
 static void lp_wake(waiter *w) {
     lp_wait *lp = (lp_wait *)w;
-    pthread_mutex_lock(&streams_lock);
     if (http_conn_closed(w->conn) || lp_answer(lp)) {
         lp_free(lp);
     } else {
@@ -170,7 +169,6 @@ static void lp_wake(waiter *w) {
         /* The deadline may have passed while the wake-up was in flight. */
         if (!loop_timer_armed(&lp->timer)) loop_timer_set(http_conn_loop(w->conn), &lp->timer, 0);
     }
-    pthread_mutex_unlock(&streams_lock);
 }
 
 static void lp_timeout(void *arg) {
@@ -237,8 +235,7 @@ static void sse_free(sse_reader *r) {
 /* One data event for raw->data. SSE treats CR, LF and CRLF alike as line
  * ends, so every one of them starts a new "data:" line; a client joins the
  * lines with LF. JSON messages never contain raw line ends. */
-static void sse_data_event(sse_reader *r, stream *s) {
-    buf *ev = &r->ev, *raw = &r->raw;
+static void sse_data_event(const stream *s, const buf *raw, buf *ev) {
     buf_append_str(ev, "event: data\n");
     if (s->json) {
         buf_append_str(ev, "data:[");
@@ -296,6 +293,38 @@ static void sse_control_event(sse_reader *r, stream *s) {
 
 static void sse_on_drain(void *arg);
 
+/* The data event for [start, end) of a stream, encoded once and shared by
+ * every subscriber that needs the same range (all of those at the tail, in
+ * the common case): fan-out costs a copy, not a read and an encode each. */
+struct sse_cache {
+    uint64_t start, end;
+    buf ev;
+};
+
+void sse_cache_free(struct sse_cache *sc) {
+    if (!sc) return;
+    buf_free(&sc->ev);
+    free(sc);
+}
+
+static const buf *sse_event_for(stream *s, uint64_t start, uint64_t end, buf *raw) {
+    struct sse_cache *sc = s->sse_cache;
+    if (sc && sc->start == start && sc->end == end) return &sc->ev;
+    buf_reset(raw);
+    buf_reserve(raw, (size_t)(end - start));
+    if (!stream_pread(s, start, (size_t)(end - start), raw->data)) return NULL;
+    raw->len = (size_t)(end - start);
+    if (!sc) {
+        sc = s->sse_cache = xcalloc(1, sizeof *sc);
+        buf_init(&sc->ev);
+    }
+    sc->start = start;
+    sc->end = end;
+    buf_reset(&sc->ev);
+    sse_data_event(s, raw, &sc->ev);
+    return &sc->ev;
+}
+
 /* Send what is new, then wait. Lock held. Returns false once finished. */
 static bool sse_pump(sse_reader *r, bool first) {
     http_conn *c = r->w.conn;
@@ -312,17 +341,15 @@ static bool sse_pump(sse_reader *r, bool first) {
             return true;
         }
         uint64_t end = read_end(s, r->pos, SSE_EVENT_BYTES);
-        buf_reset(&r->raw);
-        buf_reserve(&r->raw, (size_t)(end - r->pos));
-        if (!stream_pread(s, r->pos, (size_t)(end - r->pos), r->raw.data)) {
+        const buf *data = sse_event_for(s, r->pos, end, &r->raw);
+        if (!data) {
             log_write(LOG_ERROR, "%s: SSE read failed", s->path);
             http_stream_end(c);
             return false;
         }
-        r->raw.len = (size_t)(end - r->pos);
         r->pos = end;
         buf_reset(&r->ev);
-        sse_data_event(r, s);
+        buf_append(&r->ev, data->data, data->len);
         r->cursor = cursor_next(NULL, 0, wall_ms()) > r->cursor ? cursor_next(NULL, 0, wall_ms())
                                                                  : r->cursor;
         sse_control_event(r, s);
@@ -355,9 +382,7 @@ static void sse_on_drain(void *arg) {
 
 static void sse_wake(waiter *w) {
     sse_reader *r = (sse_reader *)w;
-    pthread_mutex_lock(&streams_lock);
     if (http_conn_closed(w->conn) || !sse_pump(r, false)) sse_free(r);
-    pthread_mutex_unlock(&streams_lock);
 }
 
 static void sse_timeout(void *arg) {

@@ -111,6 +111,7 @@ static void stream_free(stream *s) {
     free(s->expires_str);
     free(s->stream_seq);
     free(s->closed_by_id);
+    sse_cache_free(s->sse_cache);
     free(s);
 }
 
@@ -302,20 +303,45 @@ void waiter_unlink(waiter *w) {
     stream_unref(s);
 }
 
-static void waiter_fire(void *arg) {
-    waiter *w = arg;
-    w->wake(w);
+/* Wake-ups reach each loop as one batch, handled under one acquisition of
+ * streams_lock: an append read by a thousand subscribers costs each loop
+ * one lock round, not a thousand. */
+static void waiters_fire(void *arg) {
+    pthread_mutex_lock(&streams_lock);
+    for (waiter *w = arg, *next; w; w = next) {
+        next = w->next;
+        w->wake(w);
+    }
+    pthread_mutex_unlock(&streams_lock);
 }
 
 void streams_wake(stream *s) {
     /* Shutting down: waiters stay linked so their connection's abort
      * (posted as the server closes it) finds and frees them. */
     if (detached) return;
+    enum { MAX_LOOPS = 64 };
+    loop *loops[MAX_LOOPS];
+    waiter *heads[MAX_LOOPS];
+    int n = 0;
     while (s->waiters) {
         waiter *w = s->waiters;
         waiter_unlink(w);
-        if (!detached) loop_post(http_conn_loop(w->conn), waiter_fire, w);
+        loop *l = http_conn_loop(w->conn);
+        int i = 0;
+        while (i < n && loops[i] != l) i++;
+        if (i == n) {
+            if (n == MAX_LOOPS) {
+                loop_post(l, waiters_fire, w);
+                w->next = NULL;
+                continue;
+            }
+            loops[n] = l;
+            heads[n++] = NULL;
+        }
+        w->next = heads[i];
+        heads[i] = w;
     }
+    for (int i = 0; i < n; i++) loop_post(loops[i], waiters_fire, heads[i]);
 }
 
 /* --- data access --- */

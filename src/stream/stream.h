@@ -64,6 +64,7 @@ struct stream {
     char *closed_by_id;
     uint64_t closed_by_epoch, closed_by_seq;
     store_lsn last_lsn;  /* newest mutation logged for this stream */
+    struct sse_cache *sse_cache; /* last SSE data event built (read.c) */
     waiter *waiters;
     stream *hnext; /* hash chain */
 };
@@ -74,7 +75,7 @@ struct waiter {
     stream *s;        /* holds a ref while linked */
     http_conn *conn;  /* holds a ref */
     bool linked;
-    void (*wake)(waiter *w); /* runs on the connection's loop */
+    void (*wake)(waiter *w); /* runs on the connection's loop, streams_lock held */
 };
 
 typedef struct weft_limits {
@@ -150,6 +151,8 @@ void respond_error(http_conn *c, int status, const char *path, const char *msg);
 /* The live stream at path, or NULL after answering 404 (none) or 410
  * (soft-deleted). Lock held. */
 stream *stream_for_client(http_conn *c, const char *path, size_t path_len, int64_t now);
+
+void sse_cache_free(struct sse_cache *sc);
 
 /* Request handlers (handler.c, read.c), called with streams_lock NOT held. */
 void handle_get(http_conn *c, http_request *req, const char *path, size_t path_len);
