@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 weft=${1:-build/weft}
 keep=${KEEP_RESULTS:-}
 dir=$(mktemp -d /tmp/weft-conf.XXXXXX)
-port=$((20000 + RANDOM % 20000))
+port=$((10000 + RANDOM % 22000)) # below the ephemeral range
 "$weft" serve --port "$port" --data-dir "$dir/data" --long-poll-timeout 2s \
   --sse-max-duration 10s >"$dir/server.log" 2>&1 &
 pid=$!

@@ -5,18 +5,9 @@ import socket
 import sys
 import time
 
-from weftproc import Weft
+from weftproc import Checks, Weft
 
-passed = failed = 0
-
-
-def check(cond, msg):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", msg)
+check = Checks("bad_input_test")
 
 
 def raw(port, data, timeout=5.0, half_close=False):
@@ -169,10 +160,7 @@ def main():
 
     rc = w.stop()
     check(rc == 0, "weft exited %s on SIGTERM" % rc)
-    print("bad_input_test: %d passed, %d failed" % (passed, failed))
-    if failed:
-        print(w.log_tail())
-    sys.exit(1 if failed else 0)
+    check.finish(w)
 
 
 if __name__ == "__main__":

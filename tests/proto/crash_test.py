@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from weftproc import Weft
+from weftproc import Checks, Weft
 
 KILLS = 6
 PATH = "/v1/stream/crash-test"
@@ -82,15 +82,7 @@ def main():
             break
     lines = data.decode().splitlines()
     got = [int(l[4:]) for l in lines]
-    passed = failed = 0
-
-    def check(cond, msg):
-        nonlocal passed, failed
-        if cond:
-            passed += 1
-        else:
-            failed += 1
-            print("FAIL:", msg)
+    check = Checks("crash_test")
 
     check(not errors, "writer errors: %s" % errors[:3])
     check(len(acked) > 100, "too few appends acknowledged (%d)" % len(acked))
@@ -103,10 +95,7 @@ def main():
           % (len(acked), KILLS, dup_acks, len(got)))
     rc = w.stop()
     check(rc == 0, "weft exited %s on SIGTERM" % rc)
-    print("crash_test: %d passed, %d failed" % (passed, failed))
-    if failed:
-        print(w.log_tail())
-    sys.exit(1 if failed else 0)
+    check.finish(w)
 
 
 if __name__ == "__main__":

@@ -8,18 +8,9 @@ import subprocess
 import sys
 import tempfile
 
-from weftproc import Weft
+from weftproc import Checks, Weft
 
-passed = failed = 0
-
-
-def check(cond, msg):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", msg)
+check = Checks("disk_full_test")
 
 
 def main():
@@ -67,13 +58,10 @@ def main():
         check(data == acked, "after restart: read %d bytes, %d were acknowledged" % (len(data), len(acked)))
         print("disk full: %d appends acknowledged, then %s" % (statuses.count(204), sorted(set(statuses))))
         w.stop()
-        if failed:
-            print(w.log_tail())
     finally:
         subprocess.run(["umount", "-l", mnt])
         os.rmdir(mnt)
-    print("disk_full_test: %d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    check.finish(w)
 
 
 if __name__ == "__main__":

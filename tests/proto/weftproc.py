@@ -1,5 +1,6 @@
 """Start and stop a real weft binary for the protocol tests."""
 import os
+import sys
 import random
 import socket
 import subprocess
@@ -13,7 +14,9 @@ class Weft:
         self.tmp = tempfile.mkdtemp(prefix="weft-test-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.args = list(args)
-        self.port = random.randint(20000, 40000)
+        # Below the kernel's ephemeral range (32768+), where client sockets of
+        # other tests could already hold the port.
+        self.port = random.randint(10000, 32000)
         self.proc = None
         self.log = os.path.join(self.tmp, "server.log")
 
@@ -29,7 +32,12 @@ class Weft:
                 return self
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError("weft exited at start-up: " + open(self.log).read()[-2000:])
+                    log = open(self.log).read()[-2000:]
+                    if "Address already in use" in log and not getattr(self, "retried", False):
+                        self.retried = True
+                        self.port = random.randint(10000, 32000)
+                        return self.start()
+                    raise RuntimeError("weft exited at start-up: " + log)
                 time.sleep(0.05)
         raise RuntimeError("weft did not start listening")
 
@@ -44,3 +52,26 @@ class Weft:
     def log_tail(self, n=2000):
         with open(self.log, errors="replace") as f:
             return f.read()[-n:]
+
+
+class Checks:
+    """Assertions that count instead of stopping, ending in the suite's
+    closing line "<name>: N passed, N failed"."""
+
+    def __init__(self, name):
+        self.name = name
+        self.passed = 0
+        self.failed = 0
+
+    def __call__(self, cond, msg):
+        if cond:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print("FAIL:", msg)
+
+    def finish(self, weft=None):
+        print("%s: %d passed, %d failed" % (self.name, self.passed, self.failed))
+        if self.failed and weft is not None:
+            print(weft.log_tail())
+        sys.exit(1 if self.failed else 0)
