@@ -8,8 +8,10 @@
  * store reports it durable.
  *
  * Locking: one mutex (streams_lock) guards all stream state. Handlers take it
- * for the short, non-blocking part of a request (lookups, validation, writing
- * to the store's page-cache buffers); it is never held across I/O waits.
+ * for the non-waiting part of a request: lookups, validation (JSON
+ * included), page-cache reads and writes of data files. It is never held
+ * across a network wait or an fsync. (Taking JSON validation and preads out
+ * of it is planned work for multi-core scaling.)
  *
  * Visibility: `tail` is where the next append goes; `visible` is the durable
  * prefix readers may see. The gap is closed by stream_on_durable(), called
