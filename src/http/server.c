@@ -74,6 +74,7 @@ struct http_conn {
     bool processing;    /* inside process_input (guards re-entrance) */
     bool receiving;     /* the request timeout (not the idle one) is armed */
     bool readable;      /* input may be waiting in the socket (edge seen, not drained) */
+    bool rdhup;         /* the peer's FIN was signalled: read on until read() says 0 */
     enum conn_state state;
     char peer[64];
 
@@ -711,6 +712,13 @@ static void conn_read(http_conn *c) {
         if (n > 0) {
             buf_append(&c->in, c->w->scratch, (size_t)n);
             total += (size_t)n;
+            /* A short read drained the socket; more data makes a new edge.
+             * That saves the read() that would only say EAGAIN — unless a
+             * FIN is pending, which only a read returning 0 reports. */
+            if ((size_t)n < sizeof c->w->scratch && !c->rdhup) {
+                c->readable = false;
+                break;
+            }
             continue;
         }
         if (n == 0) {
@@ -746,6 +754,7 @@ static void conn_events(http_conn *c, uint32_t ev) {
     if ((ev & EPOLLOUT) && c->out_bytes > 0) conn_flush(c);
     if (c->closed) return;
     if (ev & (EPOLLIN | EPOLLRDHUP)) c->readable = true;
+    if (ev & EPOLLRDHUP) c->rdhup = true;
     bool reading = c->state == ST_HEAD || c->state == ST_BODY || c->state == ST_CHUNKED;
     if (reading) {
         if (c->readable) conn_read(c);

@@ -43,6 +43,9 @@ struct loop {
     loop_timer **heap;
     int32_t heap_len, heap_cap;
 
+    loop_post_item *deferred; /* loop_defer: run before the next wait */
+    size_t ndeferred, deferred_cap;
+
     pthread_mutex_t post_lock;
     loop_post_item *posts;
     size_t nposts, posts_cap;
@@ -77,6 +80,7 @@ void loop_free(loop *l) {
     free(l->dead);
     free(l->heap);
     free(l->posts);
+    free(l->deferred);
     close(l->epfd);
     close(l->wakefd);
     pthread_mutex_destroy(&l->post_lock);
@@ -234,6 +238,31 @@ static void run_posts(loop *l) {
     free(items);
 }
 
+void loop_defer(loop *l, loop_fn fn, void *arg) {
+    for (size_t i = 0; i < l->ndeferred; i++)
+        if (l->deferred[i].fn == fn && l->deferred[i].arg == arg) return;
+    if (l->ndeferred == l->deferred_cap) {
+        l->deferred_cap = l->deferred_cap ? l->deferred_cap * 2 : 8;
+        l->deferred = xrealloc(l->deferred, l->deferred_cap * sizeof *l->deferred);
+    }
+    l->deferred[l->ndeferred++] = (loop_post_item){fn, arg};
+}
+
+/* A deferred function may defer again; that runs in the next round. */
+static void run_deferred(loop *l) {
+    loop_post_item *items = l->deferred;
+    size_t n = l->ndeferred, cap = l->deferred_cap;
+    l->deferred = NULL;
+    l->ndeferred = l->deferred_cap = 0;
+    for (size_t i = 0; i < n; i++) items[i].fn(items[i].arg);
+    if (l->deferred) {
+        free(items);
+    } else {
+        l->deferred = items; /* keep the array: no allocation per round */
+        l->deferred_cap = cap;
+    }
+}
+
 void loop_stop(loop *l) {
     atomic_store(&l->stopping, true);
     uint64_t one = 1;
@@ -244,8 +273,9 @@ void loop_stop(loop *l) {
 void loop_run(loop *l) {
     struct epoll_event evs[256];
     while (!atomic_load(&l->stopping)) {
-        int timeout = -1;
-        if (l->heap_len > 0) {
+        run_deferred(l);
+        int timeout = l->ndeferred > 0 ? 0 : -1;
+        if (timeout < 0 && l->heap_len > 0) {
             uint64_t now = loop_now_ms(), due = l->heap[0]->due_ms;
             timeout = due <= now ? 0 : (int)(due - now > 60000 ? 60000 : due - now);
         }
@@ -272,7 +302,8 @@ void loop_run(loop *l) {
         pthread_mutex_lock(&l->post_lock);
         size_t n = l->nposts;
         pthread_mutex_unlock(&l->post_lock);
-        if (n == 0) break;
-        run_posts(l);
+        if (n == 0 && l->ndeferred == 0) break;
+        if (n > 0) run_posts(l);
+        run_deferred(l);
     }
 }

@@ -43,6 +43,13 @@ static inline bool loop_timer_armed(const loop_timer *t) { return t->index >= 0;
 /* Thread-safe: run fn(arg) on the loop's thread soon. */
 void loop_post(loop *l, loop_fn fn, void *arg);
 
+/* Run fn(arg) on this loop's thread once the events of the current
+ * iteration are handled, before the loop waits again (Redis's beforeSleep).
+ * Must be called on the loop's thread; the same fn and arg registered twice
+ * before then run once. Lets work queued by many callbacks be handed on in
+ * one batch. */
+void loop_defer(loop *l, loop_fn fn, void *arg);
+
 /* Run until loop_stop(). */
 void loop_run(loop *l);
 /* Thread-safe. */

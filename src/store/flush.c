@@ -1,6 +1,7 @@
 /* flush.c — the group-commit flusher thread and the WAL segment it writes.
  *
- * Mutations append encoded records to s->pending under s->mu and signal.
+ * Mutations append encoded records to s->pending under s->mu and signal
+ * (or, on a thread that defers its wake-ups, leave that to store_wake).
  * The flusher takes the whole pending buffer at once (swapping in an empty
  * one, so new records keep accumulating for the next batch while it works),
  * writes it to the current segment with one write(2), makes it durable with
@@ -63,7 +64,8 @@ void *flush_main(void *arg) {
     pthread_mutex_lock(&s->mu);
     store_lsn reported = s->durable_lsn;
     for (;;) {
-        while (!s->failed && s->pending.len == 0 && !s->rotate_pending && !s->flush_stop)
+        while (!s->failed && !(s->wake_requested && s->pending.len > 0) && !s->rotate_pending &&
+               !s->flush_stop)
             pthread_cond_wait(&s->flush_cond, &s->mu);
         if (s->failed || (s->pending.len == 0 && !s->rotate_pending)) break;
 
@@ -78,6 +80,7 @@ void *flush_main(void *arg) {
         size_t split = rotate ? s->rotate_at : batch.len;
         uint64_t new_seg = s->rotate_seg;
         s->rotate_pending = false;
+        s->wake_requested = false;
         pthread_mutex_unlock(&s->mu);
 
         uint64_t syncs = 0;

@@ -25,6 +25,20 @@
 /* Any non-NULL value marks an id in the dirty set. */
 static char dirty_mark;
 
+/* Set by store_defer_wake on threads that call store_wake themselves. */
+static _Thread_local bool defer_wake;
+
+void store_defer_wake(bool on) { defer_wake = on; }
+
+void store_wake(store *s) {
+    pthread_mutex_lock(&s->mu);
+    if (s->pending.len > 0 && !s->wake_requested) {
+        s->wake_requested = true;
+        pthread_cond_signal(&s->flush_cond);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 void store_fail_locked(store *s, int err, const char *what) {
     if (!s->failed) {
         s->failed = err ? err : EIO;
@@ -261,7 +275,10 @@ static store_lsn log_record(store *s, store_rec *r) {
         s->ckpt_requested = true;
         pthread_cond_signal(&s->ckpt_cond);
     }
-    pthread_cond_signal(&s->flush_cond);
+    if (!defer_wake && !s->wake_requested) {
+        s->wake_requested = true;
+        pthread_cond_signal(&s->flush_cond);
+    }
     store_lsn lsn = r->lsn;
     pthread_mutex_unlock(&s->mu);
     return lsn;

@@ -114,6 +114,15 @@ store_lsn store_append(store *s, uint64_t id, uint64_t pos, const uint8_t *data,
 store_lsn store_set_meta(store *s, uint64_t id, const uint8_t *meta, size_t meta_len);
 store_lsn store_delete(store *s, uint64_t id);
 
+/* Batching wake-ups. A mutation normally wakes the flusher at once. After
+ * store_defer_wake(true), mutations made on the calling thread only queue
+ * their records, and store_wake() hands everything queued to the flusher.
+ * An event loop calls store_wake once per iteration, so the records of a
+ * whole iteration share one write and one fdatasync, and the flusher is not
+ * woken for each. A deferring thread must call store_wake before it blocks. */
+void store_defer_wake(bool on);
+void store_wake(store *s);
+
 /* Highest LSN known durable. */
 store_lsn store_durable_lsn(store *s);
 

@@ -207,6 +207,7 @@ struct store {
     /* Under mu. */
     buf pending;            /* encoded records not yet handed to the flusher */
     buf pending_deletes;    /* ids (uint64_t) deleted by records in pending */
+    bool wake_requested;    /* pending holds records someone wants flushed now */
     bool rotate_pending;    /* pending[rotate_at..] goes to segment rotate_seg */
     size_t rotate_at;
     uint64_t rotate_seg;

@@ -641,8 +641,26 @@ static const char *check_path(const buf *p) {
     return NULL;
 }
 
+static void wake_store(void *arg) {
+    (void)arg;
+    store_wake(streams_store);
+}
+
+/* The records that handlers log during one loop iteration go to the flusher
+ * together when the iteration ends: one fdatasync and one flusher wake-up
+ * for all of them, instead of a wake-up per request. */
+static void batch_store_wakes(http_conn *c) {
+    static _Thread_local bool deferring;
+    if (!deferring) {
+        store_defer_wake(true);
+        deferring = true;
+    }
+    loop_defer(http_conn_loop(c), wake_store, NULL);
+}
+
 void streams_handle(void *ctx, http_conn *c, http_request *req) {
     (void)ctx;
+    batch_store_wakes(c);
     buf path;
     buf_init(&path);
     const http_target *t = &req->target;
