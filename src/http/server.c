@@ -75,6 +75,7 @@ struct http_conn {
     bool receiving;     /* the request timeout (not the idle one) is armed */
     bool readable;      /* input may be waiting in the socket (edge seen, not drained) */
     bool rdhup;         /* the peer's FIN was signalled: read on until read() says 0 */
+    bool flush_queued;  /* on the worker's flush list */
     enum conn_state state;
     char peer[64];
 
@@ -109,6 +110,10 @@ struct worker {
     pthread_t thread;
     int listen_fd;
     http_conn *conns;
+    /* Connections with output queued during this loop iteration, written
+     * when it ends (see conn_flush_later). */
+    http_conn **flushq;
+    size_t nflush, flush_cap;
     /* Sockets are read into this and only the bytes that arrived are kept
      * per connection: an idle or streaming connection then holds no read
      * buffer at all. */
@@ -125,6 +130,7 @@ struct http_server {
 
 static void conn_close(http_conn *c);
 static void conn_flush(http_conn *c);
+static void conn_flush_later(http_conn *c);
 static void process_input(http_conn *c);
 static void conn_read(http_conn *c);
 static void conn_io(void *arg, uint32_t ev);
@@ -394,6 +400,43 @@ static void conn_flush(http_conn *c) {
         request_done(c);
 }
 
+/* Responses are written when the loop iteration ends, not when the handler
+ * finishes them (Redis's pending-writes list): handlers run under the
+ * stream layer's lock, and a fan-out to thousands of subscribers must not
+ * hold it for thousands of writev calls. */
+static void flush_pending(void *arg) {
+    worker *w = arg;
+    http_conn **q = w->flushq;
+    size_t n = w->nflush, cap = w->flush_cap;
+    w->flushq = NULL;
+    w->nflush = w->flush_cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        http_conn *c = q[i];
+        c->flush_queued = false;
+        conn_flush(c);
+        http_conn_unref(c);
+    }
+    if (w->flushq) {
+        free(q);
+    } else {
+        w->flushq = q; /* keep the array: no allocation per iteration */
+        w->flush_cap = cap;
+    }
+}
+
+static void conn_flush_later(http_conn *c) {
+    if (c->closed || c->flush_queued) return;
+    worker *w = c->w;
+    if (w->nflush == w->flush_cap) {
+        w->flush_cap = w->flush_cap ? w->flush_cap * 2 : 64;
+        w->flushq = xrealloc(w->flushq, w->flush_cap * sizeof *w->flushq);
+    }
+    if (w->nflush == 0) loop_defer(w->l, flush_pending, w);
+    http_conn_ref(c);
+    c->flush_queued = true;
+    w->flushq[w->nflush++] = c;
+}
+
 /* --- responses --- */
 
 void http_respond_begin(http_conn *c, int status) {
@@ -483,7 +526,7 @@ void http_respond_end(http_conn *c) {
     queue_response(c, !head_only && !no_body);
     c->on_abort = NULL;
     c->resp_done = true;
-    conn_flush(c);
+    conn_flush_later(c);
 }
 
 void http_respond_error(http_conn *c, int status, const char *msg) {
@@ -505,7 +548,7 @@ void http_conn_release(http_conn *c) {
     if (!c->held) return;
     c->held = false;
     atomic_fetch_sub(&c->w->srv->nheld, 1);
-    conn_flush(c);
+    conn_flush_later(c);
 }
 
 void http_conn_fail(http_conn *c, int status, const char *msg) {
@@ -549,7 +592,7 @@ void http_stream_begin(http_conn *c, int status) {
     buf_free(&c->head_copy);
     c->state = ST_STREAMING;
     c->on_abort = NULL;
-    conn_flush(c);
+    conn_flush_later(c);
 }
 
 void http_stream_write(http_conn *c, const void *p, size_t n) {
@@ -557,7 +600,7 @@ void http_stream_write(http_conn *c, const void *p, size_t n) {
     if (c->stream_raw) {
         queue_mem(&c->out, p, n);
         c->out_bytes += n;
-        conn_flush(c);
+        conn_flush_later(c);
         return;
     }
     char hdr[24];
@@ -566,7 +609,7 @@ void http_stream_write(http_conn *c, const void *p, size_t n) {
     queue_mem(&c->out, p, n);
     queue_mem(&c->out, "\r\n", 2);
     c->out_bytes += (size_t)h + n + 2;
-    conn_flush(c);
+    conn_flush_later(c);
 }
 
 void http_stream_end(http_conn *c) {
@@ -576,7 +619,7 @@ void http_stream_end(http_conn *c) {
         c->out_bytes += 5;
     }
     c->stream_ended = true;
-    conn_flush(c);
+    conn_flush_later(c);
 }
 
 /* --- reading requests --- */
@@ -917,6 +960,7 @@ void http_server_free(http_server *s) {
     for (int i = 0; i < s->nworkers; i++) {
         pthread_join(s->workers[i].thread, NULL);
         loop_free(s->workers[i].l);
+        free(s->workers[i].flushq);
     }
     free(s->workers);
     free(s);
