@@ -11,7 +11,9 @@
 #include "../util/log.h"
 #include "../util/mem.h"
 
-pthread_mutex_t streams_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Adaptive: critical sections are a few microseconds, and on these machines
+ * putting a thread to sleep and waking it costs more than spinning briefly. */
+pthread_mutex_t streams_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
 store *streams_store;
 weft_limits streams_limits;
 

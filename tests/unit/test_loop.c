@@ -91,9 +91,47 @@ static void test_io(void) {
     loop_free(L);
 }
 
+/* loop_defer: runs once per registration round, after the iteration's
+ * callbacks and before the loop sleeps; deferring again from inside a
+ * deferred function runs it in the next round, not never. */
+static int deferred_runs, posts_seen_at_defer;
+static int posts_run;
+
+static void count_post(void *arg) {
+    (void)arg;
+    posts_run++;
+}
+
+static void deferred(void *arg) {
+    (void)arg;
+    deferred_runs++;
+    posts_seen_at_defer = posts_run;
+    if (deferred_runs == 1) loop_defer(L, deferred, NULL);
+    else loop_stop(L);
+}
+
+static void post_and_defer(void *arg) {
+    (void)arg;
+    loop_defer(L, deferred, NULL);
+    loop_defer(L, deferred, NULL); /* same fn and arg: once */
+    posts_run++;
+}
+
+static void test_defer(void) {
+    L = loop_new(0);
+    deferred_runs = posts_seen_at_defer = posts_run = 0;
+    loop_post(L, post_and_defer, NULL);
+    loop_post(L, count_post, NULL);
+    loop_run(L);
+    CHECK_EQ_INT(deferred_runs, 2);
+    CHECK_EQ_INT(posts_seen_at_defer, 2); /* both posts ran before it */
+    loop_free(L);
+}
+
 int main(void) {
     test_timers();
     test_posts();
     test_io();
+    test_defer();
     return check_summary("test_loop");
 }
