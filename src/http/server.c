@@ -60,6 +60,11 @@ enum conn_state {
 
 typedef struct worker worker;
 
+typedef struct flush_queue {
+    struct http_conn **v;
+    size_t len, cap;
+} flush_queue;
+
 struct http_conn {
     worker *w;
     int fd;
@@ -112,8 +117,7 @@ struct worker {
     http_conn *conns;
     /* Connections with output queued during this loop iteration, written
      * when it ends (see conn_flush_later). */
-    http_conn **flushq;
-    size_t nflush, flush_cap;
+    flush_queue flush_answers, flush_streams;
     /* Sockets are read into this and only the bytes that arrived are kept
      * per connection: an idle or streaming connection then holds no read
      * buffer at all. */
@@ -403,38 +407,48 @@ static void conn_flush(http_conn *c) {
 /* Responses are written when the loop iteration ends, not when the handler
  * finishes them (Redis's pending-writes list): handlers run under the
  * stream layer's lock, and a fan-out to thousands of subscribers must not
- * hold it for thousands of writev calls. */
-static void flush_pending(void *arg) {
-    worker *w = arg;
-    http_conn **q = w->flushq;
-    size_t n = w->nflush, cap = w->flush_cap;
-    w->flushq = NULL;
-    w->nflush = w->flush_cap = 0;
+ * hold it for thousands of writev calls. Answers to requests go first, and
+ * at most FLUSH_BATCH event streams are written per round: between rounds
+ * the loop reads new requests, so a writer is not starved while its last
+ * event goes out to 10,000 readers (who then get events in fewer, larger
+ * writes). */
+#define FLUSH_BATCH 512
+
+static void flush_queue_push(flush_queue *q, http_conn *c) {
+    if (q->len == q->cap) {
+        q->cap = q->cap ? q->cap * 2 : 64;
+        q->v = xrealloc(q->v, q->cap * sizeof *q->v);
+    }
+    q->v[q->len++] = c;
+}
+
+/* Write the first n of q; a flush may queue more (re-read q->v). */
+static void flush_queue_run(flush_queue *q, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        http_conn *c = q[i];
+        http_conn *c = q->v[i];
         c->flush_queued = false;
         conn_flush(c);
         http_conn_unref(c);
     }
-    if (w->flushq) {
-        free(q);
-    } else {
-        w->flushq = q; /* keep the array: no allocation per iteration */
-        w->flush_cap = cap;
-    }
+    q->len -= n;
+    memmove(q->v, q->v + n, q->len * sizeof *q->v);
+}
+
+static void flush_pending(void *arg) {
+    worker *w = arg;
+    flush_queue_run(&w->flush_answers, w->flush_answers.len);
+    flush_queue_run(&w->flush_streams,
+                    w->flush_streams.len < FLUSH_BATCH ? w->flush_streams.len : FLUSH_BATCH);
+    if (w->flush_answers.len > 0 || w->flush_streams.len > 0) loop_defer(w->l, flush_pending, w);
 }
 
 static void conn_flush_later(http_conn *c) {
     if (c->closed || c->flush_queued) return;
     worker *w = c->w;
-    if (w->nflush == w->flush_cap) {
-        w->flush_cap = w->flush_cap ? w->flush_cap * 2 : 64;
-        w->flushq = xrealloc(w->flushq, w->flush_cap * sizeof *w->flushq);
-    }
-    if (w->nflush == 0) loop_defer(w->l, flush_pending, w);
+    loop_defer(w->l, flush_pending, w);
     http_conn_ref(c);
     c->flush_queued = true;
-    w->flushq[w->nflush++] = c;
+    flush_queue_push(c->state == ST_STREAMING ? &w->flush_streams : &w->flush_answers, c);
 }
 
 /* --- responses --- */
@@ -960,7 +974,8 @@ void http_server_free(http_server *s) {
     for (int i = 0; i < s->nworkers; i++) {
         pthread_join(s->workers[i].thread, NULL);
         loop_free(s->workers[i].l);
-        free(s->workers[i].flushq);
+        free(s->workers[i].flush_answers.v);
+        free(s->workers[i].flush_streams.v);
     }
     free(s->workers);
     free(s);
