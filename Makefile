@@ -25,7 +25,7 @@ LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
-LOADGEN_SRCS := $(wildcard bench/*.c)
+LOADGEN_SRCS := $(filter-out bench/floor.c,$(wildcard bench/*.c))
 LOADGEN_OBJS := $(LOADGEN_SRCS:%.c=$(BUILD)/%.o)
 
 .PHONY: all clean test unit unit-bins run loadgen
@@ -45,7 +45,11 @@ $(BUILD)/weft: $(BUILD)/src/main.o $(BUILD)/libweft.a
 $(BUILD)/loadgen: $(LOADGEN_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^
 
-loadgen: $(BUILD)/loadgen
+# The loopback write floor (bench/floor.c): a single-file program.
+$(BUILD)/floor: $(BUILD)/bench/floor.o
+	$(CC) $(LDFLAGS) -o $@ $^
+
+loadgen: $(BUILD)/loadgen $(BUILD)/floor
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(BUILD)/libweft.a
 	@mkdir -p $(dir $@)

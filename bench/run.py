@@ -24,6 +24,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOADGEN = os.path.join(ROOT, "build", "loadgen")
+FLOOR = os.path.join(ROOT, "build", "floor")
 WEFT = os.path.join(ROOT, "build", "weft")
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -222,6 +223,17 @@ def main():
     a = ap.parse_args()
     results = []
     failures = 0
+    floors = []
+    if a.mode != "smoke" and os.path.exists(FLOOR):
+        # The machine's floor under every fan-out number: one small write to a
+        # loopback socket (see bench/floor.c).
+        print("== floor: loopback write cost on this machine")
+        for n in ("1000", "10000"):
+            p = subprocess.run([FLOOR, "--sockets", n, "--seconds", "3"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=120)
+            line = p.stdout.decode(errors="replace").strip()
+            print("  " + line)
+            floors.append(line)
     for workload, label, args, servers in PLANS[a.mode]:
         if a.only and workload != a.only:
             continue
@@ -240,7 +252,7 @@ def main():
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump({"date": datetime.datetime.utcnow().isoformat() + "Z", "mode": a.mode,
-                   "machine": {"cpus": os.cpu_count()}, "results": results}, f, indent=1)
+                   "machine": {"cpus": os.cpu_count()}, "floor": floors, "results": results}, f, indent=1)
     print("results: %s" % a.out)
     sys.exit(1 if failures else 0)
 

@@ -10,5 +10,5 @@ if ! command -v nginx >/dev/null; then
   apt-get update -qq &&
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
 fi
-make -s -j"$(nproc)" build/weft build/loadgen
+make -s -j"$(nproc)" build/weft build/loadgen build/floor
 exec python3 bench/run.py "$@"

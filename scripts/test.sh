@@ -30,8 +30,8 @@ unit_tests() {
   return $rc
 }
 
-step "build (gcc -Werror)" make -s -j"$jobs" CC=gcc all unit-bins build/loadgen
-step "build (clang -Werror)" make -s -j"$jobs" CC=clang BUILD=build-clang all unit-bins build-clang/loadgen
+step "build (gcc -Werror)" make -s -j"$jobs" CC=gcc all unit-bins build/loadgen build/floor
+step "build (clang -Werror)" make -s -j"$jobs" CC=clang BUILD=build-clang all unit-bins build-clang/loadgen build-clang/floor
 step "unit tests" unit_tests build
 step "build (ASan+UBSan)" make -s -j"$jobs" CC=gcc SAN=1 all unit-bins
 export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
