@@ -215,6 +215,10 @@ void stream_commit(stream *s, store_lsn lsn, http_conn *c) {
     }
 }
 
+static void wake_stage(stream *s);
+static void wake_stage_release(http_conn *c);
+static void wake_post(void);
+
 static void release_conn(void *arg) {
     http_conn *c = arg;
     if (!http_conn_closed(c)) http_conn_release(c);
@@ -272,13 +276,14 @@ static void on_durable(void *ctx, store_lsn lsn) {
             s->closed_visible = true;
             changed = true;
         }
-        if (changed) streams_wake(s);
+        if (changed && !detached) wake_stage(s);
         if (p.conn) {
             if (detached) http_conn_unref(p.conn);
-            else loop_post(http_conn_loop(p.conn), release_conn, p.conn);
+            else wake_stage_release(p.conn);
         }
         stream_unref(s);
     }
+    wake_post();
     pthread_mutex_unlock(&streams_lock);
 }
 
@@ -305,45 +310,74 @@ void waiter_unlink(waiter *w) {
     stream_unref(s);
 }
 
-/* Wake-ups reach each loop as one batch, handled under one acquisition of
- * streams_lock: an append read by a thousand subscribers costs each loop
- * one lock round, not a thousand. */
-static void waiters_fire(void *arg) {
+/* Wake-ups reach each loop as one batch: the waiters woken and the held
+ * answers released by a whole durable batch (or one other change) are
+ * staged per loop under streams_lock, then posted once per loop, where they
+ * run under one acquisition of the lock. An append read by a thousand
+ * subscribers, or a group commit of a hundred appends, costs each loop one
+ * post and one lock round, not one per waiter or per answer. */
+typedef struct wake_batch {
+    waiter *waiters;
+    http_conn **conns; /* held answers to release */
+    size_t nconns, cap;
+} wake_batch;
+
+enum { MAX_LOOPS = 64 };
+static loop *staged_loop[MAX_LOOPS];
+static wake_batch *staged[MAX_LOOPS];
+static int nstaged;
+
+static void wake_run(void *arg) {
+    wake_batch *b = arg;
     pthread_mutex_lock(&streams_lock);
-    for (waiter *w = arg, *next; w; w = next) {
+    for (waiter *w = b->waiters, *next; w; w = next) {
         next = w->next;
         w->wake(w);
     }
     pthread_mutex_unlock(&streams_lock);
+    for (size_t i = 0; i < b->nconns; i++) release_conn(b->conns[i]);
+    free(b->conns);
+    free(b);
+}
+
+static wake_batch *batch_for(loop *l) {
+    for (int i = 0; i < nstaged; i++)
+        if (staged_loop[i] == l) return staged[i];
+    if (nstaged == MAX_LOOPS) wake_post();
+    staged_loop[nstaged] = l;
+    return staged[nstaged++] = xcalloc(1, sizeof(wake_batch));
+}
+
+static void wake_stage(stream *s) {
+    while (s->waiters) {
+        waiter *w = s->waiters;
+        waiter_unlink(w);
+        wake_batch *b = batch_for(http_conn_loop(w->conn));
+        w->next = b->waiters;
+        b->waiters = w;
+    }
+}
+
+static void wake_stage_release(http_conn *c) {
+    wake_batch *b = batch_for(http_conn_loop(c));
+    if (b->nconns == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 16;
+        b->conns = xrealloc(b->conns, b->cap * sizeof *b->conns);
+    }
+    b->conns[b->nconns++] = c;
+}
+
+static void wake_post(void) {
+    for (int i = 0; i < nstaged; i++) loop_post(staged_loop[i], wake_run, staged[i]);
+    nstaged = 0;
 }
 
 void streams_wake(stream *s) {
     /* Shutting down: waiters stay linked so their connection's abort
      * (posted as the server closes it) finds and frees them. */
     if (detached) return;
-    enum { MAX_LOOPS = 64 };
-    loop *loops[MAX_LOOPS];
-    waiter *heads[MAX_LOOPS];
-    int n = 0;
-    while (s->waiters) {
-        waiter *w = s->waiters;
-        waiter_unlink(w);
-        loop *l = http_conn_loop(w->conn);
-        int i = 0;
-        while (i < n && loops[i] != l) i++;
-        if (i == n) {
-            if (n == MAX_LOOPS) {
-                loop_post(l, waiters_fire, w);
-                w->next = NULL;
-                continue;
-            }
-            loops[n] = l;
-            heads[n++] = NULL;
-        }
-        w->next = heads[i];
-        heads[i] = w;
-    }
-    for (int i = 0; i < n; i++) loop_post(loops[i], waiters_fire, heads[i]);
+    wake_stage(s);
+    wake_post();
 }
 
 /* --- data access --- */
