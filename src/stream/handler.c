@@ -410,10 +410,22 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
     const char *stream_seq = hdr(req, "stream-seq", &seq_len);
     bool has_body = req->body.len > 0;
 
-    pthread_mutex_lock(&streams_lock);
-    int64_t now = wall_ms();
+    /* A JSON body is split into messages before taking the lock, on the
+     * assumption that it goes to a JSON stream; whether it does (else 409),
+     * and what comes first when both are wrong, is decided under the lock. */
     buf data;
     buf_init(&data);
+    bool json_body = has_body && ct && media_type_eq(ct, ct_len, "application/json", 16);
+    json_status jst = JSON_OK;
+    json_error jerr = {0};
+    if (json_body) {
+        size_t count;
+        jst = json_split_messages(req->body.data, req->body.len, streams_limits.json_max_depth,
+                                  &data, &count, &jerr);
+    }
+
+    pthread_mutex_lock(&streams_lock);
+    int64_t now = wall_ms();
     stream *s = stream_for_client(c, path, path_len, now);
     if (!s) goto out;
     stream_touch(s, now);
@@ -493,25 +505,23 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
         respond_error(c, 409, path, "Stream-Seq must increase");
         goto out;
     }
-    if (has_body) {
-        if (s->json) {
-            size_t count;
-            json_error jerr;
-            json_status st = json_split_messages(req->body.data, req->body.len,
-                                                 streams_limits.json_max_depth, &data, &count, &jerr);
-            if (st == JSON_ERR_EMPTY_ARRAY) {
-                respond_error(c, 400, path, "empty JSON array: nothing to append");
-                goto out;
-            }
-            if (st != JSON_OK) {
-                char msg[160];
-                snprintf(msg, sizeof msg, "invalid JSON at byte %zu: %s", jerr.pos, jerr.msg);
-                respond_error(c, 400, path, msg);
-                goto out;
-            }
-        } else {
-            buf_append(&data, req->body.data, req->body.len);
+    /* A non-JSON body is stored as it came; a JSON one as split above (the
+     * content types matched, so the stream is JSON exactly when it is). */
+    const uint8_t *bytes = req->body.data;
+    size_t nbytes = req->body.len;
+    if (json_body) {
+        if (jst == JSON_ERR_EMPTY_ARRAY) {
+            respond_error(c, 400, path, "empty JSON array: nothing to append");
+            goto out;
         }
+        if (jst != JSON_OK) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "invalid JSON at byte %zu: %s", jerr.pos, jerr.msg);
+            respond_error(c, 400, path, msg);
+            goto out;
+        }
+        bytes = data.data;
+        nbytes = data.len;
     }
     /* Accepted: apply to the in-memory state, log it, and put the state back
      * if the log refuses (the client is told nothing was stored). */
@@ -542,7 +552,7 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
     buf meta;
     buf_init(&meta);
     if (meta_changed) stream_meta_encode(s, &meta);
-    store_lsn lsn = store_append(streams_store, s->id, s->tail - s->fork_off, data.data, data.len,
+    store_lsn lsn = store_append(streams_store, s->id, s->tail - s->fork_off, bytes, nbytes,
                                  meta_changed ? meta.data : NULL, meta.len);
     buf_free(&meta);
     if (lsn == 0) {
@@ -563,9 +573,9 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
     }
     if (s->stream_seq != saved_seq) free(saved_seq);
     if (s->closed_by_id != saved_closer) free(saved_closer);
-    s->tail += data.len;
+    s->tail += nbytes;
     /* 200 tells a producer its data was new; a close-only has none. */
-    respond_begin(c, p.present && data.len > 0 ? 200 : 204);
+    respond_begin(c, p.present && nbytes > 0 ? 200 : 204);
     offset_header(c, "Stream-Next-Offset", s->tail);
     if (s->closed) http_respond_header(c, "Stream-Closed", "true");
     if (p.present) producer_headers(c, p.epoch, p.seq);
