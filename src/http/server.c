@@ -458,13 +458,24 @@ void http_respond_begin(http_conn *c, int status) {
     queue_clear(&c->resp_body);
     c->resp_body_len = 0;
     c->resp_status = status;
-    buf_printf(&c->resp_head, "HTTP/1.1 %d %s\r\n", status, http_status_reason(status));
+    buf_append(&c->resp_head, "HTTP/1.1 ", 9);
+    buf_append_u64(&c->resp_head, (uint64_t)status);
+    buf_append_byte(&c->resp_head, ' ');
+    buf_append_str(&c->resp_head, http_status_reason(status));
+    buf_append(&c->resp_head, "\r\n", 2);
 }
 
 void http_respond_header(http_conn *c, const char *name, const char *value) {
     buf_append_str(&c->resp_head, name);
     buf_append(&c->resp_head, ": ", 2);
     buf_append_str(&c->resp_head, value);
+    buf_append(&c->resp_head, "\r\n", 2);
+}
+
+void http_respond_header_u64(http_conn *c, const char *name, uint64_t value) {
+    buf_append_str(&c->resp_head, name);
+    buf_append(&c->resp_head, ": ", 2);
+    buf_append_u64(&c->resp_head, value);
     buf_append(&c->resp_head, "\r\n", 2);
 }
 
@@ -531,8 +542,11 @@ void http_respond_end(http_conn *c) {
     bool head_only = c->req->head.method == HTTP_HEAD;
     bool no_body = c->resp_status == 204 || c->resp_status == 304 ||
                    (c->resp_status >= 100 && c->resp_status < 200);
-    if (!no_body) buf_printf(&c->resp_head, "Content-Length: %llu\r\n",
-                             (unsigned long long)c->resp_body_len);
+    if (!no_body) {
+        buf_append_str(&c->resp_head, "Content-Length: ");
+        buf_append_u64(&c->resp_head, c->resp_body_len);
+        buf_append(&c->resp_head, "\r\n", 2);
+    }
     if (!c->req->head.keep_alive) c->close_after = true;
     if (c->close_after || c->peer_closed) buf_append_str(&c->resp_head, "Connection: close\r\n");
     else if (c->req->head.version_minor == 0) buf_append_str(&c->resp_head, "Connection: keep-alive\r\n");

@@ -355,8 +355,8 @@ static producer *find_producer(stream *s, const producer_req *p) {
 }
 
 static void producer_headers(http_conn *c, uint64_t epoch, uint64_t seq) {
-    http_respond_headerf(c, "Producer-Epoch", "%llu", (unsigned long long)epoch);
-    http_respond_headerf(c, "Producer-Seq", "%llu", (unsigned long long)seq);
+    http_respond_header_u64(c, "Producer-Epoch", epoch);
+    http_respond_header_u64(c, "Producer-Seq", seq);
 }
 
 /* Stream-Seq values compare byte-wise lexicographically. */
@@ -464,7 +464,7 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
         if (pr && p.epoch < pr->epoch) {
             log_write(LOG_ERROR, "POST %s: 403 stale producer epoch", path);
             respond_begin(c, 403);
-            http_respond_headerf(c, "Producer-Epoch", "%llu", (unsigned long long)pr->epoch);
+            http_respond_header_u64(c, "Producer-Epoch", pr->epoch);
             http_respond_header(c, "Content-Type", "text/plain; charset=utf-8");
             http_respond_body(c, "stale producer epoch\n", 21);
             http_respond_end(c);
@@ -479,7 +479,7 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
             log_write(LOG_ERROR, "POST %s: 409 producer sequence gap", path);
             respond_begin(c, 409);
             http_respond_header(c, "Producer-Expected-Seq", "0");
-            http_respond_headerf(c, "Producer-Received-Seq", "%llu", (unsigned long long)p.seq);
+            http_respond_header_u64(c, "Producer-Received-Seq", p.seq);
             http_respond_end(c);
             goto out;
         }
@@ -494,8 +494,8 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
             if (p.seq > pr->seq + 1) {
                 log_write(LOG_ERROR, "POST %s: 409 producer sequence gap", path);
                 respond_begin(c, 409);
-                http_respond_headerf(c, "Producer-Expected-Seq", "%llu", (unsigned long long)(pr->seq + 1));
-                http_respond_headerf(c, "Producer-Received-Seq", "%llu", (unsigned long long)p.seq);
+                http_respond_header_u64(c, "Producer-Expected-Seq", pr->seq + 1);
+                http_respond_header_u64(c, "Producer-Received-Seq", p.seq);
                 http_respond_end(c);
                 goto out;
             }

@@ -57,7 +57,7 @@ static void offset_header(http_conn *c, uint64_t pos) {
 
 static void cursor_header(http_conn *c, const buf *client_cursor) {
     uint64_t cur = cursor_next((const char *)client_cursor->data, client_cursor->len, wall_ms());
-    http_respond_headerf(c, "Stream-Cursor", "%llu", (unsigned long long)cur);
+    http_respond_header_u64(c, "Stream-Cursor", cur);
 }
 
 /* Below this many bytes a response body is copied instead of sendfile'd:

@@ -40,6 +40,16 @@ void buf_append_byte(buf *b, uint8_t c) {
     b->data[b->len++] = c;
 }
 
+void buf_append_u64(buf *b, uint64_t v) {
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[sizeof tmp - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    buf_append(b, tmp + sizeof tmp - n, n);
+}
+
 void buf_printf(buf *b, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

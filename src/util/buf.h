@@ -24,6 +24,8 @@ void buf_reserve(buf *b, size_t extra);
 void buf_append(buf *b, const void *p, size_t n);
 void buf_append_str(buf *b, const char *s);
 void buf_append_byte(buf *b, uint8_t c);
+/* Decimal digits of v (the hot path's alternative to buf_printf). */
+void buf_append_u64(buf *b, uint64_t v);
 /* printf-style append. */
 void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drop the first n bytes (n <= len). */
