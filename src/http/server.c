@@ -60,6 +60,8 @@ enum conn_state {
 
 typedef struct worker worker;
 
+enum { REQ_SPARE_MAX = 64 };
+
 typedef struct flush_queue {
     struct http_conn **v;
     size_t len, cap;
@@ -118,6 +120,8 @@ struct worker {
     /* Connections with output queued during this loop iteration, written
      * when it ends (see conn_flush_later). */
     flush_queue flush_answers, flush_streams;
+    http_request *spare[REQ_SPARE_MAX]; /* see request_recycle */
+    int nspare;
     /* Sockets are read into this and only the bytes that arrived are kept
      * per connection: an idle or streaming connection then holds no read
      * buffer at all. */
@@ -219,6 +223,26 @@ static void request_free(http_conn *c) {
     c->req = NULL;
 }
 
+/* Request structs (2 KiB: the parsed headers) are recycled per worker:
+ * one per request through malloc costs more than parsing the request.
+ * Loop thread only; the last unref of a connection, which may run on any
+ * thread, frees instead (request_free). */
+static void request_recycle(http_conn *c) {
+    worker *w = c->w;
+    if (c->req && w->nspare < REQ_SPARE_MAX) {
+        buf_free(&c->req->body);
+        w->spare[w->nspare++] = c->req;
+        c->req = NULL;
+    }
+    request_free(c);
+}
+
+static http_request *request_new(worker *w) {
+    http_request *r = w->nspare > 0 ? w->spare[--w->nspare] : xmalloc(sizeof *r);
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
 void http_conn_ref(http_conn *c) { atomic_fetch_add(&c->refs, 1); }
 
 void http_conn_unref(http_conn *c) {
@@ -311,7 +335,7 @@ static void request_done(http_conn *c) {
         conn_close(c);
         return;
     }
-    request_free(c);
+    request_recycle(c);
     buf_free(&c->head_copy);
     c->resp_done = false;
     c->stream_ended = false;
@@ -616,7 +640,7 @@ void http_stream_begin(http_conn *c, int status) {
     queue_mem(&c->out, c->resp_head.data, c->resp_head.len);
     c->out_bytes += c->resp_head.len;
     buf_free(&c->resp_head); /* a stream can live for long: keep it small */
-    request_free(c);
+    request_recycle(c);
     buf_free(&c->head_copy);
     c->state = ST_STREAMING;
     c->on_abort = NULL;
@@ -673,7 +697,7 @@ static void dispatch(http_conn *c) {
 /* Returns false only when the head is incomplete (more bytes needed). */
 static bool start_request(http_conn *c) {
     const http_server_config *cfg = &c->w->srv->cfg;
-    if (!c->req) c->req = xcalloc(1, sizeof *c->req);
+    if (!c->req) c->req = request_new(c->w);
     const char *err = NULL;
     int r = http_parse_head((const char *)c->in.data, c->in.len, cfg->max_head_bytes,
                             cfg->max_target_len, &c->req->head, &err);
@@ -990,6 +1014,7 @@ void http_server_free(http_server *s) {
         loop_free(s->workers[i].l);
         free(s->workers[i].flush_answers.v);
         free(s->workers[i].flush_streams.v);
+        for (int k = 0; k < s->workers[i].nspare; k++) free(s->workers[i].spare[k]);
     }
     free(s->workers);
     free(s);
