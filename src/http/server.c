@@ -336,7 +336,10 @@ static void request_done(http_conn *c) {
         return;
     }
     request_recycle(c);
-    buf_free(&c->head_copy);
+    /* A keep-alive connection's next head needs the same room again; an
+     * unusually large one is not kept. */
+    if (c->head_copy.cap > 4096) buf_free(&c->head_copy);
+    else buf_reset(&c->head_copy);
     c->resp_done = false;
     c->stream_ended = false;
     c->stream_raw = false;
