@@ -510,11 +510,15 @@ static void conn_read(conn *c) {
                 c->in = xalloc(c->in, c->in_cap);
             }
         }
-        ssize_t n = recv(c->fd, c->in + c->in_end, c->in_cap - c->in_end, 0);
+        size_t room = c->in_cap - c->in_end;
+        ssize_t n = recv(c->fd, c->in + c->in_end, room, 0);
         if (n > 0) {
             c->in_end += (size_t)n;
             parse(c);
             if (c->gen != gen) return;
+            /* A short read emptied the socket; epoll (level-triggered) says
+             * when there is more. Saves a recv that would say EAGAIN. */
+            if ((size_t)n < room) return;
             continue;
         }
         if (n == 0) {
