@@ -458,7 +458,7 @@ static void flush_queue_run(flush_queue *q, size_t n) {
         http_conn_unref(c);
     }
     q->len -= n;
-    memmove(q->v, q->v + n, q->len * sizeof *q->v);
+    if (n > 0 && q->len > 0) memmove(q->v, q->v + n, q->len * sizeof *q->v);
 }
 
 static void flush_pending(void *arg) {
