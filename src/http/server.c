@@ -499,6 +499,10 @@ void http_respond_header(http_conn *c, const char *name, const char *value) {
     buf_append(&c->resp_head, "\r\n", 2);
 }
 
+void http_respond_header_lines(http_conn *c, const char *lines, size_t n) {
+    buf_append(&c->resp_head, lines, n);
+}
+
 void http_respond_header_u64(http_conn *c, const char *name, uint64_t value) {
     buf_append_str(&c->resp_head, name);
     buf_append(&c->resp_head, ": ", 2);

@@ -69,6 +69,8 @@ void http_server_free(http_server *s);
 void http_respond_begin(http_conn *c, int status);
 void http_respond_header(http_conn *c, const char *name, const char *value);
 void http_respond_header_u64(http_conn *c, const char *name, uint64_t value);
+/* Header lines already formatted ("Name: value\r\n" each), e.g. a constant block. */
+void http_respond_header_lines(http_conn *c, const char *lines, size_t n);
 void http_respond_headerf(http_conn *c, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void http_respond_body(http_conn *c, const void *p, size_t n);

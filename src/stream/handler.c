@@ -14,19 +14,24 @@
 
 #define STREAM_PREFIX "/v1/stream/"
 
-static const char expose_headers[] =
-    "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Stream-TTL, "
-    "Stream-Expires-At, Stream-Seq, ETag, Location, Content-Type, Producer-Epoch, Producer-Seq, "
-    "Producer-Expected-Seq, Producer-Received-Seq, stream-sse-data-encoding";
+/* The headers every answer carries, formatted once. */
+#define CORS_HEADERS                                                                              \
+    "Access-Control-Allow-Origin: *\r\n"                                                          \
+    "Access-Control-Expose-Headers: Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, "       \
+    "Stream-Closed, Stream-TTL, Stream-Expires-At, Stream-Seq, ETag, Location, Content-Type, "    \
+    "Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq, "                \
+    "stream-sse-data-encoding\r\n"
+#define SAFETY_HEADERS                                                                            \
+    "X-Content-Type-Options: nosniff\r\n"                                                         \
+    "Cross-Origin-Resource-Policy: cross-origin\r\n"
+
+static const char headers_cors[] = CORS_HEADERS SAFETY_HEADERS;
+static const char headers_plain[] = SAFETY_HEADERS;
 
 void respond_begin(http_conn *c, int status) {
     http_respond_begin(c, status);
-    if (streams_limits.cors) {
-        http_respond_header(c, "Access-Control-Allow-Origin", "*");
-        http_respond_header(c, "Access-Control-Expose-Headers", expose_headers);
-    }
-    http_respond_header(c, "X-Content-Type-Options", "nosniff");
-    http_respond_header(c, "Cross-Origin-Resource-Policy", "cross-origin");
+    if (streams_limits.cors) http_respond_header_lines(c, headers_cors, sizeof headers_cors - 1);
+    else http_respond_header_lines(c, headers_plain, sizeof headers_plain - 1);
 }
 
 void respond_error(http_conn *c, int status, const char *path, const char *msg) {
