@@ -338,7 +338,7 @@ static void request_done(http_conn *c) {
     request_recycle(c);
     /* A keep-alive connection's next head needs the same room again; an
      * unusually large one is not kept. */
-    if (c->head_copy.cap > 4096) buf_free(&c->head_copy);
+    if (c->head_copy.cap > 1024) buf_free(&c->head_copy);
     else buf_reset(&c->head_copy);
     c->resp_done = false;
     c->stream_ended = false;
@@ -1010,6 +1010,7 @@ unsigned http_server_busy(http_server *s) { return atomic_load(&s->nheld); }
 static void worker_shutdown(void *arg) {
     worker *w = arg;
     worker_stop_accepting(w);
+    flush_pending(w); /* answers finished in this iteration go out first */
     while (w->conns) conn_close(w->conns);
     loop_stop(w->l);
 }

@@ -13,7 +13,11 @@
 
 /* Adaptive: critical sections are a few microseconds, and on these machines
  * putting a thread to sleep and waking it costs more than spinning briefly. */
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
 pthread_mutex_t streams_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
+#else
+pthread_mutex_t streams_lock = PTHREAD_MUTEX_INITIALIZER;
+#endif
 store *streams_store;
 weft_limits streams_limits;
 
@@ -329,12 +333,14 @@ static int nstaged;
 
 static void wake_run(void *arg) {
     wake_batch *b = arg;
-    pthread_mutex_lock(&streams_lock);
-    for (waiter *w = b->waiters, *next; w; w = next) {
-        next = w->next;
-        w->wake(w);
+    if (b->waiters) {
+        pthread_mutex_lock(&streams_lock);
+        for (waiter *w = b->waiters, *next; w; w = next) {
+            next = w->next;
+            w->wake(w);
+        }
+        pthread_mutex_unlock(&streams_lock);
     }
-    pthread_mutex_unlock(&streams_lock);
     for (size_t i = 0; i < b->nconns; i++) release_conn(b->conns[i]);
     free(b->conns);
     free(b);
