@@ -3,8 +3,11 @@
  *  1. Load the catalog (the streams at the last checkpoint boundary).
  *  2. Replay the WAL segments from the boundary on, in order, into an
  *     in-memory table id -> (name, meta, length). APPEND data is written
- *     again at its position: a power loss may have dropped page-cache
- *     writes to the data file that the durable WAL record still has.
+ *     again at its position: data files are written behind (tail.c), so
+ *     they may lack anything logged after the catalog's boundary, and a
+ *     power loss may have dropped page-cache writes too. The catalog's
+ *     lengths are in synced files, and the first record after the boundary
+ *     continues each stream exactly there, so the rewritten bytes join up.
  *  3. The first torn or corrupt record ends the WAL: its segment is
  *     truncated there and later segments are deleted (a later segment is
  *     only created after the previous one was synced, so records after a
@@ -491,6 +494,7 @@ int store_recover(store *s, char *err, size_t errlen) {
     }
     s->seg_assigned = s->seg_open = seg;
 
+    for (size_t i = 0; i < nlive; i++) tails_register(s, live[i]->id, live[i]->length);
     log_write(LOG_INFO, "store: %s: %zu streams, %llu WAL records replayed", s->dir, nlive,
               (unsigned long long)rc.records);
     if (s->opt.on_recover) {
