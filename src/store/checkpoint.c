@@ -22,6 +22,9 @@
  * segments, so recovery simply replays more. A failed data file write or
  * fsync is fatal for the same reason as a failed WAL fsync (see flush.c); a
  * failed catalog write is not: the old catalog and the WAL are still whole.
+ *
+ * Between checkpoints the checkpoint thread also zero-fills the spare WAL
+ * segment (flush.c), which may take a while but never blocks a mutation.
  */
 #include "store_int.h"
 
@@ -163,6 +166,12 @@ int checkpoint_run(store *s) {
         wal_remove_segments_below(s->dirfd, snap.hdr.boundary_seg);
         pthread_mutex_lock(&s->mu);
         s->stats.checkpoints++;
+        /* A spare that could not be prepared before (no room) is tried
+         * again once per checkpoint. */
+        if (s->sync && s->spare == SPARE_NONE && !s->spare_wanted) {
+            s->spare_wanted = true;
+            pthread_cond_signal(&s->ckpt_cond);
+        }
         pthread_mutex_unlock(&s->mu);
         log_write(LOG_DEBUG, "store: checkpoint at segment %llu, %llu streams",
                   (unsigned long long)snap.hdr.boundary_seg, (unsigned long long)snap.hdr.count);
@@ -179,11 +188,15 @@ void *checkpoint_main(void *arg) {
     store *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->ckpt_requested && !s->ckpt_stop) pthread_cond_wait(&s->ckpt_cond, &s->mu);
+        while (!s->ckpt_requested && !s->spare_wanted && !s->ckpt_stop)
+            pthread_cond_wait(&s->ckpt_cond, &s->mu);
         if (s->ckpt_stop) break;
-        s->ckpt_requested = false;
+        bool ckpt = s->ckpt_requested;
+        if (ckpt) s->ckpt_requested = false;
+        else s->spare_wanted = false;
         pthread_mutex_unlock(&s->mu);
-        checkpoint_run(s);
+        if (ckpt) checkpoint_run(s);
+        else wal_prepare_spare(s);
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);

@@ -168,6 +168,11 @@ store *store_open(const store_options *opt, char *err, size_t errlen) {
     if (!s->opt.tail_max) s->opt.tail_max = 64u << 10;
     if (!s->opt.tail_budget) s->opt.tail_budget = 32u << 20;
     s->sync = opt->durability == STORE_DURABLE;
+    /* A checkpoint rotates the WAL once checkpoint_bytes were logged since
+     * the previous one, plus what arrives while its snapshot is taken: a
+     * quarter more keeps that inside the preallocated part. */
+    uint64_t seg = s->opt.checkpoint_bytes + s->opt.checkpoint_bytes / 4;
+    s->seg_size = (seg + 4095) & ~(uint64_t)4095;
     s->dirfd = s->lockfd = s->seg_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->files_mu, NULL);
@@ -190,6 +195,7 @@ store *store_open(const store_options *opt, char *err, size_t errlen) {
         return NULL;
     }
     s->durable_lsn = s->next_lsn - 1;
+    s->spare_wanted = s->sync;
 
     int rc = tails_start(s);
     if (rc == 0) {
@@ -237,6 +243,8 @@ void store_close(store *s) {
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->flusher, NULL);
     tails_stop(s);
+    /* The next open would remove it anyway; do not leave it lying around. */
+    if (s->spare == SPARE_READY) unlinkat(s->dirfd, WAL_SPARE_PATH, 0);
     store_free(s);
 }
 

@@ -37,15 +37,17 @@
  * the previous checkpoint and fdatasyncs their data files, writes the
  * catalog (atomically, via rename) and deletes the WAL segments it covers.
  * Deleted streams' data files are unlinked once their delete record is
- * durable.
+ * durable. WAL segments are zero-filled ahead of time (a spare, prepared by
+ * the checkpoint thread), so a group commit overwrites allocated blocks and
+ * its fdatasync need not also persist a new file size.
  *
  * Recovery (store_open) loads the catalog, replays the WAL after it —
  * stopping at the first torn or corrupt record (checksum mismatch, short
- * record) and truncating it away — rewrites every logged data byte into the
- * data files (those written behind may never have reached them), truncates
- * every data file to its recovered length, removes data files of streams
- * that do not exist, and reports every live stream through
- * options.on_recover.
+ * record; a zero-filled remainder just ends a segment) and truncating it
+ * away — rewrites every logged data byte into the data files (those written
+ * behind may never have reached them), truncates every data file to its
+ * recovered length, removes data files of streams that do not exist, and
+ * reports every live stream through options.on_recover.
  *
  * Threads and locks. All store_* calls are thread-safe. The caller may hold
  * its own lock while calling into the store; the store never calls back into
@@ -55,6 +57,7 @@
  * Files in the data directory:
  *   catalog            last checkpoint (streams, their meta and lengths)
  *   wal/NNNNNNNNNNNNNNNN.log   WAL segments
+ *   wal/spare          zero-filled next segment (never replayed; removed at open)
  *   data/XX/<id hex>.dat      stream data files (XX = low byte of id, 256 dirs)
  *   LOCK               flock()ed while a store has the directory open
  */
@@ -80,7 +83,8 @@ typedef struct store_snapshot store_snapshot;
 typedef struct store_options {
     const char *dir;
     store_durability durability;
-    uint64_t checkpoint_bytes;  /* WAL size that triggers a checkpoint; 0 = 64 MiB */
+    uint64_t checkpoint_bytes;  /* WAL size that triggers a checkpoint; 0 = 64 MiB.
+                                   WAL segments are preallocated to 1.25 x this. */
     unsigned max_open_files;    /* data-file descriptor cache size; 0 = 1024 */
     uint64_t tail_max;          /* a stream's tail is written out at this size; 0 = 64 KiB */
     uint64_t tail_budget;       /* all tails together; 0 = 32 MiB (see Durability) */

@@ -15,16 +15,17 @@
  *   store.c      open/close, the public mutations
  *
  * Locks. s->mu guards the WAL state (pending records, LSNs, segment
- * numbers, the dirty set, flags). s->files_mu guards the descriptor
- * cache, s->tails_mu the write-behind state (tail.c). s->ckpt_mu serialises
- * checkpoints and is the outermost: a checkpoint takes the others (one at a
- * time) while holding it. s->mu, s->files_mu and s->tails_mu are never held
- * together, and none of them is held across file I/O. None is held while
- * calling into the owner, except that the snapshot callback runs under
- * s->ckpt_mu (it takes s->mu itself in store_snapshot_begin). That is safe
- * as long as the owner does not call store_checkpoint or store_close with
- * its own lock held (the stream layer does not); every other entry point
- * only takes the inner locks, after the owner's lock.
+ * numbers, the dirty set, the spare segment, flags). s->files_mu guards the
+ * descriptor cache, s->tails_mu the write-behind state (tail.c). s->ckpt_mu
+ * serialises checkpoints and is the outermost: a checkpoint takes the
+ * others (one at a time) while holding it. s->mu, s->files_mu and
+ * s->tails_mu are never held together, and none of them is held across
+ * file I/O. None is held while calling into the owner, except that the
+ * snapshot callback runs under s->ckpt_mu (it takes s->mu itself in
+ * store_snapshot_begin). That is safe as long as the owner does not call
+ * store_checkpoint or store_close with its own lock held (the stream layer
+ * does not); every other entry point only takes the inner locks, after the
+ * owner's lock.
  */
 #ifndef WEFT_STORE_INT_H
 #define WEFT_STORE_INT_H
@@ -163,9 +164,22 @@ void datafile_close(store *s, int fd, store_file *cached);
 
 /* ---- flush.c */
 
+/* The zero-filled segment prepared for the next rotation. Not a segment
+ * name, so recovery never reads it; store_open removes a leftover one. */
+#define WAL_SPARE_PATH "wal/spare"
+
+/* Only the checkpoint thread writes the spare (NONE -> PREPARING -> READY
+ * or back to NONE), only the flusher takes it (READY -> TAKEN -> NONE once
+ * renamed into place), so neither touches a file the other is using. */
+typedef enum spare_state { SPARE_NONE, SPARE_PREPARING, SPARE_READY, SPARE_TAKEN } spare_state;
+
 void *flush_main(void *arg);
-/* Open (creating) segment seg for appending as s->seg_fd. */
-int wal_open_segment(store *s, uint64_t seg);
+/* Make segment seg the one the flusher writes (s->seg_fd), writing from
+ * byte off on: the spare renamed into place if use_spare, else the file
+ * opened or created as it is. */
+int wal_open_segment(store *s, uint64_t seg, uint64_t off, bool use_spare);
+/* Checkpoint thread: zero-fill and sync a new spare segment. */
+void wal_prepare_spare(store *s);
 
 /* ---- checkpoint.c */
 
@@ -230,6 +244,9 @@ int tails_write_through(store *s, uint64_t id, uint64_t pos, const uint8_t *data
 void tails_append(store *s, uint64_t id, const uint8_t *data, size_t len, bool through);
 /* Whether creates write their data through (see tails_check). */
 bool tails_through(store *s);
+/* Free disk space below which appends are written through; a spare WAL
+ * segment is only prepared with this much left over. */
+uint64_t tails_headroom(const store *s);
 /* Checkpoint: write out every byte of the stream held in memory (waiting
  * for a running write-out), then fdatasync its file if sync. A stream that
  * no longer exists is not an error. -1 + errno. */
@@ -253,6 +270,7 @@ typedef struct store_stats {
     uint64_t batches;     /* flusher write batches */
     uint64_t syncs;       /* WAL fdatasync calls */
     uint64_t checkpoints; /* completed checkpoints */
+    uint64_t spares;      /* zero-filled WAL segments prepared */
     uint64_t tail_bytes;  /* appended bytes held in memory now */
     uint64_t tail_writes; /* write-outs of tails to data files */
 } store_stats;
@@ -266,6 +284,7 @@ struct store {
     int dirfd;
     int lockfd;
     bool sync; /* durability == STORE_DURABLE */
+    uint64_t seg_size; /* bytes a spare segment is zero-filled to */
 
     pthread_mutex_t mu;
     pthread_cond_t flush_cond;   /* work for the flusher */
@@ -289,10 +308,15 @@ struct store {
     uint8_t dirty_dirs[32];
     int failed;             /* errno of a fatal write failure, else 0 */
     bool flush_stop, ckpt_stop, ckpt_requested;
+    spare_state spare;      /* WAL_SPARE_PATH */
+    bool spare_wanted;      /* the checkpoint thread should prepare one */
     store_stats stats;      /* tail_* are kept under tails_mu instead */
 
-    /* Flusher thread only. */
+    /* Flusher thread only (and recovery, before it starts). */
     int seg_fd;
+    uint64_t seg_off;       /* where the next record goes */
+    uint64_t seg_alloc;     /* size of the segment file when opened: zeros
+                               past seg_off that writes overwrite cheaply */
 
     /* Descriptor cache, under files_mu. */
     pthread_mutex_t files_mu;

@@ -117,7 +117,7 @@ static void mem_release(tail_mem *m) {
 
 /* ---- disk space */
 
-static uint64_t headroom(const store *s) {
+uint64_t tails_headroom(const store *s) {
     uint64_t b = s->opt.tail_budget;
     return b > UINT64_MAX / 4 ? UINT64_MAX : b * 4;
 }
@@ -126,7 +126,7 @@ static void check_space(store *s) {
     struct statvfs v;
     if (fstatvfs(s->dirfd, &v) < 0) return;
     uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
-    bool through = avail < headroom(s);
+    bool through = avail < tails_headroom(s);
     pthread_mutex_lock(&s->tails_mu);
     bool changed = through != s->write_through;
     s->write_through = through;

@@ -1158,8 +1158,9 @@ static void test_fd_cache(void) {
         snprintf(data, sizeof data, "stream %d", i);
         t_create(&c, name, "", data, strlen(data), NULL);
     }
-    /* Store: directory, LOCK, WAL segment, at most 4 cached data files. */
-    CHECK(count_open_fds() - base <= 3 + 4);
+    /* Store: directory, LOCK, WAL segment, the spare WAL segment while it
+     * is zero-filled, at most 4 cached data files. */
+    CHECK(count_open_fds() - base <= 4 + 4);
     /* The data is in the files once a checkpoint wrote the tails out. */
     CHECK_EQ_INT(store_checkpoint(c.s), 0);
     store_file *held[12];
@@ -1177,7 +1178,7 @@ static void test_fd_cache(void) {
     CHECK(count_open_fds() - base >= 12);
     for (int i = 0; i < 12; i++)
         if (held[i]) store_file_release(c.s, held[i]);
-    CHECK(count_open_fds() - base <= 3 + 4);
+    CHECK(count_open_fds() - base <= 4 + 4);
     ok = true;
     for (int i = 0; i < 32; i++) ok = ok && read_back_ok(&c, i);
     CHECK(ok);
@@ -1633,6 +1634,162 @@ out:
     rm_rf(dir);
 }
 
+/* ---- preallocated WAL segments ---- */
+
+static bool spare_ready(tctx *c) {
+    for (int k = 0; k < 5000; k++) {
+        pthread_mutex_lock(&c->s->mu);
+        bool ready = c->s->spare == SPARE_READY;
+        pthread_mutex_unlock(&c->s->mu);
+        if (ready) return true;
+        sleep_ms(2);
+    }
+    return false;
+}
+
+/* The segment's records end where its zeros begin (a preallocated one), or
+ * at its end. */
+static bool segment_shape(const char *path, size_t *valid, size_t *size) {
+    buf img;
+    buf_init(&img);
+    bool ok = read_file(path, &img);
+    *size = img.len;
+    *valid = ok ? store_wal_scan(img.data, img.len, NULL, NULL) : 0;
+    for (size_t i = *valid; ok && i < img.len; i++)
+        if (img.data[i]) ok = false;
+    buf_free(&img);
+    return ok;
+}
+
+#define PA_CKPT (256u << 10)
+#define PA_SEG (320u << 10) /* 1.25 x PA_CKPT */
+
+static void test_prealloc(void) {
+    char dir[64], crash[80], path[512], segs[16][512];
+    make_tmpdir(dir, sizeof dir);
+    snprintf(crash, sizeof crash, "%s.crash", dir);
+    tctx c;
+    ctx_init(&c);
+    buf img;
+    buf_init(&img);
+    if (!open_store(&c, dir, STORE_DURABLE, PA_CKPT, true, NULL, 0)) goto out;
+    CHECK(spare_ready(&c));
+    snprintf(path, sizeof path, "%s/" WAL_SPARE_PATH, dir);
+    CHECK_EQ_INT(file_size(path), PA_SEG);
+    /* The segment opened at startup is not preallocated: the first batch
+     * moves on to the spare. */
+    int a = t_create(&c, "/pa/a", "m", "first", 5, NULL);
+    store_lsn lsn = t_append(&c, a, "-second", 7, "m2");
+    CHECK(wait_durable(&c, lsn));
+    size_t n = wal_files(dir, segs, 16), valid = 0, size = 0;
+    CHECK(n >= 1);
+    CHECK(n >= 1 && segment_shape(segs[n - 1], &valid, &size));
+    CHECK_EQ_INT(size, PA_SEG);
+    CHECK(valid > 0 && valid < size);
+    store_stats st;
+    store_get_stats(c.s, &st);
+    CHECK(st.spares >= 1);
+
+    /* Crash image with a zero-filled segment end and a leftover spare that
+     * holds a valid record: recovery must not replay it. */
+    CHECK(spare_ready(&c));
+    rm_rf(crash);
+    CHECK(copy_tree(dir, crash));
+    buf_reset(&img);
+    store_rec evil = {.type = STORE_REC_APPEND, .lsn = lsn + 1, .id = c.st[a].id, .pos = 12,
+                      .data = (const uint8_t *)"EVIL", .data_len = 4};
+    wal_encode(&img, &evil, wal_payload_crc(&evil));
+    snprintf(path, sizeof path, "%s/" WAL_SPARE_PATH, crash);
+    CHECK(write_file(path, img.data, img.len));
+    close_store(&c);
+    CHECK(open_store(&c, crash, STORE_DURABLE, PA_CKPT, true, NULL, 0) != NULL);
+    if (!c.s) goto out;
+    CHECK(recovered_matches(&c));
+    /* LSNs go on right after the last record logged, and the spare is
+     * replaced by a zero-filled one. */
+    lsn = t_append(&c, a, "-third", 6, NULL);
+    CHECK_EQ_INT(lsn, evil.lsn);
+    CHECK(wait_durable(&c, lsn));
+    CHECK(spare_ready(&c));
+    CHECK(segment_shape(path, &valid, &size) && valid == 0 && size == PA_SEG);
+    rm_rf(dir);
+    CHECK(copy_tree(crash, dir));
+    close_store(&c);
+    CHECK(open_store(&c, dir, STORE_DURABLE, PA_CKPT, true, NULL, 0) != NULL);
+    if (!c.s) goto out;
+    CHECK(recovered_matches(&c));
+
+    /* A clean close rotates into the spare: the next open keeps that empty
+     * preallocated segment and writes it from offset 0. */
+    CHECK(spare_ready(&c));
+    close_store(&c);
+    n = wal_files(dir, segs, 16);
+    CHECK_EQ_INT(n, 1);
+    CHECK(n == 1 && segment_shape(segs[0], &valid, &size) && valid == 0 && size == PA_SEG);
+    CHECK(open_store(&c, dir, STORE_DURABLE, PA_CKPT, true, NULL, 0) != NULL);
+    if (!c.s) goto out;
+    CHECK(recovered_matches(&c));
+    lsn = t_append(&c, a, "-fourth", 7, "m4");
+    CHECK(wait_durable(&c, lsn));
+    CHECK(segment_shape(segs[0], &valid, &size) && valid > 0 && size == PA_SEG);
+    rm_rf(crash);
+    CHECK(copy_tree(dir, crash));
+    close_store(&c);
+    CHECK(open_store(&c, crash, STORE_DURABLE, PA_CKPT, true, NULL, 0) != NULL);
+    if (c.s) {
+        CHECK(recovered_matches(&c));
+        close_store(&c);
+    }
+out:
+    buf_free(&img);
+    ctx_free(&c);
+    rm_rf(dir);
+    rm_rf(crash);
+}
+
+/* Without checkpoints the log spans many segments; each filled one ends in
+ * zeros where the flusher moved on to the spare, and recovery reads on
+ * through all of them. */
+static void test_prealloc_segments(void) {
+    char dir[64], crash[80], segs[64][512];
+    make_tmpdir(dir, sizeof dir);
+    snprintf(crash, sizeof crash, "%s.crash", dir);
+    tctx c;
+    ctx_init(&c);
+    if (!open_store(&c, dir, STORE_DURABLE, 64 << 10, false, NULL, 0)) goto out;
+    int a = t_create(&c, "/ps/a", "m", NULL, 0, NULL);
+    int b = t_create(&c, "/ps/b", "m", NULL, 0, NULL);
+    for (int k = 0; k < 400; k++) {
+        if (k % 40 == 0) spare_ready(&c);
+        uint8_t data[1000];
+        fill(data, sizeof data, (unsigned)k);
+        store_lsn lsn = t_append(&c, k % 2 ? b : a, data, sizeof data, k % 7 ? NULL : "m7");
+        if (k % 10 == 9) wait_durable(&c, lsn);
+    }
+    store_lsn lsn = t_meta(&c, a, "last");
+    CHECK(wait_durable(&c, lsn));
+    size_t n = wal_files(dir, segs, 64), zero_ended = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        size_t valid, size;
+        if (segment_shape(segs[i], &valid, &size) && valid < size) zero_ended++;
+    }
+    CHECK(n >= 4);
+    CHECK(zero_ended >= 2);
+    rm_rf(crash);
+    CHECK(copy_tree(dir, crash));
+    close_store(&c);
+    CHECK(open_store(&c, crash, STORE_DURABLE, 64 << 10, false, NULL, 0) != NULL);
+    if (c.s) {
+        CHECK(recovered_matches(&c));
+        CHECK_MEM_STR(c.rec[0].meta.data, c.rec[0].meta.len, "last");
+        close_store(&c);
+    }
+out:
+    ctx_free(&c);
+    rm_rf(dir);
+    rm_rf(crash);
+}
+
 /* ---- kill -9 ---- */
 
 /* Child -> parent messages. */
@@ -1900,6 +2057,8 @@ int main(void) {
     run("tail_crash", test_tail_crash);
     run("tail_delete", test_tail_delete);
     run("write_through", test_write_through);
+    run("prealloc", test_prealloc);
+    run("prealloc_segments", test_prealloc_segments);
     run("kill9", test_kill9);
     return check_summary("test_store");
 }
