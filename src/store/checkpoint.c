@@ -11,16 +11,20 @@
  *
  * 2. Without any store lock held, and while the flusher keeps committing
  *    new records: wait until the flusher has made everything before the
- *    boundary durable and opened the new segment, fdatasync the data files
- *    written before the boundary, and fsync the directories where data
- *    files were created.
+ *    boundary durable and opened the new segment; for every stream appended
+ *    to before the boundary, write out what its tail holds (the bytes the
+ *    snapshot counts, maybe a few more) and fdatasync its data file; fsync
+ *    the directories where data files were created.
  *
  * 3. Write the catalog atomically, then delete the segments it covers.
  *
  * A crash anywhere before the rename leaves the old catalog and all its
- * segments, so recovery simply replays more. A failed data file fsync is
- * fatal for the same reason as a failed WAL fsync (see flush.c); a failed
- * catalog write is not: the old catalog and the WAL are still whole.
+ * segments, so recovery simply replays more. A failed data file write or
+ * fsync is fatal for the same reason as a failed WAL fsync (see flush.c); a
+ * failed catalog write is not: the old catalog and the WAL are still whole.
+ *
+ * Between checkpoints the checkpoint thread also zero-fills the spare WAL
+ * segment (flush.c), which may take a while but never blocks a mutation.
  */
 #include "store_int.h"
 
@@ -98,8 +102,9 @@ static int wait_for_boundary(store *s, const store_snapshot *snap) {
 static int sync_data(store *s, const store_snapshot *snap) {
     for (size_t i = 0; i < snap->dirty.cap; i++) {
         if (!snap->dirty.vals[i]) continue;
-        if (datafile_sync(s, snap->dirty.keys[i]) < 0) return -1;
+        if (tails_sync(s, snap->dirty.keys[i], s->sync) < 0) return -1;
     }
+    if (!s->sync) return 0;
     for (unsigned d = 0; d < 256; d++) {
         if (!(snap->dirty_dirs[d / 8] & (1u << (d % 8)))) continue;
         char path[8];
@@ -148,10 +153,10 @@ int checkpoint_run(store *s) {
     } else if (wait_for_boundary(s, &snap) < 0) {
         err = errno;
         merge_dirty_back(s, &snap);
-    } else if (s->sync && sync_data(s, &snap) < 0) {
+    } else if (sync_data(s, &snap) < 0) {
         err = errno;
         pthread_mutex_lock(&s->mu);
-        store_fail_locked(s, err, "data file fsync");
+        store_fail_locked(s, err, "data file write-out or fsync");
         pthread_mutex_unlock(&s->mu);
     } else if (catalog_write(s->dirfd, &snap.hdr, &snap.entries, s->sync) < 0) {
         err = errno;
@@ -161,6 +166,12 @@ int checkpoint_run(store *s) {
         wal_remove_segments_below(s->dirfd, snap.hdr.boundary_seg);
         pthread_mutex_lock(&s->mu);
         s->stats.checkpoints++;
+        /* A spare that could not be prepared before (no room) is tried
+         * again once per checkpoint. */
+        if (s->sync && s->spare == SPARE_NONE && !s->spare_wanted) {
+            s->spare_wanted = true;
+            pthread_cond_signal(&s->ckpt_cond);
+        }
         pthread_mutex_unlock(&s->mu);
         log_write(LOG_DEBUG, "store: checkpoint at segment %llu, %llu streams",
                   (unsigned long long)snap.hdr.boundary_seg, (unsigned long long)snap.hdr.count);
@@ -177,11 +188,15 @@ void *checkpoint_main(void *arg) {
     store *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->ckpt_requested && !s->ckpt_stop) pthread_cond_wait(&s->ckpt_cond, &s->mu);
+        while (!s->ckpt_requested && !s->spare_wanted && !s->ckpt_stop)
+            pthread_cond_wait(&s->ckpt_cond, &s->mu);
         if (s->ckpt_stop) break;
-        s->ckpt_requested = false;
+        bool ckpt = s->ckpt_requested;
+        if (ckpt) s->ckpt_requested = false;
+        else s->spare_wanted = false;
         pthread_mutex_unlock(&s->mu);
-        checkpoint_run(s);
+        if (ckpt) checkpoint_run(s);
+        else wal_prepare_spare(s);
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);

@@ -184,29 +184,34 @@ int datafile_unlink(store *s, uint64_t id) {
     return 0;
 }
 
-int datafile_sync(store *s, uint64_t id) {
-    /* Use a cached descriptor if there is one, but do not cache: syncing
-     * every file written since the last checkpoint would flush the hot
-     * readers' descriptors out of the LRU. */
+int datafile_open(store *s, uint64_t id, store_file **cached) {
+    /* Write-outs and syncs touch every file written since the last
+     * checkpoint; caching those descriptors would flush the hot readers'
+     * out of the LRU. */
     pthread_mutex_lock(&s->files_mu);
     store_file *f = find_locked(s, id);
     if (f) f->refs++;
     pthread_mutex_unlock(&s->files_mu);
-    if (f) {
-        int rc = fdatasync(f->fd);
-        int saved = errno;
-        store_file_release(s, f);
-        errno = saved;
-        return rc;
-    }
+    *cached = f;
+    if (f) return f->fd;
     char path[DATAFILE_PATH_LEN];
     datafile_path(path, id);
-    int fd = openat(s->dirfd, path, O_RDONLY | O_CLOEXEC);
+    return openat(s->dirfd, path, O_RDWR | O_CLOEXEC);
+}
+
+void datafile_close(store *s, int fd, store_file *cached) {
+    int saved = errno;
+    if (cached) store_file_release(s, cached);
+    else close(fd);
+    errno = saved;
+}
+
+int datafile_sync(store *s, uint64_t id) {
+    store_file *cached;
+    int fd = datafile_open(s, id, &cached);
     if (fd < 0) return errno == ENOENT ? 0 : -1;
     int rc = fdatasync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
+    datafile_close(s, fd, cached);
     return rc;
 }
 

@@ -1,18 +1,34 @@
-/* flush.c — the group-commit flusher thread and the WAL segment it writes.
+/* flush.c — the group-commit flusher thread and the WAL segments it writes.
  *
  * Mutations append encoded records to s->pending under s->mu and signal
  * (or, on a thread that defers its wake-ups, leave that to store_wake).
  * The flusher takes the whole pending buffer at once (swapping in an empty
  * one, so new records keep accumulating for the next batch while it works),
- * writes it to the current segment with one write(2), makes it durable with
+ * writes it to the current segment with one pwrite(2), makes it durable with
  * one fdatasync, and reports the batch's last LSN through on_durable. One
  * fsync thus covers every record that arrived while the previous one ran:
  * the busier the store, the bigger the batches.
  *
+ * Segments are preallocated. Appending to a file makes every fdatasync
+ * write its inode (the new size, new blocks) as well, which costs about as
+ * much again as the data; overwriting blocks that are already allocated and
+ * zero does not. So the checkpoint thread keeps one spare segment,
+ * zero-filled to s->seg_size and synced (wal_prepare_spare), and a rotation
+ * renames it into place. Records go at a tracked offset; past the
+ * preallocated end they simply extend the file (correct, only slower), and
+ * the flusher moves on to a new segment at the next batch if a spare is
+ * ready by then. That also covers the segment opened at startup, which is
+ * not preallocated. Recovery reads the zeros after the last record as the
+ * end of the segment. Zero-filling runs on the checkpoint thread, never in
+ * the flusher's way; without a ready spare a rotation creates an empty file,
+ * as before.
+ *
  * A checkpoint asks for a new segment by recording where in the pending
  * buffer the new segment starts (store_snapshot_begin). The flusher writes
- * and syncs the part before it to the old segment, then creates the new one
+ * and syncs the part before it to the old segment, then opens the new one
  * (and fsyncs wal/ so its name survives a crash) before writing the rest.
+ * A new segment is only written once the previous one is synced, so only
+ * the last segment can end in a torn record.
  *
  * A failed write or fsync is fatal: after a failed fsync the kernel may
  * have dropped the dirty pages, so retrying could report lost data as
@@ -23,36 +39,100 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "../util/log.h"
+#include "../util/mem.h"
 
-int wal_open_segment(store *s, uint64_t seg) {
+int wal_open_segment(store *s, uint64_t seg, uint64_t off, bool use_spare) {
     char path[WAL_PATH_LEN];
     wal_segment_path(path, seg);
-    int fd = openat(s->dirfd, path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) return -1;
-    if (s->sync && io_fsync_dir(s->dirfd, "wal") < 0) {
+    /* Without its spare the segment is just not preallocated. */
+    if (use_spare && renameat(s->dirfd, WAL_SPARE_PATH, s->dirfd, path) < 0)
+        log_write(LOG_WARN, "store: cannot rename %s to %s: %s", WAL_SPARE_PATH, path,
+                  strerror(errno));
+    int fd = openat(s->dirfd, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || (s->sync && io_fsync_dir(s->dirfd, "wal") < 0)) {
         int saved = errno;
-        close(fd);
+        if (fd >= 0) close(fd);
         errno = saved;
         return -1;
     }
     if (s->seg_fd >= 0) close(s->seg_fd);
     s->seg_fd = fd;
+    s->seg_off = off;
+    s->seg_alloc = (uint64_t)st.st_size;
     return 0;
 }
 
 /* Write and sync one run of records. Returns 0 or an errno. */
 static int write_run(store *s, const uint8_t *p, size_t n, uint64_t *syncs) {
     if (n == 0) return 0;
-    if (io_write_full(s->seg_fd, p, n) < 0) return errno;
+    if (io_pwrite_full(s->seg_fd, p, n, s->seg_off) < 0) return errno;
+    s->seg_off += n;
     if (s->sync) {
         if (fdatasync(s->seg_fd) < 0) return errno;
         (*syncs)++;
     }
     return 0;
+}
+
+/* Stop preparing: the store is closing. */
+static bool spare_abandoned(store *s) {
+    pthread_mutex_lock(&s->mu);
+    bool stop = s->ckpt_stop;
+    pthread_mutex_unlock(&s->mu);
+    return stop;
+}
+
+void wal_prepare_spare(store *s) {
+    pthread_mutex_lock(&s->mu);
+    bool start = s->spare == SPARE_NONE;
+    if (start) s->spare = SPARE_PREPARING;
+    pthread_mutex_unlock(&s->mu);
+    if (!start) return;
+
+    /* On a nearly full disk the space is worth more than the speed (need
+     * wraps around only for an absurd tail_budget: no spare then). */
+    struct statvfs v;
+    uint64_t need = tails_headroom(s) + s->seg_size;
+    bool ok = fstatvfs(s->dirfd, &v) == 0 && need >= s->seg_size &&
+              (uint64_t)v.f_bavail * v.f_frsize >= need;
+    int fd = ok ? openat(s->dirfd, WAL_SPARE_PATH, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
+                : -1;
+    if (ok && fd < 0) {
+        log_write(LOG_WARN, "store: cannot create %s: %s", WAL_SPARE_PATH, strerror(errno));
+        ok = false;
+    }
+    size_t chunk = 1u << 20;
+    uint8_t *zeros = ok ? xcalloc(1, chunk) : NULL;
+    for (uint64_t off = 0; ok && off < s->seg_size; off += chunk) {
+        size_t n = s->seg_size - off < chunk ? (size_t)(s->seg_size - off) : chunk;
+        if (spare_abandoned(s)) {
+            ok = false;
+        } else if (io_write_full(fd, zeros, n) < 0) {
+            log_write(LOG_WARN, "store: cannot fill %s: %s", WAL_SPARE_PATH, strerror(errno));
+            ok = false;
+        }
+    }
+    /* fsync, not fdatasync: the size and block map must be durable now,
+     * so that the flusher's syncs never have to write them. */
+    if (ok && fsync(fd) < 0) {
+        log_write(LOG_WARN, "store: cannot sync %s: %s", WAL_SPARE_PATH, strerror(errno));
+        ok = false;
+    }
+    free(zeros);
+    if (fd >= 0) close(fd);
+    if (fd >= 0 && !ok) unlinkat(s->dirfd, WAL_SPARE_PATH, 0);
+    pthread_mutex_lock(&s->mu);
+    s->spare = ok ? SPARE_READY : SPARE_NONE;
+    if (ok) s->stats.spares++;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void *flush_main(void *arg) {
@@ -79,13 +159,22 @@ void *flush_main(void *arg) {
         bool rotate = s->rotate_pending;
         size_t split = rotate ? s->rotate_at : batch.len;
         uint64_t new_seg = s->rotate_seg;
+        if (!rotate && s->spare == SPARE_READY && s->seg_off + batch.len > s->seg_alloc) {
+            /* Out of preallocated room: the whole batch goes to the spare.
+             * Checkpoints number their boundary after this one. */
+            rotate = true;
+            split = 0;
+            new_seg = ++s->seg_assigned;
+        }
+        bool use_spare = rotate && s->spare == SPARE_READY;
+        if (use_spare) s->spare = SPARE_TAKEN;
         s->rotate_pending = false;
         s->wake_requested = false;
         pthread_mutex_unlock(&s->mu);
 
         uint64_t syncs = 0;
         int err = write_run(s, batch.data, split, &syncs);
-        if (!err && rotate && wal_open_segment(s, new_seg) < 0) err = errno;
+        if (!err && rotate && wal_open_segment(s, new_seg, 0, use_spare) < 0) err = errno;
         if (!err) err = write_run(s, batch.data + split, batch.len - split, &syncs);
 
         pthread_mutex_lock(&s->mu);
@@ -96,6 +185,11 @@ void *flush_main(void *arg) {
             break;
         }
         if (rotate) s->seg_open = new_seg;
+        if (use_spare) {
+            s->spare = SPARE_NONE;
+            s->spare_wanted = true;
+            pthread_cond_signal(&s->ckpt_cond);
+        }
         /* Published before on_durable runs: an owner that checks
          * store_durable_lsn after logging must not miss this batch. */
         s->durable_lsn = last;

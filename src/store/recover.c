@@ -3,17 +3,26 @@
  *  1. Load the catalog (the streams at the last checkpoint boundary).
  *  2. Replay the WAL segments from the boundary on, in order, into an
  *     in-memory table id -> (name, meta, length). APPEND data is written
- *     again at its position: a power loss may have dropped page-cache
- *     writes to the data file that the durable WAL record still has.
- *  3. The first torn or corrupt record ends the WAL: its segment is
- *     truncated there and later segments are deleted (a later segment is
- *     only created after the previous one was synced, so records after a
- *     tear were never acknowledged).
+ *     again at its position: data files are written behind (tail.c), so
+ *     they may lack anything logged after the catalog's boundary, and a
+ *     power loss may have dropped page-cache writes too. The catalog's
+ *     lengths are in synced files, and the first record after the boundary
+ *     continues each stream exactly there, so the rewritten bytes join up.
+ *  3. A segment ends at its first record that is not intact. If only zeros
+ *     follow, that is where writing stopped in a preallocated segment, and
+ *     the next segment continues the log. Anything else is a torn or
+ *     corrupt record, which ends the WAL: its segment is truncated there and
+ *     later segments are deleted (a later segment is only written after the
+ *     previous one was synced, so records after a tear were never
+ *     acknowledged).
  *  4. Reconcile data files with the table: unlink files of streams that do
  *     not exist, truncate files longer than the recovered length (bytes of
  *     appends that never became durable).
  *  5. Checkpoint the recovered table, so the WAL just replayed is not
  *     replayed again, and report each stream through on_recover.
+ *
+ * A spare WAL segment (flush.c) left over is removed first: it was never
+ * part of the log, and may be only partly zero-filled.
  *
  * Recovery runs before the store's threads start and needs no locking,
  * except through the descriptor cache it shares with them.
@@ -204,8 +213,12 @@ static void replay(void *arg, const store_rec *rec) {
     }
 }
 
-/* Replay one segment file. Returns 0 and sets *torn if it ended early; -1
- * with a message on an I/O error. */
+static bool all_zero(const uint8_t *p, size_t n) {
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Replay one segment file. Returns 0 and sets *torn if it ended in a torn
+ * or corrupt record; -1 with a message on an I/O error. */
 static int replay_segment(recovery *rc, uint64_t seg, bool *torn, char *err, size_t errlen) {
     store *s = rc->s;
     char path[WAL_PATH_LEN];
@@ -218,6 +231,7 @@ static int replay_segment(recovery *rc, uint64_t seg, bool *torn, char *err, siz
         return -1;
     }
     size_t size = (size_t)st.st_size, valid = 0;
+    *torn = false;
     if (size > 0) {
         void *img = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (img == MAP_FAILED) {
@@ -226,6 +240,7 @@ static int replay_segment(recovery *rc, uint64_t seg, bool *torn, char *err, siz
             return -1;
         }
         valid = wal_scan_after(img, size, rc->last_lsn, replay, rc);
+        *torn = !all_zero((const uint8_t *)img + valid, size - valid);
         munmap(img, size);
     }
     if (rc->err) {
@@ -233,7 +248,6 @@ static int replay_segment(recovery *rc, uint64_t seg, bool *torn, char *err, siz
         close(fd);
         return -1;
     }
-    *torn = valid < size;
     if (*torn) {
         log_write(LOG_WARN, "store: %s: torn or corrupt record at offset %zu, %zu bytes dropped",
                   path, valid, size - valid);
@@ -425,6 +439,10 @@ int store_recover(store *s, char *err, size_t errlen) {
     rc.s = s;
     idmap_init(&rc.table);
     unlinkat(s->dirfd, "catalog.tmp", 0);
+    if (unlinkat(s->dirfd, WAL_SPARE_PATH, 0) < 0 && errno != ENOENT) {
+        snprintf(err, errlen, "cannot remove %s: %s", WAL_SPARE_PATH, strerror(errno));
+        goto fail;
+    }
 
     catalog_hdr hdr = {.next_id = 1, .boundary_seg = 1, .boundary_lsn = 1, .count = 0};
     int have_cat = catalog_load(s->dirfd, &hdr, on_catalog_entry, &rc, err, errlen);
@@ -472,7 +490,9 @@ int store_recover(store *s, char *err, size_t errlen) {
             goto fail;
         }
     }
-    /* Every other segment is now covered by the catalog or empty. */
+    /* Every other segment is now covered by the catalog or empty. A kept
+     * boundary segment holds no record, so writing starts at its offset 0;
+     * anything but zeros after that was truncated above. */
     uint64_t *segs;
     size_t n;
     if (wal_list_segments(s->dirfd, &segs, &n) == 0) {
@@ -484,13 +504,14 @@ int store_recover(store *s, char *err, size_t errlen) {
         }
         free(segs);
     }
-    if (wal_open_segment(s, seg) < 0) {
+    if (wal_open_segment(s, seg, 0, false) < 0) {
         snprintf(err, errlen, "cannot open WAL segment: %s", strerror(errno));
         free(live);
         goto fail;
     }
     s->seg_assigned = s->seg_open = seg;
 
+    for (size_t i = 0; i < nlive; i++) tails_register(s, live[i]->id, live[i]->length);
     log_write(LOG_INFO, "store: %s: %zu streams, %llu WAL records replayed", s->dir, nlive,
               (unsigned long long)rc.records);
     if (s->opt.on_recover) {

@@ -1,10 +1,14 @@
 /* store.c — opening and closing a store, and the mutations.
  *
- * A mutation writes its data bytes to the stream's data file first (so they
- * can be read as soon as the owner decides to expose them), then, under
- * s->mu, takes the next LSN and appends its encoded record to the pending
- * WAL buffer for the flusher (flush.c). The expensive CRC of the payload is
- * computed before taking the lock; only the copy happens under it.
+ * A mutation takes, under s->mu, the next LSN and appends its encoded
+ * record to the pending WAL buffer for the flusher (flush.c). The expensive
+ * CRC of the payload is computed before taking the lock; only the copy
+ * happens under it. An append's data bytes then go to the stream's tail in
+ * memory (tail.c), to be written to its data file later; they are there
+ * before store_append returns, so before the owner can know the LSN that
+ * makes them visible. Only when the disk is too full to write behind do
+ * they go to the file first, so that a full disk fails the append before
+ * anything is logged.
  *
  * Ownership: the store copies everything it is given; pointers passed to
  * callbacks are valid only during the call.
@@ -130,6 +134,7 @@ static int lock_dir(store *s, char *err, size_t errlen) {
 /* Release everything; works on a partly opened store. */
 static void store_free(store *s) {
     if (s->seg_fd >= 0) close(s->seg_fd);
+    tails_free(s);
     files_shutdown(s);
     if (s->lockfd >= 0) close(s->lockfd); /* releases the flock */
     if (s->dirfd >= 0) close(s->dirfd);
@@ -139,6 +144,9 @@ static void store_free(store *s) {
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->files_mu);
     pthread_mutex_destroy(&s->ckpt_mu);
+    pthread_mutex_destroy(&s->tails_mu);
+    pthread_cond_destroy(&s->tails_cond);
+    pthread_cond_destroy(&s->writer_cond);
     pthread_cond_destroy(&s->flush_cond);
     pthread_cond_destroy(&s->durable_cond);
     pthread_cond_destroy(&s->ckpt_cond);
@@ -157,11 +165,21 @@ store *store_open(const store_options *opt, char *err, size_t errlen) {
     s->opt.dir = s->dir;
     if (!s->opt.checkpoint_bytes) s->opt.checkpoint_bytes = 64u << 20;
     if (!s->opt.max_open_files) s->opt.max_open_files = 1024;
+    if (!s->opt.tail_max) s->opt.tail_max = 64u << 10;
+    if (!s->opt.tail_budget) s->opt.tail_budget = 32u << 20;
     s->sync = opt->durability == STORE_DURABLE;
+    /* A checkpoint rotates the WAL once checkpoint_bytes were logged since
+     * the previous one, plus what arrives while its snapshot is taken: a
+     * quarter more keeps that inside the preallocated part. */
+    uint64_t seg = s->opt.checkpoint_bytes + s->opt.checkpoint_bytes / 4;
+    s->seg_size = (seg + 4095) & ~(uint64_t)4095;
     s->dirfd = s->lockfd = s->seg_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->files_mu, NULL);
     pthread_mutex_init(&s->ckpt_mu, NULL);
+    pthread_mutex_init(&s->tails_mu, NULL);
+    pthread_cond_init(&s->tails_cond, NULL);
+    pthread_cond_init(&s->writer_cond, NULL);
     pthread_cond_init(&s->flush_cond, NULL);
     pthread_cond_init(&s->durable_cond, NULL);
     pthread_cond_init(&s->ckpt_cond, NULL);
@@ -169,6 +187,7 @@ store *store_open(const store_options *opt, char *err, size_t errlen) {
     buf_init(&s->pending_deletes);
     idmap_init(&s->dirty);
     files_init(s);
+    tails_init(s);
 
     if (open_dirs(s, err, errlen) < 0 || lock_dir(s, err, errlen) < 0 ||
         store_recover(s, err, errlen) < 0) {
@@ -176,8 +195,13 @@ store *store_open(const store_options *opt, char *err, size_t errlen) {
         return NULL;
     }
     s->durable_lsn = s->next_lsn - 1;
+    s->spare_wanted = s->sync;
 
-    int rc = pthread_create(&s->flusher, NULL, flush_main, s);
+    int rc = tails_start(s);
+    if (rc == 0) {
+        rc = pthread_create(&s->flusher, NULL, flush_main, s);
+        if (rc != 0) tails_stop(s);
+    }
     if (rc == 0) {
         rc = pthread_create(&s->checkpointer, NULL, checkpoint_main, s);
         if (rc != 0) {
@@ -186,6 +210,7 @@ store *store_open(const store_options *opt, char *err, size_t errlen) {
             pthread_cond_signal(&s->flush_cond);
             pthread_mutex_unlock(&s->mu);
             pthread_join(s->flusher, NULL);
+            tails_stop(s);
         }
     }
     if (rc != 0) {
@@ -200,8 +225,9 @@ void store_close(store *s) {
     if (!s) return;
     /* The checkpoint thread first: it may be mid-checkpoint, which needs the
      * flusher. Then a final checkpoint while the flusher still runs, so the
-     * next open replays nothing. Then the flusher, which drains and syncs
-     * whatever is still pending before it exits. */
+     * next open replays nothing (it writes out the tails it covers). Then
+     * the flusher, which drains and syncs whatever is still pending before
+     * it exits, and the tail writer, which leaves nothing in memory. */
     pthread_mutex_lock(&s->mu);
     s->ckpt_stop = true;
     pthread_cond_signal(&s->ckpt_cond);
@@ -216,6 +242,9 @@ void store_close(store *s) {
     pthread_cond_signal(&s->flush_cond);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->flusher, NULL);
+    tails_stop(s);
+    /* The next open would remove it anyway; do not leave it lying around. */
+    if (s->spare == SPARE_READY) unlinkat(s->dirfd, WAL_SPARE_PATH, 0);
     store_free(s);
 }
 
@@ -237,6 +266,10 @@ void store_get_stats(store *s, store_stats *out) {
     pthread_mutex_lock(&s->mu);
     *out = s->stats;
     pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->tails_mu);
+    out->tail_bytes = s->tail_bytes;
+    out->tail_writes = s->tail_writes;
+    pthread_mutex_unlock(&s->tails_mu);
 }
 
 /* Records must fit the format's 32-bit lengths and WAL_REC_MAX. */
@@ -290,7 +323,8 @@ store_lsn store_create(store *s, uint64_t id, const uint8_t *name, size_t name_l
         errno = id == 0 ? EINVAL : EFBIG;
         return 0;
     }
-    if (datafile_create(s, id, data, data_len) < 0) return 0;
+    bool through = tails_through(s);
+    if (datafile_create(s, id, through ? data : NULL, through ? data_len : 0) < 0) return 0;
     store_rec r = {.type = STORE_REC_CREATE, .id = id, .name = name, .name_len = name_len,
                    .meta = meta, .meta_len = meta_len, .has_meta = true,
                    .data = data, .data_len = data_len};
@@ -299,7 +333,10 @@ store_lsn store_create(store *s, uint64_t id, const uint8_t *name, size_t name_l
         int e = errno;
         datafile_unlink(s, id);
         errno = e;
+        return 0;
     }
+    tails_register(s, id, through ? data_len : 0);
+    if (!through && data_len > 0) tails_append(s, id, data, data_len, false);
     return lsn;
 }
 
@@ -310,21 +347,17 @@ store_lsn store_append(store *s, uint64_t id, uint64_t pos, const uint8_t *data,
         errno = id == 0 ? EINVAL : EFBIG;
         return 0;
     }
+    bool through = false;
     if (data_len > 0) {
-        store_file *f = store_file_acquire(s, id);
-        if (!f) return 0;
-        int rc = io_pwrite_full(store_file_fd(f), data, data_len, pos);
-        int e = errno;
-        store_file_release(s, f);
-        if (rc < 0) {
-            errno = e;
-            return 0;
-        }
+        if (tails_check(s, id, pos, &through) < 0) return 0;
+        if (through && tails_write_through(s, id, pos, data, data_len) < 0) return 0;
     }
     store_rec r = {.type = STORE_REC_APPEND, .id = id, .pos = pos, .data = data,
                    .data_len = data_len, .meta = meta, .meta_len = meta ? meta_len : 0,
                    .has_meta = meta != NULL};
-    return log_record(s, &r);
+    store_lsn lsn = log_record(s, &r);
+    if (lsn && data_len > 0) tails_append(s, id, data, data_len, through);
+    return lsn;
 }
 
 store_lsn store_set_meta(store *s, uint64_t id, const uint8_t *meta, size_t meta_len) {
@@ -343,7 +376,9 @@ store_lsn store_delete(store *s, uint64_t id) {
         return 0;
     }
     store_rec r = {.type = STORE_REC_DELETE, .id = id};
-    return log_record(s, &r);
+    store_lsn lsn = log_record(s, &r);
+    if (lsn) tails_forget(s, id);
+    return lsn;
 }
 
 /* Runs the owner's snapshot callback on this thread, so the caller must not

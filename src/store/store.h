@@ -7,32 +7,47 @@
  *   - meta: a mutable opaque blob (the stream layer's serialized metadata:
  *           content type, closure, producer state, fork links ...);
  *   - data: bytes [0, length), kept in the stream's own data file exactly as
- *           they are served, so reads are byte ranges (pread / sendfile).
+ *           they are served. The file is written behind: recent appends are
+ *           held in memory (the stream's tail) and written to the file later,
+ *           many appends in one write. Bytes [0, store_written()) are in the
+ *           file (sendfile them), the rest only in memory (store_read copies
+ *           any range from wherever it is).
  *
  * Durability. Every mutation is first a checksummed record in a shared
  * write-ahead log (WAL). A mutation is durable once the WAL has been
  * fdatasync'ed past its LSN; a dedicated flusher thread does that for every
  * record written since its last sync at once (group commit) and then calls
- * options.on_durable(lsn). Data is also written to the stream's data file
- * right away (page cache), so it can be read immediately — but the caller
- * must not expose it to readers before it is durable.
+ * options.on_durable(lsn). The WAL record carries an append's data, so the
+ * data files are never needed for durability: a tail is written to its file
+ * (page cache, no fsync) when it reaches options.tail_max bytes, when all
+ * tails together pass options.tail_budget, at every checkpoint and at
+ * store_close, by the store's own threads. Data can be read (store_read) as
+ * soon as store_append returns — but the caller must not expose it to
+ * readers before it is durable. While the file system has little free space
+ * (less than 4 x tail_budget), appends are written to the data file before
+ * they are logged instead, so a full disk fails the append rather than an
+ * acknowledged write-out later.
  *
  * An append's data and its meta change (producer state, closure) are one WAL
  * record, so they become durable atomically.
  *
  * Checkpoints bound the WAL: when the WAL grows past options.checkpoint_bytes
  * the store asks the owner for a snapshot of every live stream
- * (options.snapshot), fdatasyncs the data files written since the previous
- * checkpoint, writes the catalog (atomically, via rename) and deletes the WAL
- * segments it covers. Deleted streams' data files are unlinked once their
- * delete record is durable.
+ * (options.snapshot), writes out the tails of the streams appended to since
+ * the previous checkpoint and fdatasyncs their data files, writes the
+ * catalog (atomically, via rename) and deletes the WAL segments it covers.
+ * Deleted streams' data files are unlinked once their delete record is
+ * durable. WAL segments are zero-filled ahead of time (a spare, prepared by
+ * the checkpoint thread), so a group commit overwrites allocated blocks and
+ * its fdatasync need not also persist a new file size.
  *
  * Recovery (store_open) loads the catalog, replays the WAL after it —
  * stopping at the first torn or corrupt record (checksum mismatch, short
- * record) and truncating it away — rewrites data bytes that were logged but
- * may be missing from data files, truncates every data file to its recovered
- * length, removes data files of streams that do not exist, and reports every
- * live stream through options.on_recover.
+ * record; a zero-filled remainder just ends a segment) and truncating it
+ * away — rewrites every logged data byte into the data files (those written
+ * behind may never have reached them), truncates every data file to its
+ * recovered length, removes data files of streams that do not exist, and
+ * reports every live stream through options.on_recover.
  *
  * Threads and locks. All store_* calls are thread-safe. The caller may hold
  * its own lock while calling into the store; the store never calls back into
@@ -42,6 +57,7 @@
  * Files in the data directory:
  *   catalog            last checkpoint (streams, their meta and lengths)
  *   wal/NNNNNNNNNNNNNNNN.log   WAL segments
+ *   wal/spare          zero-filled next segment (never replayed; removed at open)
  *   data/XX/<id hex>.dat      stream data files (XX = low byte of id, 256 dirs)
  *   LOCK               flock()ed while a store has the directory open
  */
@@ -67,8 +83,11 @@ typedef struct store_snapshot store_snapshot;
 typedef struct store_options {
     const char *dir;
     store_durability durability;
-    uint64_t checkpoint_bytes;  /* WAL size that triggers a checkpoint; 0 = 64 MiB */
+    uint64_t checkpoint_bytes;  /* WAL size that triggers a checkpoint; 0 = 64 MiB.
+                                   WAL segments are preallocated to 1.25 x this. */
     unsigned max_open_files;    /* data-file descriptor cache size; 0 = 1024 */
+    uint64_t tail_max;          /* a stream's tail is written out at this size; 0 = 64 KiB */
+    uint64_t tail_budget;       /* all tails together; 0 = 32 MiB (see Durability) */
     void *ctx;                  /* passed to the callbacks */
 
     /* Flusher thread: every record with LSN <= lsn is durable. LSNs reported
@@ -107,8 +126,10 @@ uint64_t store_id_next(store *s);
 store_lsn store_create(store *s, uint64_t id, const uint8_t *name, size_t name_len,
                        const uint8_t *meta, size_t meta_len, const uint8_t *data, size_t data_len);
 /* Append data at byte position pos (which must equal the stream's current
- * length) and, if meta != NULL, replace the meta blob in the same record.
- * data_len may be 0 (a meta-only change, e.g. close). */
+ * length: else EINVAL; ENOENT if there is no such stream) and, if meta !=
+ * NULL, replace the meta blob in the same record. data_len may be 0 (a
+ * meta-only change, e.g. close). The caller serialises the mutations of one
+ * stream; different streams may be mutated concurrently. */
 store_lsn store_append(store *s, uint64_t id, uint64_t pos, const uint8_t *data, size_t data_len,
                        const uint8_t *meta, size_t meta_len);
 store_lsn store_set_meta(store *s, uint64_t id, const uint8_t *meta, size_t meta_len);
@@ -126,8 +147,21 @@ void store_wake(store *s);
 /* Highest LSN known durable. */
 store_lsn store_durable_lsn(store *s);
 
-/* A reference-counted open data file, for pread/sendfile. Valid until
- * store_file_release even if the stream is deleted meanwhile. */
+/* Copy bytes [pos, pos + len) of the stream's data into dst, from memory
+ * and/or the data file. Returns 0, or -1 with errno: ENOENT (no such
+ * stream), EINVAL (the range passes the stream's length), EIO (the data
+ * file is shorter than it must be) or a read error; never part of the
+ * range. */
+int store_read(store *s, uint64_t id, uint64_t pos, void *dst, size_t len);
+
+/* How many leading bytes of the stream are in its data file (0 for no such
+ * stream). It only grows, and those bytes stay in the file: a caller may
+ * sendfile below it (store_file_acquire) and must use store_read above. */
+uint64_t store_written(store *s, uint64_t id);
+
+/* A reference-counted open data file, for pread/sendfile below
+ * store_written(). Valid until store_file_release even if the stream is
+ * deleted meanwhile. */
 typedef struct store_file store_file;
 store_file *store_file_acquire(store *s, uint64_t id);  /* NULL + errno on failure */
 int store_file_fd(const store_file *f);

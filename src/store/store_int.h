@@ -4,6 +4,8 @@
  *   wal.c        WAL record format: encoding and the recovery scanner
  *   flush.c      group-commit flusher thread, WAL segment files
  *   datafile.c   stream data files and the descriptor cache (store_file)
+ *   tail.c       write-behind: appended bytes held in memory, the writer
+ *                thread, store_read
  *   catalog.c    the checkpoint file: atomic write, verified load
  *   checkpoint.c checkpoint thread, snapshot protocol
  *   recover.c    recovery at open: catalog + WAL replay + data file repair
@@ -13,15 +15,17 @@
  *   store.c      open/close, the public mutations
  *
  * Locks. s->mu guards the WAL state (pending records, LSNs, segment
- * numbers, the dirty set, flags). s->files_mu guards the descriptor cache.
- * s->ckpt_mu serialises checkpoints and is the outermost: a checkpoint
- * takes s->mu or s->files_mu (never both) while holding it. s->mu and
- * s->files_mu are never held together. None is held while calling into the
- * owner, except that the snapshot callback runs under s->ckpt_mu (it takes
- * s->mu itself in store_snapshot_begin). That is safe as long as the owner
- * does not call store_checkpoint or store_close with its own lock held
- * (the stream layer does not); every other entry point only takes s->mu or
- * s->files_mu, after the owner's lock.
+ * numbers, the dirty set, the spare segment, flags). s->files_mu guards the
+ * descriptor cache, s->tails_mu the write-behind state (tail.c). s->ckpt_mu
+ * serialises checkpoints and is the outermost: a checkpoint takes the
+ * others (one at a time) while holding it. s->mu, s->files_mu and
+ * s->tails_mu are never held together, and none of them is held across
+ * file I/O. None is held while calling into the owner, except that the
+ * snapshot callback runs under s->ckpt_mu (it takes s->mu itself in
+ * store_snapshot_begin). That is safe as long as the owner does not call
+ * store_checkpoint or store_close with its own lock held (the stream layer
+ * does not); every other entry point only takes the inner locks, after the
+ * owner's lock.
  */
 #ifndef WEFT_STORE_INT_H
 #define WEFT_STORE_INT_H
@@ -152,12 +156,30 @@ void datafile_forget(store *s, uint64_t id);
 int datafile_unlink(store *s, uint64_t id);
 /* fdatasync the data file; a missing file is not an error. */
 int datafile_sync(store *s, uint64_t id);
+/* A descriptor for writing the data file without caching it: the cached
+ * one if there is one (*cached is then set, with a reference), else a new
+ * one. -1 + errno. datafile_close gives it back. */
+int datafile_open(store *s, uint64_t id, store_file **cached);
+void datafile_close(store *s, int fd, store_file *cached);
 
 /* ---- flush.c */
 
+/* The zero-filled segment prepared for the next rotation. Not a segment
+ * name, so recovery never reads it; store_open removes a leftover one. */
+#define WAL_SPARE_PATH "wal/spare"
+
+/* Only the checkpoint thread writes the spare (NONE -> PREPARING -> READY
+ * or back to NONE), only the flusher takes it (READY -> TAKEN -> NONE once
+ * renamed into place), so neither touches a file the other is using. */
+typedef enum spare_state { SPARE_NONE, SPARE_PREPARING, SPARE_READY, SPARE_TAKEN } spare_state;
+
 void *flush_main(void *arg);
-/* Open (creating) segment seg for appending as s->seg_fd. */
-int wal_open_segment(store *s, uint64_t seg);
+/* Make segment seg the one the flusher writes (s->seg_fd), writing from
+ * byte off on: the spare renamed into place if use_spare, else the file
+ * opened or created as it is. */
+int wal_open_segment(store *s, uint64_t seg, uint64_t off, bool use_spare);
+/* Checkpoint thread: zero-fill and sync a new spare segment. */
+void wal_prepare_spare(store *s);
 
 /* ---- checkpoint.c */
 
@@ -176,6 +198,67 @@ int checkpoint_run(store *s);
 /* Unlink the WAL segments numbered below `below` (a checkpoint covers them). */
 void wal_remove_segments_below(int dirfd, uint64_t below);
 
+/* ---- tail.c: write-behind.
+ *
+ * Every live stream has a tail_stream. Its bytes [0, written) are in the
+ * data file; [written, length) are in memory: first the part a write-out is
+ * copying to the file (flight), then the tail that appends extend (buf). */
+
+typedef struct tail_mem tail_mem;
+typedef struct tail_stream tail_stream;
+
+struct tail_stream {
+    uint64_t id;
+    uint64_t written;
+    uint64_t length;
+    tail_stream *hnext;
+    tail_mem *mem; /* NULL while every byte is in the file */
+};
+
+struct tail_mem {
+    tail_stream *owner;         /* NULL once the stream is deleted */
+    uint8_t *buf;               /* [written + flight_len, length) */
+    size_t len, cap;
+    uint8_t *flight;            /* [written, written + flight_len); non-NULL
+                                   while a write-out owns it */
+    size_t flight_len;
+    bool queued;                /* on the writer's queue of full tails */
+    tail_mem *qnext;
+    tail_mem *newer, *older;    /* by last append; only while len > 0 */
+};
+
+void tails_init(store *s);
+void tails_free(store *s);
+/* Recovery and store_create: a live stream whose `length` bytes are all in
+ * its data file. */
+void tails_register(store *s, uint64_t id, uint64_t length);
+/* store_delete: forget the stream and drop what it holds in memory. */
+void tails_forget(store *s, uint64_t id);
+/* Before logging an append of data at pos: the stream must exist (ENOENT)
+ * and pos be its length (EINVAL). *through tells whether to write through
+ * (tails_write_through before logging) instead of behind. -1 + errno. */
+int tails_check(store *s, uint64_t id, uint64_t pos, bool *through);
+int tails_write_through(store *s, uint64_t id, uint64_t pos, const uint8_t *data, size_t len);
+/* After logging: the stream's length grows by len; the bytes are kept in
+ * its tail unless they were written through. */
+void tails_append(store *s, uint64_t id, const uint8_t *data, size_t len, bool through);
+/* Whether creates write their data through (see tails_check). */
+bool tails_through(store *s);
+/* Free disk space below which appends are written through; a spare WAL
+ * segment is only prepared with this much left over. */
+uint64_t tails_headroom(const store *s);
+/* Checkpoint: write out every byte of the stream held in memory (waiting
+ * for a running write-out), then fdatasync its file if sync. A stream that
+ * no longer exists is not an error. -1 + errno. */
+int tails_sync(store *s, uint64_t id, bool sync);
+/* The writer thread: started after recovery; tails_stop joins it and
+ * writes out whatever is still held. */
+int tails_start(store *s);
+void tails_stop(store *s);
+/* The tail_stream of id, or NULL (tails_mu held). The tests use it to
+ * look at a write-out in flight. */
+tail_stream *tails_find_locked(store *s, uint64_t id);
+
 /* ---- recover.c */
 
 int store_recover(store *s, char *err, size_t errlen);
@@ -187,6 +270,9 @@ typedef struct store_stats {
     uint64_t batches;     /* flusher write batches */
     uint64_t syncs;       /* WAL fdatasync calls */
     uint64_t checkpoints; /* completed checkpoints */
+    uint64_t spares;      /* zero-filled WAL segments prepared */
+    uint64_t tail_bytes;  /* appended bytes held in memory now */
+    uint64_t tail_writes; /* write-outs of tails to data files */
 } store_stats;
 
 /* For the unit tests: counters since store_open. */
@@ -198,6 +284,7 @@ struct store {
     int dirfd;
     int lockfd;
     bool sync; /* durability == STORE_DURABLE */
+    uint64_t seg_size; /* bytes a spare segment is zero-filled to */
 
     pthread_mutex_t mu;
     pthread_cond_t flush_cond;   /* work for the flusher */
@@ -221,10 +308,15 @@ struct store {
     uint8_t dirty_dirs[32];
     int failed;             /* errno of a fatal write failure, else 0 */
     bool flush_stop, ckpt_stop, ckpt_requested;
-    store_stats stats;
+    spare_state spare;      /* WAL_SPARE_PATH */
+    bool spare_wanted;      /* the checkpoint thread should prepare one */
+    store_stats stats;      /* tail_* are kept under tails_mu instead */
 
-    /* Flusher thread only. */
+    /* Flusher thread only (and recovery, before it starts). */
     int seg_fd;
+    uint64_t seg_off;       /* where the next record goes */
+    uint64_t seg_alloc;     /* size of the segment file when opened: zeros
+                               past seg_off that writes overwrite cheaply */
 
     /* Descriptor cache, under files_mu. */
     pthread_mutex_t files_mu;
@@ -233,9 +325,26 @@ struct store {
     size_t fcount;
     store_file *lru_head, *lru_tail;
 
+    /* Write-behind (tail.c), under tails_mu. */
+    pthread_mutex_t tails_mu;
+    pthread_cond_t tails_cond;  /* a write-out finished */
+    pthread_cond_t writer_cond; /* work for the writer thread */
+    tail_stream **tbuckets;
+    size_t tnbuckets; /* power of two */
+    size_t tcount;
+    tail_mem *tlru_head, *tlru_tail; /* most recently appended at the head */
+    tail_mem *tq_head, *tq_tail;     /* tails that reached tail_max */
+    uint64_t tail_bytes;             /* in every tail and flight */
+    uint64_t tail_writes;
+    bool draining;      /* over the budget: write out until half is left */
+    bool write_through; /* too little free disk space to write behind */
+    bool writer_stop;
+    int tail_failed;    /* errno of a failed write-out; nothing more is written */
+    pthread_t writer;
+    bool writer_started;
+
     pthread_mutex_t ckpt_mu;
     pthread_t flusher, checkpointer;
-    bool threads_started;
 };
 
 /* Mark the store failed for good (under mu): nothing more is logged. */

@@ -405,12 +405,29 @@ bool stream_respond_range(http_conn *c, stream *s, uint64_t a, uint64_t b) {
             a = e;
             continue;
         }
-        store_file *f = store_file_acquire(streams_store, s->id);
-        if (!f) {
-            log_write(LOG_ERROR, "%s: cannot open data file: %s", s->path, strerror(errno));
-            return false;
+        /* What is in the data file goes by sendfile; recent bytes the
+         * store still holds in memory are copied into the response. */
+        uint64_t off = a - s->fork_off, end = b - s->fork_off;
+        uint64_t written = store_written(streams_store, s->id);
+        if (off < written) {
+            uint64_t n = end < written ? end - off : written - off;
+            store_file *f = store_file_acquire(streams_store, s->id);
+            if (!f) {
+                log_write(LOG_ERROR, "%s: cannot open data file: %s", s->path, strerror(errno));
+                return false;
+            }
+            http_respond_file(c, store_file_fd(f), off, n, file_ref_release, f);
+            off += n;
         }
-        http_respond_file(c, store_file_fd(f), a - s->fork_off, b - a, file_ref_release, f);
+        if (off < end) {
+            size_t n = (size_t)(end - off);
+            uint8_t *mem = xmalloc(n);
+            bool ok = store_read(streams_store, s->id, off, mem, n) == 0;
+            if (ok) http_respond_body(c, mem, n);
+            else log_write(LOG_ERROR, "%s: cannot read data: %s", s->path, strerror(errno));
+            free(mem);
+            if (!ok) return false;
+        }
         a = b;
     }
     return true;
@@ -427,21 +444,7 @@ bool stream_pread(stream *s, uint64_t off, size_t len, uint8_t *dst) {
             len -= n;
             continue;
         }
-        store_file *f = store_file_acquire(streams_store, s->id);
-        if (!f) return false;
-        size_t done = 0;
-        while (done < len) {
-            ssize_t r = pread(store_file_fd(f), dst + done, len - done,
-                              (off_t)(off - s->fork_off + done));
-            if (r <= 0) {
-                if (r < 0 && errno == EINTR) continue;
-                store_file_release(streams_store, f);
-                return false;
-            }
-            done += (size_t)r;
-        }
-        store_file_release(streams_store, f);
-        return true;
+        return store_read(streams_store, s->id, off - s->fork_off, dst, len) == 0;
     }
     return true;
 }

@@ -254,6 +254,9 @@ static void cb_snapshot(void *ctx, store_snapshot *snap) {
     pthread_mutex_unlock(&c->mu);
 }
 
+/* Write-behind limits for open_store (0 = the store's defaults). */
+static uint64_t opt_tail_max, opt_tail_budget;
+
 static store *open_store(tctx *c, const char *dir, store_durability d, uint64_t ckpt_bytes,
                          bool with_snapshot, char *err, size_t errlen) {
     c->nrec = 0;
@@ -262,6 +265,8 @@ static store *open_store(tctx *c, const char *dir, store_durability d, uint64_t 
         .dir = dir,
         .durability = d,
         .checkpoint_bytes = ckpt_bytes,
+        .tail_max = opt_tail_max,
+        .tail_budget = opt_tail_budget,
         .ctx = c,
         .on_durable = cb_durable,
         .on_recover = cb_recover,
@@ -349,13 +354,15 @@ static bool wait_durable(tctx *c, store_lsn lsn) {
     return ok;
 }
 
-/* The stream's data file holds exactly its expected bytes. */
-static bool read_back_ok(tctx *c, int i) {
+/* The stream's data file holds exactly its expected bytes (after recovery
+ * or a checkpoint, when nothing is left in memory). */
+static bool file_exact_ok(tctx *c, int i) {
     tstream *t = &c->st[i];
     store_file *f = store_file_acquire(c->s, t->id);
     if (!f) return false;
     struct stat st;
-    bool ok = fstat(store_file_fd(f), &st) == 0 && (size_t)st.st_size == t->data.len;
+    bool ok = fstat(store_file_fd(f), &st) == 0 && (size_t)st.st_size == t->data.len &&
+              store_written(c->s, t->id) == t->data.len;
     if (ok && t->data.len) {
         uint8_t *got = xmalloc(t->data.len);
         ok = pread(store_file_fd(f), got, t->data.len, 0) == (ssize_t)t->data.len &&
@@ -363,6 +370,27 @@ static bool read_back_ok(tctx *c, int i) {
         free(got);
     }
     store_file_release(c->s, f);
+    return ok;
+}
+
+/* store_read returns the stream's expected bytes, and the part its data
+ * file is said to hold (below store_written) really is in the file. */
+static bool read_back_ok(tctx *c, int i) {
+    tstream *t = &c->st[i];
+    size_t n = t->data.len;
+    uint8_t *got = xmalloc(n + 1);
+    bool ok = store_read(c->s, t->id, 0, got, n) == 0 &&
+              (n == 0 || memcmp(got, t->data.data, n) == 0);
+    uint64_t w = store_written(c->s, t->id);
+    ok = ok && w <= n;
+    store_file *f = ok && w ? store_file_acquire(c->s, t->id) : NULL;
+    if (ok && w) {
+        memset(got, 0, n);
+        ok = f && pread(store_file_fd(f), got, w, 0) == (ssize_t)w &&
+             memcmp(got, t->data.data, w) == 0;
+    }
+    if (f) store_file_release(c->s, f);
+    free(got);
     return ok;
 }
 
@@ -390,7 +418,7 @@ static bool recovered_matches(tctx *c) {
                     (unsigned long long)r->length, t->data.len);
             return false;
         }
-        if (!read_back_ok(c, (int)i)) {
+        if (!file_exact_ok(c, (int)i) || !read_back_ok(c, (int)i)) {
             fprintf(stderr, "stream %s: data file differs\n", t->name);
             return false;
         }
@@ -683,6 +711,8 @@ static void test_delete(void) {
     int del = t_create(&c, "/del", "d", "doomed ", 7, NULL);
     t_append(&c, del, "bytes", 5, NULL);
     data_path(path, sizeof path, dir, c.st[del].id);
+    /* A checkpoint writes the tail out. */
+    CHECK_EQ_INT(store_checkpoint(c.s), 0);
     CHECK_EQ_INT(file_size(path), 12);
 
     /* A reader's file stays usable after the stream is deleted. */
@@ -1128,8 +1158,11 @@ static void test_fd_cache(void) {
         snprintf(data, sizeof data, "stream %d", i);
         t_create(&c, name, "", data, strlen(data), NULL);
     }
-    /* Store: directory, LOCK, WAL segment, at most 4 cached data files. */
-    CHECK(count_open_fds() - base <= 3 + 4);
+    /* Store: directory, LOCK, WAL segment, the spare WAL segment while it
+     * is zero-filled, at most 4 cached data files. */
+    CHECK(count_open_fds() - base <= 4 + 4);
+    /* The data is in the files once a checkpoint wrote the tails out. */
+    CHECK_EQ_INT(store_checkpoint(c.s), 0);
     store_file *held[12];
     for (int i = 0; i < 12; i++) held[i] = store_file_acquire(c.s, c.st[i].id);
     /* Evicted files stay open while held. */
@@ -1145,7 +1178,7 @@ static void test_fd_cache(void) {
     CHECK(count_open_fds() - base >= 12);
     for (int i = 0; i < 12; i++)
         if (held[i]) store_file_release(c.s, held[i]);
-    CHECK(count_open_fds() - base <= 3 + 4);
+    CHECK(count_open_fds() - base <= 4 + 4);
     ok = true;
     for (int i = 0; i < 32; i++) ok = ok && read_back_ok(&c, i);
     CHECK(ok);
@@ -1224,6 +1257,537 @@ static void test_write_failure(void) {
 out:
     ctx_free(&c);
     rm_rf(dir);
+}
+
+/* ---- write-behind ---- */
+
+static void sleep_ms(int ms) { usleep((useconds_t)ms * 1000); }
+
+/* Poll until stream i's written bytes reach want (the writer thread runs
+ * on its own time). */
+static bool wait_written(tctx *c, int i, uint64_t want) {
+    for (int k = 0; k < 2000; k++) {
+        if (store_written(c->s, c->st[i].id) >= want) return true;
+        sleep_ms(2);
+    }
+    return false;
+}
+
+/* Stream i's bytes [pos, pos + n) read with store_read equal the model's. */
+static bool range_ok(tctx *c, int i, uint64_t pos, size_t n) {
+    uint8_t *got = xmalloc(n + 1);
+    bool ok = store_read(c->s, c->st[i].id, pos, got, n) == 0 &&
+              memcmp(got, c->st[i].data.data + pos, n) == 0;
+    free(got);
+    return ok;
+}
+
+/* Every range of the stream whose ends are multiples of step. */
+static bool all_ranges_ok(tctx *c, int i, size_t step) {
+    size_t len = c->st[i].data.len;
+    for (size_t a = 0; a <= len; a += step)
+        for (size_t b = a; b <= len; b += step)
+            if (!range_ok(c, i, a, b - a)) return false;
+    return range_ok(c, i, 0, len);
+}
+
+static bool in_flight(tctx *c, int i) {
+    pthread_mutex_lock(&c->s->tails_mu);
+    tail_stream *e = tails_find_locked(c->s, c->st[i].id);
+    bool f = e && e->mem && e->mem->flight;
+    pthread_mutex_unlock(&c->s->tails_mu);
+    return f;
+}
+
+/* Holding files_mu stops a write-out after it moved the tail in flight,
+ * before it can open the data file: the test's window into a write-out.
+ * Only reads above store_written (memory only) may run meanwhile. */
+static bool wait_in_flight(tctx *c, int i) {
+    for (int k = 0; k < 2000; k++) {
+        if (in_flight(c, i)) return true;
+        sleep_ms(1);
+    }
+    return false;
+}
+
+static void append_filled(tctx *c, int i, size_t n, unsigned seed) {
+    uint8_t data[4096];
+    fill(data, n, seed);
+    CHECK(t_append(c, i, data, n, NULL) > 0);
+}
+
+static void test_tail_reads(void) {
+    char dir[64], path[512];
+    make_tmpdir(dir, sizeof dir);
+    tctx c;
+    ctx_init(&c);
+    opt_tail_max = 1000;
+    opt_tail_budget = 1 << 20;
+    if (!open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0)) goto out;
+    int a = t_create(&c, "/wb/a", "m", "init", 4, NULL);
+    data_path(path, sizeof path, dir, c.st[a].id);
+    for (int k = 0; k < 3; k++) append_filled(&c, a, 300, (unsigned)k);
+    /* Under tail_max: nothing reached the file, everything reads. */
+    CHECK_EQ_INT(store_written(c.s, c.st[a].id), 0);
+    CHECK_EQ_INT(file_size(path), 0);
+    CHECK(all_ranges_ok(&c, a, 50));
+
+    /* The append that makes the tail reach tail_max: one write-out. */
+    store_stats st;
+    store_get_stats(c.s, &st);
+    CHECK_EQ_INT(st.tail_bytes, 904);
+    uint64_t writes = st.tail_writes;
+    append_filled(&c, a, 300, 3);
+    CHECK(wait_written(&c, a, 1204));
+    CHECK_EQ_INT(store_written(c.s, c.st[a].id), 1204);
+    CHECK_EQ_INT(file_size(path), 1204);
+    store_get_stats(c.s, &st);
+    CHECK_EQ_INT(st.tail_writes, writes + 1);
+    CHECK_EQ_INT(st.tail_bytes, 0);
+    CHECK(read_back_ok(&c, a));
+
+    /* Part in the file, part in the tail: every range across the boundary. */
+    append_filled(&c, a, 300, 4);
+    append_filled(&c, a, 300, 5);
+    CHECK_EQ_INT(store_written(c.s, c.st[a].id), 1204);
+    CHECK(all_ranges_ok(&c, a, 43));
+    CHECK(range_ok(&c, a, 1203, 2) && range_ok(&c, a, 1204, 1) && range_ok(&c, a, 1000, 800));
+    uint8_t b[16];
+    errno = 0;
+    CHECK_EQ_INT(store_read(c.s, c.st[a].id, 1800, b, 5), -1);
+    CHECK_EQ_INT(errno, EINVAL);
+    errno = 0;
+    CHECK_EQ_INT(store_read(c.s, 424242, 0, b, 1), -1);
+    CHECK_EQ_INT(errno, ENOENT);
+    CHECK_EQ_INT(store_written(c.s, 424242), 0);
+
+    /* A write-out stopped in flight: its bytes and the newer tail read
+     * from memory, written has not moved. */
+    pthread_mutex_lock(&c.s->files_mu);
+    append_filled(&c, a, 400, 6); /* tail 1000: the writer takes it */
+    bool flying = wait_in_flight(&c, a);
+    CHECK(flying);
+    append_filled(&c, a, 300, 7); /* into a new tail behind the flight */
+    uint64_t w = store_written(c.s, c.st[a].id);
+    bool mem_ok = w == 1204;
+    for (size_t x = 1204; x <= 2504; x += 37)
+        for (size_t y = x; y <= 2504; y += 91) mem_ok = mem_ok && range_ok(&c, a, x, y - x);
+    mem_ok = mem_ok && range_ok(&c, a, 1204, 1300) && range_ok(&c, a, 2203, 2);
+    pthread_mutex_unlock(&c.s->files_mu);
+    CHECK(mem_ok);
+    CHECK(wait_written(&c, a, 2204));
+    CHECK_EQ_INT(store_written(c.s, c.st[a].id), 2204);
+    CHECK(all_ranges_ok(&c, a, 97));
+    CHECK(read_back_ok(&c, a));
+
+    close_store(&c);
+    CHECK(open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0) != NULL);
+    if (c.s) {
+        CHECK(recovered_matches(&c));
+        close_store(&c);
+    }
+out:
+    opt_tail_max = opt_tail_budget = 0;
+    ctx_free(&c);
+    rm_rf(dir);
+}
+
+/* Over the budget the least recently appended tails go first, until half
+ * of it is left. */
+static void test_tail_budget(void) {
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    tctx c;
+    ctx_init(&c);
+    opt_tail_max = 1 << 20;
+    opt_tail_budget = 8192;
+    if (!open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0)) goto out;
+    int n = 20;
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "/budget/%d", i);
+        t_create(&c, name, "", NULL, 0, NULL);
+    }
+    /* 10000 bytes in all: over the budget, under twice it (where appends
+     * would write their own tails). */
+    for (int i = 0; i < n; i++) append_filled(&c, i, 500, (unsigned)i);
+    store_stats st;
+    bool drained = false;
+    for (int k = 0; k < 2000 && !drained; k++) {
+        store_get_stats(c.s, &st);
+        drained = st.tail_bytes <= 8192 / 2 + 3 * 500 && st.tail_writes > 0;
+        if (!drained) sleep_ms(2);
+    }
+    CHECK(drained);
+    CHECK(st.tail_bytes <= 8192);
+    /* The oldest went, the newest stayed in memory. */
+    CHECK_EQ_INT(store_written(c.s, c.st[0].id), 500);
+    CHECK_EQ_INT(store_written(c.s, c.st[n - 1].id), 0);
+    bool ok = true;
+    uint64_t in_files = 0;
+    for (int i = 0; i < n; i++) {
+        ok = ok && read_back_ok(&c, i);
+        in_files += store_written(c.s, c.st[i].id);
+    }
+    CHECK(ok);
+    CHECK_EQ_INT(in_files + st.tail_bytes, 500 * n);
+    close_store(&c);
+    CHECK(open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0) != NULL);
+    if (c.s) {
+        CHECK(recovered_matches(&c));
+        close_store(&c);
+    }
+out:
+    opt_tail_max = opt_tail_budget = 0;
+    ctx_free(&c);
+    rm_rf(dir);
+}
+
+/* A checkpoint writes every tail out before it syncs; bytes appended after
+ * it live only in tails and the WAL, and a crash (the directory copied
+ * while the store runs) must get them back from the WAL byte for byte. */
+static void test_tail_crash(void) {
+    char dir[64], crash[80], path[512];
+    make_tmpdir(dir, sizeof dir);
+    snprintf(crash, sizeof crash, "%s.crash", dir);
+    tctx c;
+    ctx_init(&c);
+    opt_tail_max = 1 << 20;
+    opt_tail_budget = 64 << 20;
+    if (!open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0)) goto out;
+    int n = 4;
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "/crash/%d", i);
+        t_create(&c, name, "m0", "head", 4, NULL);
+    }
+    for (int k = 0; k < 40; k++) {
+        char meta[16];
+        snprintf(meta, sizeof meta, "m%d", k);
+        uint8_t data[700];
+        size_t len = 1 + (size_t)(k * 53) % sizeof data;
+        fill(data, len, (unsigned)k);
+        t_append(&c, k % n, data, len, k % 3 ? NULL : meta);
+    }
+    bool in_mem = true;
+    for (int i = 0; i < n; i++) in_mem = in_mem && store_written(c.s, c.st[i].id) == 0;
+    CHECK(in_mem);
+    CHECK_EQ_INT(store_checkpoint(c.s), 0);
+    uint64_t at_ckpt[4];
+    bool ok = true;
+    for (int i = 0; i < n; i++) {
+        ok = ok && file_exact_ok(&c, i);
+        at_ckpt[i] = c.st[i].data.len;
+    }
+    CHECK(ok);
+    store_stats st;
+    store_get_stats(c.s, &st);
+    CHECK_EQ_INT(st.tail_bytes, 0);
+
+    store_lsn last = 0;
+    for (int k = 0; k < 60; k++) {
+        uint8_t data[900];
+        size_t len = 1 + (size_t)(k * 71) % sizeof data;
+        fill(data, len, (unsigned)(k + 100));
+        last = t_append(&c, k % n, data, len, k % 5 ? NULL : "after");
+    }
+    int late = t_create(&c, "/crash/late", "L", "late bytes", 10, NULL);
+    last = t_append(&c, late, "and more", 8, NULL);
+    CHECK(wait_durable(&c, last));
+    rm_rf(crash);
+    CHECK(copy_tree(dir, crash));
+    /* The image really lacks the tails: its files stop at the checkpoint. */
+    ok = true;
+    for (int i = 0; i < n; i++) {
+        data_path(path, sizeof path, crash, c.st[i].id);
+        ok = ok && file_size(path) == (long)at_ckpt[i] && at_ckpt[i] < c.st[i].data.len;
+    }
+    data_path(path, sizeof path, crash, c.st[late].id);
+    CHECK(ok && file_size(path) == 0);
+    close_store(&c);
+
+    /* The cleanly closed original and the crash image recover the same. */
+    CHECK(open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0) != NULL);
+    if (!c.s) goto out;
+    CHECK(recovered_matches(&c));
+    close_store(&c);
+    CHECK(open_store(&c, crash, STORE_DURABLE, 0, true, NULL, 0) != NULL);
+    if (!c.s) goto out;
+    CHECK(recovered_matches(&c));
+    CHECK_EQ_INT(c.nrec, 5);
+    append_filled(&c, late, 100, 9);
+    close_store(&c);
+    CHECK(open_store(&c, crash, STORE_DURABLE, 0, true, NULL, 0) != NULL);
+    if (c.s) {
+        CHECK(recovered_matches(&c));
+        close_store(&c);
+    }
+out:
+    opt_tail_max = opt_tail_budget = 0;
+    ctx_free(&c);
+    rm_rf(dir);
+    rm_rf(crash);
+}
+
+/* Deleting a stream drops its tail, also while a write-out of it runs. */
+static void test_tail_delete(void) {
+    char dir[64], path[512];
+    make_tmpdir(dir, sizeof dir);
+    tctx c;
+    ctx_init(&c);
+    opt_tail_max = 1000;
+    opt_tail_budget = 1 << 20;
+    if (!open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0)) goto out;
+    int keep = t_create(&c, "/td/keep", "", "kept", 4, NULL);
+    int a = t_create(&c, "/td/a", "", NULL, 0, NULL);
+    append_filled(&c, a, 600, 1);
+    store_stats st;
+    store_get_stats(c.s, &st);
+    CHECK_EQ_INT(st.tail_bytes, 604);
+    store_lsn lsn = t_delete(&c, a);
+    CHECK(lsn > 0);
+    store_get_stats(c.s, &st);
+    CHECK_EQ_INT(st.tail_bytes, 4);
+    uint8_t b[8];
+    errno = 0;
+    CHECK_EQ_INT(store_read(c.s, c.st[a].id, 0, b, 8), -1);
+    CHECK_EQ_INT(errno, ENOENT);
+    CHECK_EQ_INT(store_written(c.s, c.st[a].id), 0);
+    errno = 0;
+    CHECK_EQ_INT(store_append(c.s, c.st[a].id, 600, b, 8, NULL, 0), 0);
+    CHECK_EQ_INT(errno, ENOENT);
+
+    /* Deleted in flight: the write-out finishes into the doomed file and
+     * frees what it held. */
+    int f = t_create(&c, "/td/flying", "", NULL, 0, NULL);
+    data_path(path, sizeof path, dir, c.st[f].id);
+    pthread_mutex_lock(&c.s->files_mu);
+    append_filled(&c, f, 1200, 2);
+    bool flying = wait_in_flight(&c, f);
+    append_filled(&c, f, 100, 3);
+    lsn = t_delete(&c, f);
+    store_get_stats(c.s, &st);
+    pthread_mutex_unlock(&c.s->files_mu);
+    CHECK(flying);
+    CHECK(lsn > 0);
+    CHECK_EQ_INT(st.tail_bytes, 4 + 1200); /* the flight until it lands */
+    bool drained = false;
+    for (int k = 0; k < 2000 && !drained; k++) {
+        store_get_stats(c.s, &st);
+        drained = st.tail_bytes == 4;
+        if (!drained) sleep_ms(2);
+    }
+    CHECK(drained);
+    CHECK(wait_durable(&c, lsn));
+    for (int k = 0; k < 200 && file_size(path) >= 0; k++) sleep_ms(5);
+    CHECK_EQ_INT(file_size(path), -1);
+    CHECK(read_back_ok(&c, keep));
+    close_store(&c);
+    CHECK(open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0) != NULL);
+    if (c.s) {
+        CHECK_EQ_INT(c.nrec, 1);
+        CHECK(recovered_matches(&c));
+        close_store(&c);
+    }
+out:
+    opt_tail_max = opt_tail_budget = 0;
+    ctx_free(&c);
+    rm_rf(dir);
+}
+
+/* With less free space than the budget needs (here: a budget no disk
+ * has), appends are written to the file before they are logged. */
+static void test_write_through(void) {
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    tctx c;
+    ctx_init(&c);
+    opt_tail_budget = 1ull << 50;
+    log_threshold = LOG_ERROR; /* the switch to write-through is logged */
+    bool opened = open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0) != NULL;
+    log_threshold = LOG_WARN;
+    CHECK(opened);
+    if (!opened) goto out;
+    int a = t_create(&c, "/wt/a", "", "created ", 8, NULL);
+    CHECK(file_exact_ok(&c, a));
+    bool ok = true;
+    for (int k = 0; k < 20; k++) {
+        append_filled(&c, a, 100 + (size_t)k, (unsigned)k);
+        ok = ok && file_exact_ok(&c, a);
+    }
+    CHECK(ok);
+    store_stats st;
+    store_get_stats(c.s, &st);
+    CHECK_EQ_INT(st.tail_bytes, 0);
+    CHECK_EQ_INT(st.tail_writes, 0);
+    close_store(&c);
+    log_threshold = LOG_ERROR;
+    CHECK(open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0) != NULL);
+    log_threshold = LOG_WARN;
+    if (c.s) {
+        CHECK(recovered_matches(&c));
+        close_store(&c);
+    }
+out:
+    opt_tail_budget = 0;
+    ctx_free(&c);
+    rm_rf(dir);
+}
+
+/* ---- preallocated WAL segments ---- */
+
+static bool spare_ready(tctx *c) {
+    for (int k = 0; k < 5000; k++) {
+        pthread_mutex_lock(&c->s->mu);
+        bool ready = c->s->spare == SPARE_READY;
+        pthread_mutex_unlock(&c->s->mu);
+        if (ready) return true;
+        sleep_ms(2);
+    }
+    return false;
+}
+
+/* The segment's records end where its zeros begin (a preallocated one), or
+ * at its end. */
+static bool segment_shape(const char *path, size_t *valid, size_t *size) {
+    buf img;
+    buf_init(&img);
+    bool ok = read_file(path, &img);
+    *size = img.len;
+    *valid = ok ? store_wal_scan(img.data, img.len, NULL, NULL) : 0;
+    for (size_t i = *valid; ok && i < img.len; i++)
+        if (img.data[i]) ok = false;
+    buf_free(&img);
+    return ok;
+}
+
+#define PA_CKPT (256u << 10)
+#define PA_SEG (320u << 10) /* 1.25 x PA_CKPT */
+
+static void test_prealloc(void) {
+    char dir[64], crash[80], path[512], segs[16][512];
+    make_tmpdir(dir, sizeof dir);
+    snprintf(crash, sizeof crash, "%s.crash", dir);
+    tctx c;
+    ctx_init(&c);
+    buf img;
+    buf_init(&img);
+    if (!open_store(&c, dir, STORE_DURABLE, PA_CKPT, true, NULL, 0)) goto out;
+    CHECK(spare_ready(&c));
+    snprintf(path, sizeof path, "%s/" WAL_SPARE_PATH, dir);
+    CHECK_EQ_INT(file_size(path), PA_SEG);
+    /* The segment opened at startup is not preallocated: the first batch
+     * moves on to the spare. */
+    int a = t_create(&c, "/pa/a", "m", "first", 5, NULL);
+    store_lsn lsn = t_append(&c, a, "-second", 7, "m2");
+    CHECK(wait_durable(&c, lsn));
+    size_t n = wal_files(dir, segs, 16), valid = 0, size = 0;
+    CHECK(n >= 1);
+    CHECK(n >= 1 && segment_shape(segs[n - 1], &valid, &size));
+    CHECK_EQ_INT(size, PA_SEG);
+    CHECK(valid > 0 && valid < size);
+    store_stats st;
+    store_get_stats(c.s, &st);
+    CHECK(st.spares >= 1);
+
+    /* Crash image with a zero-filled segment end and a leftover spare that
+     * holds a valid record: recovery must not replay it. */
+    CHECK(spare_ready(&c));
+    rm_rf(crash);
+    CHECK(copy_tree(dir, crash));
+    buf_reset(&img);
+    store_rec evil = {.type = STORE_REC_APPEND, .lsn = lsn + 1, .id = c.st[a].id, .pos = 12,
+                      .data = (const uint8_t *)"EVIL", .data_len = 4};
+    wal_encode(&img, &evil, wal_payload_crc(&evil));
+    snprintf(path, sizeof path, "%s/" WAL_SPARE_PATH, crash);
+    CHECK(write_file(path, img.data, img.len));
+    close_store(&c);
+    CHECK(open_store(&c, crash, STORE_DURABLE, PA_CKPT, true, NULL, 0) != NULL);
+    if (!c.s) goto out;
+    CHECK(recovered_matches(&c));
+    /* LSNs go on right after the last record logged, and the spare is
+     * replaced by a zero-filled one. */
+    lsn = t_append(&c, a, "-third", 6, NULL);
+    CHECK_EQ_INT(lsn, evil.lsn);
+    CHECK(wait_durable(&c, lsn));
+    CHECK(spare_ready(&c));
+    CHECK(segment_shape(path, &valid, &size) && valid == 0 && size == PA_SEG);
+    rm_rf(dir);
+    CHECK(copy_tree(crash, dir));
+    close_store(&c);
+    CHECK(open_store(&c, dir, STORE_DURABLE, PA_CKPT, true, NULL, 0) != NULL);
+    if (!c.s) goto out;
+    CHECK(recovered_matches(&c));
+
+    /* A clean close rotates into the spare: the next open keeps that empty
+     * preallocated segment and writes it from offset 0. */
+    CHECK(spare_ready(&c));
+    close_store(&c);
+    n = wal_files(dir, segs, 16);
+    CHECK_EQ_INT(n, 1);
+    CHECK(n == 1 && segment_shape(segs[0], &valid, &size) && valid == 0 && size == PA_SEG);
+    CHECK(open_store(&c, dir, STORE_DURABLE, PA_CKPT, true, NULL, 0) != NULL);
+    if (!c.s) goto out;
+    CHECK(recovered_matches(&c));
+    lsn = t_append(&c, a, "-fourth", 7, "m4");
+    CHECK(wait_durable(&c, lsn));
+    CHECK(segment_shape(segs[0], &valid, &size) && valid > 0 && size == PA_SEG);
+    rm_rf(crash);
+    CHECK(copy_tree(dir, crash));
+    close_store(&c);
+    CHECK(open_store(&c, crash, STORE_DURABLE, PA_CKPT, true, NULL, 0) != NULL);
+    if (c.s) {
+        CHECK(recovered_matches(&c));
+        close_store(&c);
+    }
+out:
+    buf_free(&img);
+    ctx_free(&c);
+    rm_rf(dir);
+    rm_rf(crash);
+}
+
+/* Without checkpoints the log spans many segments; each filled one ends in
+ * zeros where the flusher moved on to the spare, and recovery reads on
+ * through all of them. */
+static void test_prealloc_segments(void) {
+    char dir[64], crash[80], segs[64][512];
+    make_tmpdir(dir, sizeof dir);
+    snprintf(crash, sizeof crash, "%s.crash", dir);
+    tctx c;
+    ctx_init(&c);
+    if (!open_store(&c, dir, STORE_DURABLE, 64 << 10, false, NULL, 0)) goto out;
+    int a = t_create(&c, "/ps/a", "m", NULL, 0, NULL);
+    int b = t_create(&c, "/ps/b", "m", NULL, 0, NULL);
+    for (int k = 0; k < 400; k++) {
+        if (k % 40 == 0) spare_ready(&c);
+        uint8_t data[1000];
+        fill(data, sizeof data, (unsigned)k);
+        store_lsn lsn = t_append(&c, k % 2 ? b : a, data, sizeof data, k % 7 ? NULL : "m7");
+        if (k % 10 == 9) wait_durable(&c, lsn);
+    }
+    store_lsn lsn = t_meta(&c, a, "last");
+    CHECK(wait_durable(&c, lsn));
+    size_t n = wal_files(dir, segs, 64), zero_ended = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        size_t valid, size;
+        if (segment_shape(segs[i], &valid, &size) && valid < size) zero_ended++;
+    }
+    CHECK(n >= 4);
+    CHECK(zero_ended >= 2);
+    rm_rf(crash);
+    CHECK(copy_tree(dir, crash));
+    close_store(&c);
+    CHECK(open_store(&c, crash, STORE_DURABLE, 64 << 10, false, NULL, 0) != NULL);
+    if (c.s) {
+        CHECK(recovered_matches(&c));
+        CHECK_MEM_STR(c.rec[0].meta.data, c.rec[0].meta.len, "last");
+        close_store(&c);
+    }
+out:
+    ctx_free(&c);
+    rm_rf(dir);
+    rm_rf(crash);
 }
 
 /* ---- kill -9 ---- */
@@ -1488,6 +2052,13 @@ int main(void) {
     run("dir_guard", test_dir_guard);
     run("fd_cache", test_fd_cache);
     run("write_failure", test_write_failure);
+    run("tail_reads", test_tail_reads);
+    run("tail_budget", test_tail_budget);
+    run("tail_crash", test_tail_crash);
+    run("tail_delete", test_tail_delete);
+    run("write_through", test_write_through);
+    run("prealloc", test_prealloc);
+    run("prealloc_segments", test_prealloc_segments);
     run("kill9", test_kill9);
     return check_summary("test_store");
 }
