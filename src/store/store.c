@@ -29,12 +29,16 @@
 /* Any non-NULL value marks an id in the dirty set. */
 static char dirty_mark;
 
-/* Set by store_defer_wake on threads that call store_wake themselves. */
-static _Thread_local bool defer_wake;
+/* Set by store_defer_wake on threads that call store_wake themselves;
+ * wake_owed says such a thread logged something since its last store_wake,
+ * so a loop iteration that logged nothing costs no lock. */
+static _Thread_local bool defer_wake, wake_owed;
 
 void store_defer_wake(bool on) { defer_wake = on; }
 
 void store_wake(store *s) {
+    if (defer_wake && !wake_owed) return;
+    wake_owed = false;
     pthread_mutex_lock(&s->mu);
     if (s->pending.len > 0 && !s->wake_requested) {
         s->wake_requested = true;
@@ -308,7 +312,9 @@ static store_lsn log_record(store *s, store_rec *r) {
         s->ckpt_requested = true;
         pthread_cond_signal(&s->ckpt_cond);
     }
-    if (!defer_wake && !s->wake_requested) {
+    if (defer_wake) {
+        wake_owed = true;
+    } else if (!s->wake_requested) {
         s->wake_requested = true;
         pthread_cond_signal(&s->flush_cond);
     }

@@ -8,10 +8,13 @@
  * store reports it durable.
  *
  * Locking: one mutex (streams_lock) guards all stream state. Handlers take it
- * for the non-waiting part of a request: lookups, validation (JSON
- * included), page-cache reads and writes of data files. It is never held
- * across a network wait or an fsync. (Taking JSON validation and preads out
- * of it is planned work for multi-core scaling.)
+ * for the non-waiting part of a request: lookups, checks, logging the
+ * record, and reads (mostly copies from the store's in-memory tails; older
+ * bytes by pread, or sendfile after the lock is released). An append's JSON
+ * body is split into messages before the lock is taken (PUT's initial body
+ * still under it). Answers are written after the handler returns, when the
+ * loop iteration ends, so the lock is never held across a socket write, a
+ * network wait or an fsync.
  *
  * Visibility: `tail` is where the next append goes; `visible` is the durable
  * prefix readers may see. The gap is closed by stream_on_durable(), called
