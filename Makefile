@@ -28,7 +28,7 @@ TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 LOADGEN_SRCS := $(filter-out bench/floor.c,$(wildcard bench/*.c))
 LOADGEN_OBJS := $(LOADGEN_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all clean test unit unit-bins run loadgen
+.PHONY: all clean test unit unit-bins run loadgen bench
 all: $(BUILD)/weft
 
 $(BUILD)/%.o: %.c
@@ -62,6 +62,11 @@ unit: $(TEST_BINS)
 
 test:
 	bash scripts/test.sh
+
+# The benchmark against its peers (bench/run.sh full; bench/run.sh quick for
+# a 2-minute run).
+bench:
+	bash bench/run.sh full
 
 run:
 	bash scripts/run.sh
