@@ -53,6 +53,9 @@ static option_def options[] = {
     {"write-timeout", OPT_DURATION, "60s", "clients that stop reading a response are dropped", NULL},
     {"log-level", OPT_STR, "error", "error | warn | info | debug (debug logs every request)", NULL},
     {"cors", OPT_STR, "on", "on | off: CORS headers for browser clients", NULL},
+    {"io-uring", OPT_STR, "on",
+     "on | off: write to many sockets in one io_uring system call (falls back to writev "
+     "where io_uring is unavailable)", NULL},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 
@@ -137,6 +140,15 @@ static unsigned long long opt_num(const char *name) {
 
 static const char *opt_str(const char *name) { return find_option(name, strlen(name))->value; }
 
+/* 1 for "on", 0 for "off"; otherwise says so and returns -1. */
+static int opt_on_off(const char *name) {
+    const char *v = opt_str(name);
+    if (!strcmp(v, "on")) return 1;
+    if (!strcmp(v, "off")) return 0;
+    fprintf(stderr, "weft: --%s must be on or off\n", name);
+    return -1;
+}
+
 static bool option_valid(const option_def *o, const char *v) {
     unsigned long long x;
     const char *rest;
@@ -202,11 +214,8 @@ static int serve(void) {
         fprintf(stderr, "weft: --durability must be fsync or none\n");
         return 2;
     }
-    const char *cors = opt_str("cors");
-    if (strcmp(cors, "on") && strcmp(cors, "off")) {
-        fprintf(stderr, "weft: --cors must be on or off\n");
-        return 2;
-    }
+    int cors = opt_on_off("cors"), io_uring = opt_on_off("io-uring");
+    if (cors < 0 || io_uring < 0) return 2;
     streams_limits = (weft_limits){
         .max_body = opt_num("max-body"),
         .long_poll_timeout_ms = (unsigned)opt_num("long-poll-timeout"),
@@ -215,7 +224,7 @@ static int serve(void) {
         .json_max_depth = (int)opt_num("json-max-depth"),
         .max_streams = opt_num("max-streams"),
         .max_path = opt_num("max-url-bytes"),
-        .cors = !strcmp(cors, "on"),
+        .cors = cors,
     };
 
     /* Signals are taken synchronously by this thread only. */
@@ -247,6 +256,7 @@ static int serve(void) {
         .idle_timeout_ms = (unsigned)opt_num("idle-timeout"),
         .write_timeout_ms = (unsigned)opt_num("write-timeout"),
         .max_conns = (unsigned)opt_num("max-connections"),
+        .io_uring = io_uring,
         .handler = streams_handle,
     };
     http_server *srv = http_server_start(&cfg, err, sizeof err);

@@ -30,6 +30,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "../net/sendbatch.h"
 #include "../util/log.h"
 #include "../util/mem.h"
 
@@ -120,6 +121,9 @@ struct worker {
     /* Connections with output queued during this loop iteration, written
      * when it ends (see conn_flush_later). */
     flush_queue flush_answers, flush_streams;
+    /* Writes of one flush go to the kernel together (NULL: writev each;
+     * see sendbatch.h). Made on the worker's own thread, its only user. */
+    send_batch *batch;
     http_request *spare[REQ_SPARE_MAX]; /* see request_recycle */
     int nspare;
     /* Sockets are read into this and only the bytes that arrived are kept
@@ -356,6 +360,49 @@ static void request_done(http_conn *c) {
     }
 }
 
+/* The memory segments at the head of c's output queue, as an iovec. */
+static int conn_out_iov(http_conn *c, struct iovec *iov, int max) {
+    seg_queue *q = &c->out;
+    int niov = 0;
+    for (size_t i = q->head; i < q->len && niov < max && q->v[i].kind == SEG_MEM; i++) {
+        iov[niov].iov_base = q->v[i].mem.data + q->v[i].off;
+        iov[niov].iov_len = q->v[i].mem.len - q->v[i].off;
+        niov++;
+    }
+    return niov;
+}
+
+/* n bytes of the memory segments at the head of the queue were written. */
+static void conn_out_consumed(http_conn *c, size_t n) {
+    seg_queue *q = &c->out;
+    c->out_bytes -= n;
+    while (n > 0) {
+        out_seg *t = &q->v[q->head];
+        size_t avail = t->mem.len - t->off;
+        if (n >= avail) {
+            n -= avail;
+            seg_free(t);
+            q->head++;
+        } else {
+            t->off += n;
+            n = 0;
+        }
+    }
+}
+
+/* A write to the socket failed with err: wait for room (EAGAIN) or close.
+ * Returns true if the caller should try again (EINTR). */
+static bool conn_write_failed(http_conn *c, int err) {
+    if (err == EINTR) return true;
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+        loop_timer_set(c->w->l, &c->timer, c->w->srv->cfg.write_timeout_ms);
+        return false;
+    }
+    log_write(LOG_DEBUG, "%s: write failed: %s", c->peer, strerror(err));
+    conn_close(c);
+    return false;
+}
+
 static void conn_flush(http_conn *c) {
     if (c->closed || c->held) return;
     seg_queue *q = &c->out;
@@ -363,30 +410,9 @@ static void conn_flush(http_conn *c) {
         out_seg *s = &q->v[q->head];
         ssize_t n;
         if (s->kind == SEG_MEM) {
-            struct iovec iov[16];
-            int niov = 0;
-            for (size_t i = q->head; i < q->len && niov < 16 && q->v[i].kind == SEG_MEM; i++) {
-                iov[niov].iov_base = q->v[i].mem.data + q->v[i].off;
-                iov[niov].iov_len = q->v[i].mem.len - q->v[i].off;
-                niov++;
-            }
-            n = writev(c->fd, iov, niov);
-            if (n > 0) {
-                size_t left = (size_t)n;
-                c->out_bytes -= left;
-                while (left > 0) {
-                    out_seg *t = &q->v[q->head];
-                    size_t avail = t->mem.len - t->off;
-                    if (left >= avail) {
-                        left -= avail;
-                        seg_free(t);
-                        q->head++;
-                    } else {
-                        t->off += left;
-                        left = 0;
-                    }
-                }
-            }
+            struct iovec iov[SEND_BATCH_IOV];
+            n = writev(c->fd, iov, conn_out_iov(c, iov, SEND_BATCH_IOV));
+            if (n > 0) conn_out_consumed(c, (size_t)n);
         } else {
             off_t off = (off_t)s->foff;
             size_t want = s->flen > (1u << 30) ? (1u << 30) : (size_t)s->flen;
@@ -408,13 +434,7 @@ static void conn_flush(http_conn *c) {
             }
         }
         if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                loop_timer_set(c->w->l, &c->timer, c->w->srv->cfg.write_timeout_ms);
-                return;
-            }
-            if (errno == EINTR) continue;
-            log_write(LOG_DEBUG, "%s: write failed: %s", c->peer, strerror(errno));
-            conn_close(c);
+            if (conn_write_failed(c, errno)) continue;
             return;
         }
     }
@@ -449,13 +469,64 @@ static void flush_queue_push(flush_queue *q, http_conn *c) {
     q->v[q->len++] = c;
 }
 
-/* Write the first n of q; a flush may queue more (re-read q->v). */
-static void flush_queue_run(flush_queue *q, size_t n) {
+/* Start the writes of v[0..n) as one send batch: each connection whose
+ * output begins with memory gets one send, and its result is applied as a
+ * writev's would be. Returns which connections conn_flush must still see
+ * (ok[i]: the batch wrote all it was given, or did not try), so that a
+ * socket found full costs no second system call. */
+static void flush_batch(worker *w, http_conn **v, size_t n, bool *ok) {
+    int slot[SEND_BATCH_MAX];
+    size_t given[SEND_BATCH_MAX];
     for (size_t i = 0; i < n; i++) {
-        http_conn *c = q->v[i];
-        c->flush_queued = false;
-        conn_flush(c);
-        http_conn_unref(c);
+        http_conn *c = v[i];
+        slot[i] = -1;
+        if (c->closed || c->held || c->out.head == c->out.len) continue;
+        struct iovec iov[SEND_BATCH_IOV];
+        int niov = conn_out_iov(c, iov, SEND_BATCH_IOV);
+        if (niov == 0) continue;
+        given[i] = 0;
+        for (int k = 0; k < niov; k++) given[i] += iov[k].iov_len;
+        slot[i] = send_batch_add(w->batch, c->fd, iov, niov);
+    }
+    bool failed = send_batch_run(w->batch) < 0;
+    for (size_t i = 0; i < n; i++) {
+        http_conn *c = v[i];
+        ok[i] = true;
+        if (slot[i] < 0) continue;
+        ssize_t r = send_batch_result(w->batch, slot[i]);
+        if (r == SEND_BATCH_UNSENT) continue;
+        if (r >= 0) {
+            conn_out_consumed(c, (size_t)r);
+            /* Short: the socket is full (as after a short writev), and its
+             * next output edge says when there is room. */
+            if ((size_t)r < given[i]) {
+                loop_timer_set(w->l, &c->timer, w->srv->cfg.write_timeout_ms);
+                ok[i] = false;
+            }
+        } else if (!conn_write_failed(c, (int)-r)) {
+            ok[i] = false;
+        }
+    }
+    if (failed) {
+        send_batch_free(w->batch);
+        w->batch = NULL;
+    }
+}
+
+/* Write the first n of q; a flush may queue more (re-read q->v). */
+static void flush_queue_run(worker *w, flush_queue *q, size_t n) {
+    for (size_t i = 0; i < n;) {
+        size_t k = n - i < SEND_BATCH_MAX ? n - i : SEND_BATCH_MAX;
+        bool ok[SEND_BATCH_MAX];
+        if (w->batch && k > 1) flush_batch(w, q->v + i, k, ok);
+        else memset(ok, 1, k * sizeof *ok);
+        for (size_t j = 0; j < k; j++) {
+            http_conn *c = q->v[i + j];
+            c->flush_queued = false;
+            if (ok[j]) conn_flush(c);
+            http_conn_unref(c);
+        }
+        i += k;
     }
     q->len -= n;
     if (n > 0 && q->len > 0) memmove(q->v, q->v + n, q->len * sizeof *q->v);
@@ -463,8 +534,8 @@ static void flush_queue_run(flush_queue *q, size_t n) {
 
 static void flush_pending(void *arg) {
     worker *w = arg;
-    flush_queue_run(&w->flush_answers, w->flush_answers.len);
-    flush_queue_run(&w->flush_streams,
+    flush_queue_run(w, &w->flush_answers, w->flush_answers.len);
+    flush_queue_run(w, &w->flush_streams,
                     w->flush_streams.len < FLUSH_BATCH ? w->flush_streams.len : FLUSH_BATCH);
     if (w->flush_answers.len > 0 || w->flush_streams.len > 0) loop_defer(w->l, flush_pending, w);
 }
@@ -962,7 +1033,13 @@ static int listen_socket(const http_server_config *cfg, char *err, size_t errlen
 
 static void *worker_main(void *arg) {
     worker *w = arg;
+    if (w->srv->cfg.io_uring) {
+        w->batch = send_batch_new();
+        if (!w->batch)
+            log_write(LOG_WARN, "io_uring unavailable (%s); writing with writev", strerror(errno));
+    }
     loop_run(w->l);
+    send_batch_free(w->batch);
     return NULL;
 }
 
