@@ -47,7 +47,7 @@ $(BUILD)/loadgen: $(LOADGEN_OBJS)
 
 # The loopback write floor (bench/floor.c): a single-file program.
 $(BUILD)/floor: $(BUILD)/bench/floor.o
-	$(CC) $(LDFLAGS) -o $@ $^
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 loadgen: $(BUILD)/loadgen $(BUILD)/floor
 

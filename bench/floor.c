@@ -3,11 +3,14 @@
  * the floor under every fan-out number in the benchmark: an SSE event sent
  * to N subscribers is N such writes, whatever the server does around them.
  *
- *   build/floor [--sockets N] [--size BYTES] [--seconds S]
+ *   build/floor [--sockets N] [--size BYTES] [--seconds S] [--uring]
  *
  * One thread writes `size` bytes to each of N connected sockets in turn (one
  * write(2) each: a "round", like one event fanned out to N subscribers);
  * another thread reads them all with epoll, as the load generator does.
+ * With --uring the round's writes go to the kernel together, up to 256 per
+ * io_uring submission, as weft's src/net/sendbatch.c sends them: the
+ * difference is what entering the kernel costs per write on this machine.
  * Prints the writer's CPU time per write and the wall time per round.
  */
 #include <errno.h>
@@ -25,7 +28,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <liburing.h>
+
 static int nsock = 1000;
+static bool uring;
 static size_t size = 300;
 static double seconds = 5;
 static int *rfd, *wfd;
@@ -68,13 +74,39 @@ static void die(const char *what) {
     exit(1);
 }
 
+/* One round as batches of up to 256 sends, one submission each. */
+static void round_uring(struct io_uring *ring, const char *msg) {
+    for (int i = 0; i < nsock;) {
+        int n = 0;
+        for (; i < nsock && n < 256; i++, n++)
+            io_uring_prep_send(io_uring_get_sqe(ring), wfd[i], msg, size, MSG_DONTWAIT);
+        int rc = io_uring_submit_and_wait(ring, (unsigned)n);
+        if (rc < 0) {
+            errno = -rc;
+            die("io_uring_submit");
+        }
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(ring, head, cqe) {
+            if (cqe->res != (int)size) {
+                errno = cqe->res < 0 ? -cqe->res : EIO;
+                die("send");
+            }
+            seen++;
+        }
+        io_uring_cq_advance(ring, seen);
+    }
+}
+
 int main(int argc, char **argv) {
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--sockets") == 0) nsock = atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "--size") == 0) size = (size_t)atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "--seconds") == 0) seconds = atof(argv[i + 1]);
+    for (int i = 1; i < argc; i++) {
+        bool has_value = i + 1 < argc;
+        if (strcmp(argv[i], "--uring") == 0) uring = true;
+        else if (has_value && strcmp(argv[i], "--sockets") == 0) nsock = atoi(argv[++i]);
+        else if (has_value && strcmp(argv[i], "--size") == 0) size = (size_t)atoi(argv[++i]);
+        else if (has_value && strcmp(argv[i], "--seconds") == 0) seconds = atof(argv[++i]);
         else {
-            fprintf(stderr, "usage: floor [--sockets N] [--size BYTES] [--seconds S]\n");
+            fprintf(stderr, "usage: floor [--sockets N] [--size BYTES] [--seconds S] [--uring]\n");
             return 2;
         }
     }
@@ -104,19 +136,27 @@ int main(int argc, char **argv) {
     pthread_create(&t, NULL, reader, NULL);
     char *msg = malloc(size);
     memset(msg, 'x', size);
+    struct io_uring ring;
+    int rc = uring ? io_uring_queue_init(256, &ring, 0) : 0;
+    if (rc < 0) {
+        errno = -rc;
+        die("io_uring");
+    }
     double t0 = now_s(), c0 = thread_cpu_s();
     long rounds = 0;
     while (now_s() - t0 < seconds) {
-        for (int i = 0; i < nsock; i++)
-            if (write(wfd[i], msg, size) != (ssize_t)size) die("write");
+        if (uring) round_uring(&ring, msg);
+        else
+            for (int i = 0; i < nsock; i++)
+                if (write(wfd[i], msg, size) != (ssize_t)size) die("write");
         rounds++;
         usleep(1000); /* let the reader drain: no buffering effects */
     }
     double wall = now_s() - t0 - (double)rounds * 0.001, cpu = thread_cpu_s() - c0;
     atomic_store(&done, true);
     pthread_join(t, NULL);
-    printf("floor: %d sockets, %zu-byte writes: %.2f us CPU per write, %.2f ms wall per round "
+    printf("floor%s: %d sockets, %zu-byte writes: %.2f us CPU per write, %.2f ms wall per round "
            "(%ld rounds)\n",
-           nsock, size, cpu * 1e6 / ((double)rounds * nsock), wall * 1e3 / (double)rounds, rounds);
+           uring ? " (io_uring)" : "", nsock, size, cpu * 1e6 / ((double)rounds * nsock), wall * 1e3 / (double)rounds, rounds);
     return 0;
 }

@@ -228,8 +228,11 @@ def main():
         # The machine's floor under every fan-out number: one small write to a
         # loopback socket (see bench/floor.c).
         print("== floor: loopback write cost on this machine")
-        for n in ("1000", "9000"):  # both ends in one process: 9000 pairs fit 20,000 fds
-            p = subprocess.run([FLOOR, "--sockets", n, "--seconds", "3"], stdout=subprocess.PIPE,
+        # both ends in one process: 9000 pairs fit 20,000 fds; --uring batches
+        # the writes as weft does (src/net/sendbatch.c)
+        for args in (["--sockets", "1000"], ["--sockets", "1000", "--uring"], ["--sockets", "9000"],
+                     ["--sockets", "9000", "--uring"]):
+            p = subprocess.run([FLOOR, "--seconds", "3"] + args, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=120)
             line = p.stdout.decode(errors="replace").strip()
             print("  " + line)
