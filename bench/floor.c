@@ -9,7 +9,7 @@
  * write(2) each: a "round", like one event fanned out to N subscribers);
  * another thread reads them all with epoll, as the load generator does.
  * With --uring the round's writes go to the kernel together, up to 256 per
- * io_uring submission, as weft's src/net/sendbatch.c sends them: the
+ * io_uring submission, as weft's src/net/iobatch.c sends them: the
  * difference is what entering the kernel costs per write on this machine.
  * Prints the writer's CPU time per write and the wall time per round.
  */

@@ -229,7 +229,7 @@ def main():
         # loopback socket (see bench/floor.c).
         print("== floor: loopback write cost on this machine")
         # both ends in one process: 9000 pairs fit 20,000 fds; --uring batches
-        # the writes as weft does (src/net/sendbatch.c)
+        # the writes as weft does (src/net/iobatch.c)
         for args in (["--sockets", "1000"], ["--sockets", "1000", "--uring"], ["--sockets", "9000"],
                      ["--sockets", "9000", "--uring"]):
             p = subprocess.run([FLOOR, "--seconds", "3"] + args, stdout=subprocess.PIPE,

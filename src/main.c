@@ -54,8 +54,8 @@ static option_def options[] = {
     {"log-level", OPT_STR, "error", "error | warn | info | debug (debug logs every request)", NULL},
     {"cors", OPT_STR, "on", "on | off: CORS headers for browser clients", NULL},
     {"io-uring", OPT_STR, "on",
-     "on | off: write to many sockets in one io_uring system call (falls back to writev "
-     "where io_uring is unavailable)", NULL},
+     "on | off: read from and write to many sockets in one io_uring system call (falls "
+     "back to read and writev where io_uring is unavailable)", NULL},
 };
 #define NOPTIONS (sizeof options / sizeof options[0])
 

@@ -30,7 +30,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "../net/sendbatch.h"
+#include "../net/iobatch.h"
 #include "../util/log.h"
 #include "../util/mem.h"
 
@@ -61,7 +61,9 @@ enum conn_state {
 
 typedef struct worker worker;
 
-enum { REQ_SPARE_MAX = 64 };
+/* READ_SLOT: one batched read; a typical request fits, more is read with
+ * read(2). */
+enum { REQ_SPARE_MAX = 64, READ_SLOT = 4096 };
 
 typedef struct flush_queue {
     struct http_conn **v;
@@ -84,6 +86,7 @@ struct http_conn {
     bool readable;      /* input may be waiting in the socket (edge seen, not drained) */
     bool rdhup;         /* the peer's FIN was signalled: read on until read() says 0 */
     bool flush_queued;  /* on the worker's flush list */
+    bool read_queued;   /* on the worker's read list */
     enum conn_state state;
     char peer[64];
 
@@ -122,8 +125,13 @@ struct worker {
      * when it ends (see conn_flush_later). */
     flush_queue flush_answers, flush_streams;
     /* Writes of one flush go to the kernel together (NULL: writev each;
-     * see sendbatch.h). Made on the worker's own thread, its only user. */
-    send_batch *batch;
+     * see iobatch.h). Made on the worker's own thread, its only user. */
+    io_batch *batch;
+    /* Connections to read at the end of this round of events, and where
+     * a batched read of each lands (see read_queue_run). */
+    http_conn *reads[IO_BATCH_MAX];
+    int nreads;
+    uint8_t (*read_slots)[READ_SLOT];
     http_request *spare[REQ_SPARE_MAX]; /* see request_recycle */
     int nspare;
     /* Sockets are read into this and only the bytes that arrived are kept
@@ -410,8 +418,8 @@ static void conn_flush(http_conn *c) {
         out_seg *s = &q->v[q->head];
         ssize_t n;
         if (s->kind == SEG_MEM) {
-            struct iovec iov[SEND_BATCH_IOV];
-            n = writev(c->fd, iov, conn_out_iov(c, iov, SEND_BATCH_IOV));
+            struct iovec iov[IO_BATCH_IOV];
+            n = writev(c->fd, iov, conn_out_iov(c, iov, IO_BATCH_IOV));
             if (n > 0) conn_out_consumed(c, (size_t)n);
         } else {
             off_t off = (off_t)s->foff;
@@ -475,26 +483,26 @@ static void flush_queue_push(flush_queue *q, http_conn *c) {
  * (ok[i]: the batch wrote all it was given, or did not try), so that a
  * socket found full costs no second system call. */
 static void flush_batch(worker *w, http_conn **v, size_t n, bool *ok) {
-    int slot[SEND_BATCH_MAX];
-    size_t given[SEND_BATCH_MAX];
+    int slot[IO_BATCH_MAX];
+    size_t given[IO_BATCH_MAX];
     for (size_t i = 0; i < n; i++) {
         http_conn *c = v[i];
         slot[i] = -1;
         if (c->closed || c->held || c->out.head == c->out.len) continue;
-        struct iovec iov[SEND_BATCH_IOV];
-        int niov = conn_out_iov(c, iov, SEND_BATCH_IOV);
+        struct iovec iov[IO_BATCH_IOV];
+        int niov = conn_out_iov(c, iov, IO_BATCH_IOV);
         if (niov == 0) continue;
         given[i] = 0;
         for (int k = 0; k < niov; k++) given[i] += iov[k].iov_len;
-        slot[i] = send_batch_add(w->batch, c->fd, iov, niov);
+        slot[i] = io_batch_send(w->batch, c->fd, iov, niov);
     }
-    bool failed = send_batch_run(w->batch) < 0;
+    bool failed = io_batch_run(w->batch) < 0;
     for (size_t i = 0; i < n; i++) {
         http_conn *c = v[i];
         ok[i] = true;
         if (slot[i] < 0) continue;
-        ssize_t r = send_batch_result(w->batch, slot[i]);
-        if (r == SEND_BATCH_UNSENT) continue;
+        ssize_t r = io_batch_result(w->batch, slot[i]);
+        if (r == IO_BATCH_UNDONE) continue;
         if (r >= 0) {
             conn_out_consumed(c, (size_t)r);
             /* Short: the socket is full (as after a short writev), and its
@@ -508,7 +516,7 @@ static void flush_batch(worker *w, http_conn **v, size_t n, bool *ok) {
         }
     }
     if (failed) {
-        send_batch_free(w->batch);
+        io_batch_free(w->batch);
         w->batch = NULL;
     }
 }
@@ -516,8 +524,8 @@ static void flush_batch(worker *w, http_conn **v, size_t n, bool *ok) {
 /* Write the first n of q; a flush may queue more (re-read q->v). */
 static void flush_queue_run(worker *w, flush_queue *q, size_t n) {
     for (size_t i = 0; i < n;) {
-        size_t k = n - i < SEND_BATCH_MAX ? n - i : SEND_BATCH_MAX;
-        bool ok[SEND_BATCH_MAX];
+        size_t k = n - i < IO_BATCH_MAX ? n - i : IO_BATCH_MAX;
+        bool ok[IO_BATCH_MAX];
         if (w->batch && k > 1) flush_batch(w, q->v + i, k, ok);
         else memset(ok, 1, k * sizeof *ok);
         for (size_t j = 0; j < k; j++) {
@@ -871,9 +879,44 @@ static void process_input(http_conn *c) {
     c->processing = false;
 }
 
-static void conn_read(http_conn *c) {
-    size_t total = 0;
-    for (;;) {
+/* What one read of the socket leaves to do. */
+enum read_step { READ_MORE, READ_DONE, READ_CLOSED };
+
+/* Take the result of one read into p (of at most cap bytes): a byte
+ * count, 0 at end of input, or -errno. */
+static enum read_step conn_read_step(http_conn *c, const uint8_t *p, ssize_t n, size_t cap) {
+    if (n > 0) {
+        buf_append(&c->in, p, (size_t)n);
+        /* A short read drained the socket; more data makes a new edge.
+         * That saves the read() that would only say EAGAIN — unless a
+         * FIN is pending, which only a read returning 0 reports. */
+        if ((size_t)n < cap && !c->rdhup) {
+            c->readable = false;
+            return READ_DONE;
+        }
+        return READ_MORE;
+    }
+    if (n == 0) {
+        c->readable = false;
+        c->peer_closed = true;
+        if (c->state == ST_HEAD && c->in.len == 0) {
+            conn_close(c);
+            return READ_CLOSED;
+        }
+        return READ_DONE;
+    }
+    if (n == -EINTR) return READ_MORE;
+    if (n == -EAGAIN || n == -EWOULDBLOCK) {
+        c->readable = false;
+        return READ_DONE;
+    }
+    conn_close(c);
+    return READ_CLOSED;
+}
+
+/* Read on from `step` (total bytes read so far), then handle the input. */
+static void conn_read_from(http_conn *c, enum read_step step, size_t total) {
+    while (step == READ_MORE) {
         if (total >= 262144) {
             /* Edge-triggered: the rest must be read without a new edge, but
              * one fast sender must not hold the loop — continue later. */
@@ -882,41 +925,70 @@ static void conn_read(http_conn *c) {
             break;
         }
         ssize_t n = read(c->fd, c->w->scratch, sizeof c->w->scratch);
-        if (n > 0) {
-            buf_append(&c->in, c->w->scratch, (size_t)n);
-            total += (size_t)n;
-            /* A short read drained the socket; more data makes a new edge.
-             * That saves the read() that would only say EAGAIN — unless a
-             * FIN is pending, which only a read returning 0 reports. */
-            if ((size_t)n < sizeof c->w->scratch && !c->rdhup) {
-                c->readable = false;
-                break;
-            }
-            continue;
-        }
-        if (n == 0) {
-            c->readable = false;
-            c->peer_closed = true;
-            if (c->state == ST_HEAD && c->in.len == 0) {
-                conn_close(c);
-                return;
-            }
-            break;
-        }
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            c->readable = false;
-            break;
-        }
-        conn_close(c);
-        return;
+        if (n > 0) total += (size_t)n;
+        step = conn_read_step(c, c->w->scratch, n < 0 ? -errno : n, sizeof c->w->scratch);
     }
+    if (step == READ_CLOSED) return;
     process_input(c);
     if (!c->closed && c->peer_closed &&
         (c->state == ST_HEAD || c->state == ST_BODY || c->state == ST_CHUNKED)) {
         /* The client ended its side in the middle of a request. */
         conn_close(c);
     }
+}
+
+static void conn_read(http_conn *c) { conn_read_from(c, READ_MORE, 0); }
+
+static bool conn_wants_read(const http_conn *c) {
+    return !c->closed && c->readable &&
+           (c->state == ST_HEAD || c->state == ST_BODY || c->state == ST_CHUNKED);
+}
+
+/* Read every connection queued by conn_read_soon: with more than one, all
+ * in one io_uring submission, each into its own slot of w->read_slots. */
+static void read_queue_run(void *arg) {
+    worker *w = arg;
+    int n = w->nreads;
+    w->nreads = 0;
+    io_batch *b = n > 1 ? w->batch : NULL;
+    int slot[IO_BATCH_MAX];
+    for (int i = 0; i < n; i++)
+        slot[i] = b && conn_wants_read(w->reads[i])
+                      ? io_batch_recv(b, w->reads[i]->fd, w->read_slots[i], READ_SLOT)
+                      : -1;
+    bool failed = b && io_batch_run(b) < 0;
+    for (int i = 0; i < n; i++) {
+        http_conn *c = w->reads[i];
+        c->read_queued = false;
+        ssize_t r = slot[i] < 0 ? IO_BATCH_UNDONE : io_batch_result(b, slot[i]);
+        /* A connection closed meanwhile has nothing left to read. */
+        if (conn_wants_read(c) && r == IO_BATCH_UNDONE) {
+            conn_read(c);
+        } else if (conn_wants_read(c)) {
+            conn_read_from(c, conn_read_step(c, w->read_slots[i], r, READ_SLOT),
+                           r > 0 ? (size_t)r : 0);
+        }
+        http_conn_unref(c);
+    }
+    if (failed) {
+        io_batch_free(w->batch);
+        w->batch = NULL;
+    }
+}
+
+/* Read c once the loop has seen every ready socket of this round (see
+ * loop_set_after_events), so that one system call reads them all. */
+static void conn_read_soon(http_conn *c) {
+    worker *w = c->w;
+    if (!w->batch) {
+        conn_read(c);
+        return;
+    }
+    if (c->read_queued) return;
+    if (w->nreads == IO_BATCH_MAX) read_queue_run(w);
+    c->read_queued = true;
+    http_conn_ref(c);
+    w->reads[w->nreads++] = c;
 }
 
 static void conn_events(http_conn *c, uint32_t ev) {
@@ -930,7 +1002,7 @@ static void conn_events(http_conn *c, uint32_t ev) {
     if (ev & EPOLLRDHUP) c->rdhup = true;
     bool reading = c->state == ST_HEAD || c->state == ST_BODY || c->state == ST_CHUNKED;
     if (reading) {
-        if (c->readable) conn_read(c);
+        if (c->readable) conn_read_soon(c);
     } else if (ev & EPOLLRDHUP) {
         /* The client is gone (or half-closed) while we are answering: a
          * waiting reader is abandoned; a normal answer is still sent. */
@@ -1034,12 +1106,18 @@ static int listen_socket(const http_server_config *cfg, char *err, size_t errlen
 static void *worker_main(void *arg) {
     worker *w = arg;
     if (w->srv->cfg.io_uring) {
-        w->batch = send_batch_new();
+        w->batch = io_batch_new();
         if (!w->batch)
-            log_write(LOG_WARN, "io_uring unavailable (%s); writing with writev", strerror(errno));
+            log_write(LOG_WARN, "io_uring unavailable (%s); using read and writev",
+                      strerror(errno));
+    }
+    if (w->batch) {
+        w->read_slots = xmalloc(IO_BATCH_MAX * sizeof *w->read_slots);
+        loop_set_after_events(w->l, read_queue_run, w);
     }
     loop_run(w->l);
-    send_batch_free(w->batch);
+    io_batch_free(w->batch);
+    free(w->read_slots);
     return NULL;
 }
 

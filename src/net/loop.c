@@ -43,6 +43,7 @@ struct loop {
     loop_timer **heap;
     int32_t heap_len, heap_cap;
 
+    loop_post_item after_events; /* loop_set_after_events */
     loop_post_item *deferred; /* loop_defer: run before the next wait */
     size_t ndeferred, deferred_cap;
 
@@ -263,6 +264,10 @@ static void run_deferred(loop *l) {
     }
 }
 
+void loop_set_after_events(loop *l, loop_fn fn, void *arg) {
+    l->after_events = (loop_post_item){fn, arg};
+}
+
 void loop_stop(loop *l) {
     atomic_store(&l->stopping, true);
     uint64_t one = 1;
@@ -292,6 +297,7 @@ void loop_run(loop *l) {
             }
             if (w->fn) w->fn(w->arg, evs[i].events);
         }
+        if (l->after_events.fn) l->after_events.fn(l->after_events.arg);
         run_timers(l);
         for (int i = 0; i < l->ndead; i++) free(l->dead[i]);
         l->ndead = 0;

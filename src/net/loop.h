@@ -50,6 +50,12 @@ void loop_post(loop *l, loop_fn fn, void *arg);
  * one batch. */
 void loop_defer(loop *l, loop_fn fn, void *arg);
 
+/* Call fn(arg) on the loop's thread after the callbacks of each batch of
+ * ready descriptors have run, before timers and deferred functions. Lets
+ * callbacks only note what is ready and have the work for all of them done
+ * at once (one system call for all the reads). One per loop; NULL clears. */
+void loop_set_after_events(loop *l, loop_fn fn, void *arg);
+
 /* Run until loop_stop(). */
 void loop_run(loop *l);
 /* Thread-safe. */

@@ -128,10 +128,60 @@ static void test_defer(void) {
     loop_free(L);
 }
 
+/* loop_set_after_events: called once per batch of ready descriptors,
+ * after all of their callbacks, and before deferred functions. */
+static int noted, noted_seen, after_calls, noted_at_after, deferred_after;
+
+static void note_ready(void *arg, uint32_t ev) {
+    (void)ev;
+    char buf[16];
+    ssize_t n = read((int)(long)arg, buf, sizeof buf);
+    if (n > 0) noted++;
+}
+
+static void after_batch(void *arg) {
+    (void)arg;
+    if (noted == noted_seen) return; /* a round that woke for something else */
+    noted_seen = noted;
+    after_calls++;
+    noted_at_after = noted;
+    loop_defer(L, stop_now, NULL);
+}
+
+static void stop_after(void *arg) {
+    (void)arg;
+    deferred_after = after_calls;
+    loop_stop(L);
+}
+
+static void test_after_events(void) {
+    L = loop_new(3);
+    noted = noted_seen = after_calls = noted_at_after = deferred_after = 0;
+    int p[2], q[2];
+    CHECK(pipe(p) == 0 && pipe(q) == 0);
+    CHECK(loop_add(L, p[0], 1, note_ready, (void *)(long)p[0]) == 0);
+    CHECK(loop_add(L, q[0], 1, note_ready, (void *)(long)q[0]) == 0);
+    loop_set_after_events(L, after_batch, NULL);
+    CHECK(write(p[1], "a", 1) == 1 && write(q[1], "b", 1) == 1);
+    loop_run(L);
+    CHECK_EQ_INT(after_calls, 1);
+    CHECK_EQ_INT(noted_at_after, 2); /* both callbacks ran before it */
+    /* Cleared: a later round calls nothing. */
+    loop_set_after_events(L, NULL, NULL);
+    CHECK(write(p[1], "c", 1) == 1);
+    loop_defer(L, stop_after, NULL);
+    loop_run(L);
+    CHECK_EQ_INT(deferred_after, 1);
+    CHECK_EQ_INT(after_calls, 1);
+    for (int i = 0; i < 2; i++) close(p[i]), close(q[i]);
+    loop_free(L);
+}
+
 int main(void) {
     test_timers();
     test_posts();
     test_io();
     test_defer();
+    test_after_events();
     return check_summary("test_loop");
 }

@@ -1,11 +1,11 @@
-/* sendbatch.c — many socket writes in one io_uring submission (see
- * sendbatch.h).
+/* iobatch.c — many socket reads or writes in one io_uring submission (see
+ * iobatch.h).
  *
  * The ring is sized so that a full batch always fits both queues: every
- * send gets its completion slot, and the completion queue can never
+ * operation gets its completion slot, and the completion queue can never
  * overflow because it is emptied before the next batch is queued.
  */
-#include "sendbatch.h"
+#include "iobatch.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -15,16 +15,16 @@
 #include "../util/log.h"
 #include "../util/mem.h"
 
-struct send_batch {
+struct io_batch {
     struct io_uring ring;
     int n;
-    struct msghdr msg[SEND_BATCH_MAX];
-    struct iovec iov[SEND_BATCH_MAX][SEND_BATCH_IOV];
-    ssize_t res[SEND_BATCH_MAX];
+    struct msghdr msg[IO_BATCH_MAX];
+    struct iovec iov[IO_BATCH_MAX][IO_BATCH_IOV];
+    ssize_t res[IO_BATCH_MAX];
 };
 
-send_batch *send_batch_new(void) {
-    send_batch *b = xcalloc(1, sizeof *b);
+io_batch *io_batch_new(void) {
+    io_batch *b = xcalloc(1, sizeof *b);
     /* COOP_TASKRUN: completions need no interrupt to the (only) thread
      * that uses the ring; SINGLE_ISSUER lets the kernel skip locking.
      * Older kernels reject the flags, so retry without them. */
@@ -35,8 +35,8 @@ send_batch *send_batch_new(void) {
 #ifdef IORING_SETUP_SINGLE_ISSUER
     flags |= IORING_SETUP_SINGLE_ISSUER;
 #endif
-    int rc = io_uring_queue_init(SEND_BATCH_MAX, &b->ring, flags);
-    if (rc == -EINVAL && flags) rc = io_uring_queue_init(SEND_BATCH_MAX, &b->ring, 0);
+    int rc = io_uring_queue_init(IO_BATCH_MAX, &b->ring, flags);
+    if (rc == -EINVAL && flags) rc = io_uring_queue_init(IO_BATCH_MAX, &b->ring, 0);
     if (rc < 0) {
         free(b);
         errno = -rc;
@@ -45,20 +45,20 @@ send_batch *send_batch_new(void) {
     return b;
 }
 
-void send_batch_free(send_batch *b) {
+void io_batch_free(io_batch *b) {
     if (!b) return;
     io_uring_queue_exit(&b->ring);
     free(b);
 }
 
-int send_batch_count(const send_batch *b) { return b->n; }
+int io_batch_count(const io_batch *b) { return b->n; }
 
-int send_batch_add(send_batch *b, int fd, const struct iovec *iov, int niov) {
-    if (b->n == SEND_BATCH_MAX || niov < 1 || niov > SEND_BATCH_IOV) return -1;
+int io_batch_send(io_batch *b, int fd, const struct iovec *iov, int niov) {
+    if (b->n == IO_BATCH_MAX || niov < 1 || niov > IO_BATCH_IOV) return -1;
     struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
     if (!sqe) return -1;
     int slot = b->n++;
-    b->res[slot] = SEND_BATCH_UNSENT;
+    b->res[slot] = IO_BATCH_UNDONE;
     if (niov == 1) {
         io_uring_prep_send(sqe, fd, iov[0].iov_base, iov[0].iov_len, MSG_DONTWAIT | MSG_NOSIGNAL);
     } else {
@@ -70,9 +70,20 @@ int send_batch_add(send_batch *b, int fd, const struct iovec *iov, int niov) {
     return slot;
 }
 
+int io_batch_recv(io_batch *b, int fd, void *p, size_t len) {
+    if (b->n == IO_BATCH_MAX) return -1;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+    if (!sqe) return -1;
+    int slot = b->n++;
+    b->res[slot] = IO_BATCH_UNDONE;
+    io_uring_prep_recv(sqe, fd, p, len, MSG_DONTWAIT);
+    io_uring_sqe_set_data64(sqe, (uint64_t)slot);
+    return slot;
+}
+
 /* Move every available completion of the current batch into res;
  * returns how many. */
-static int reap(send_batch *b) {
+static int reap(io_batch *b) {
     struct io_uring_cqe *cqe;
     unsigned head, seen = 0;
     io_uring_for_each_cqe(&b->ring, head, cqe) {
@@ -84,7 +95,7 @@ static int reap(send_batch *b) {
     return (int)seen;
 }
 
-int send_batch_run(send_batch *b) {
+int io_batch_run(io_batch *b) {
     int done = 0, rc = 0;
     while (done < b->n) {
         /* Submits whatever the kernel has not consumed yet, then waits. */
@@ -95,11 +106,11 @@ int send_batch_run(send_batch *b) {
     }
     b->n = 0;
     if (rc < 0) {
-        /* Sends the kernel never consumed stay SEND_BATCH_UNSENT. */
-        log_write(LOG_ERROR, "io_uring: %s; writing with writev from now on", strerror(-rc));
+        /* Operations the kernel never consumed stay IO_BATCH_UNDONE. */
+        log_write(LOG_ERROR, "io_uring: %s; using read and writev from now on", strerror(-rc));
         return -1;
     }
     return 0;
 }
 
-ssize_t send_batch_result(const send_batch *b, int slot) { return b->res[slot]; }
+ssize_t io_batch_result(const io_batch *b, int slot) { return b->res[slot]; }
