@@ -52,7 +52,7 @@ typedef struct http_server_config {
     unsigned idle_timeout_ms;    /* keep-alive connection with no request */
     unsigned write_timeout_ms;   /* client not reading our response */
     unsigned max_conns;
-    bool io_uring; /* batch socket writes through io_uring where available */
+    bool io_uring; /* batch socket reads and writes through io_uring where available */
     http_handler_fn handler;
     void *handler_ctx;
 } http_server_config;
