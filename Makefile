@@ -41,9 +41,11 @@ $(BUILD)/libweft.a: $(LIB_OBJS)
 $(BUILD)/weft: $(BUILD)/src/main.o $(BUILD)/libweft.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-# The benchmark load generator (bench/): standalone, no weft code.
-$(BUILD)/loadgen: $(LOADGEN_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^
+# The benchmark load generator (bench/): of weft it uses only the batched
+# socket I/O (src/net/iobatch.c), the same way for every server it measures.
+$(BUILD)/bench/%.o: CFLAGS += -Isrc
+$(BUILD)/loadgen: $(LOADGEN_OBJS) $(BUILD)/libweft.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # The loopback write floor (bench/floor.c): a single-file program.
 $(BUILD)/floor: $(BUILD)/bench/floor.o

@@ -145,7 +145,7 @@ static struct {
     struct sockaddr_in addr;
     double duration, warmup, timeout;
     long threads, connections, streams, size, subscribers, rate, readers, clients, messages, sessions;
-    bool producer, no_create;
+    bool producer, no_create, plain_io;
     pid_t server_pids[MAX_SERVER_PIDS];
     int nserver_pids;
 } opt;
@@ -162,6 +162,8 @@ static void usage(FILE *f) {
           "  --label NAME       label for the report\n"
           "  --json FILE        append one JSON object per run to FILE\n"
           "  --prefix STR       stream path prefix (default bench-<pid>)\n"
+          "  --plain-io         one recv(2) per ready socket instead of one io_uring\n"
+          "                     submission per poll for all of them\n"
           "\n"
           "Workloads:\n"
           "  append   --connections 64 --streams 100 --size 256 [--producer] [--no-create]\n"
@@ -259,6 +261,10 @@ static void parse_args(int argc, char **argv) {
         }
         if (strcmp(a, "--no-create") == 0) {
             opt.no_create = true;
+            continue;
+        }
+        if (strcmp(a, "--plain-io") == 0) {
+            opt.plain_io = true;
             continue;
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -380,7 +386,7 @@ static void phase_new(size_t recv_size, bool finite) {
     nworkers = (int)opt.threads;
     workers = xcalloc((size_t)nworkers, sizeof *workers);
     for (int i = 0; i < nworkers; i++) {
-        workers[i].loop = loop_new(&opt.addr, recv_size, OPENING_PER_THREAD);
+        workers[i].loop = loop_new(&opt.addr, recv_size, OPENING_PER_THREAD, !opt.plain_io);
         workers[i].lat = hist_new();
         workers[i].completion = hist_new();
         workers[i].finite = finite;
