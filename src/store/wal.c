@@ -23,12 +23,7 @@ static void put_u16(uint8_t *p, uint16_t v) {
     p[1] = (uint8_t)(v >> 8);
 }
 
-
-
 static uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-
-
-
 
 size_t wal_rec_size(const store_rec *r) {
     return WAL_HDR_SIZE + r->name_len + r->meta_len + r->data_len;
