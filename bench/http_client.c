@@ -37,6 +37,7 @@ typedef struct conn {
     int fd;
     unsigned gen; /* bumped on every close, so callers notice a close done by a callback */
     bool connecting, opening, queued, want_out, close_after;
+    bool send_queued; /* on the loop's send queue (see flush_sends) */
     rstate state;
     uint64_t remaining;
     char *in;
@@ -61,6 +62,9 @@ struct loop {
      * poll: the ring belongs to the thread that submits to it. */
     io_batch *batch;
     bool batch_tried;
+    /* Requests made during one poll, written together at its end. */
+    conn **sendq;
+    size_t nsendq, sendq_cap;
 };
 
 static void *xalloc(void *p, size_t n) {
@@ -157,6 +161,7 @@ loop *loop_new(const struct sockaddr_in *addr, size_t recv_size, int max_opening
 
 void loop_free(loop *l) {
     io_batch_free(l->batch);
+    free(l->sendq);
     close(l->epfd);
     free(l->heap);
     free(l);
@@ -164,6 +169,7 @@ void loop_free(loop *l) {
 
 static void conn_event(conn *c, uint32_t events);
 static void poll_batched(loop *l, const struct epoll_event *ev, int n);
+static void flush_sends(loop *l);
 static void conn_connect(conn *c);
 
 static void start_queued(loop *l) {
@@ -206,6 +212,7 @@ void loop_poll(loop *l, int max_wait_ms) {
         timer_cancel(l, t);
         t->fn(t->arg);
     }
+    flush_sends(l);
     start_queued(l);
 }
 
@@ -246,6 +253,9 @@ static void reset_request(conn *c) {
 void hc_free(hc_conn *hc) {
     if (!hc) return;
     conn *c = (conn *)hc;
+    loop *l = c->loop;
+    for (size_t i = 0; c->send_queued && i < l->nsendq; i++)
+        if (l->sendq[i] == c) l->sendq[i] = l->sendq[--l->nsendq];
     close_fd(c);
     free(c->in);
     free(c->out);
@@ -295,24 +305,82 @@ static void conn_connect(conn *c) {
     l->opening++;
 }
 
-static void conn_write(conn *c) {
-    while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN) {
-                set_events(c, true);
-                return;
-            }
-            conn_fail(c, "send", errno);
-            return;
+/* Take one send's result (bytes or -errno). Returns true if the request
+ * is not fully written yet and the socket may take more. */
+static bool conn_sent(conn *c, ssize_t n) {
+    if (n < 0) {
+        if (n == -EINTR) return true;
+        if (n == -EAGAIN) {
+            set_events(c, true);
+            return false;
         }
-        c->out_off += (size_t)n;
+        conn_fail(c, "send", (int)-n);
+        return false;
     }
+    c->out_off += (size_t)n;
+    if (c->out_off < c->out_len) return true;
     c->out_off = c->out_len = 0;
     set_events(c, false);
     if (c->pub.release_on_sent) release_opening(c);
     if (c->ops->sent) c->ops->sent(&c->pub);
+    return false;
+}
+
+static void conn_write(conn *c) {
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (!conn_sent(c, n < 0 ? -errno : n)) return;
+    }
+}
+
+/* Write the queued requests, up to IO_BATCH_MAX per submission. Callbacks
+ * may queue more meanwhile; those go in the next round. */
+static void flush_sends(loop *l) {
+    while (l->nsendq > 0) {
+        conn *v[IO_BATCH_MAX];
+        int slot[IO_BATCH_MAX];
+        size_t n = l->nsendq < IO_BATCH_MAX ? l->nsendq : IO_BATCH_MAX;
+        memcpy(v, l->sendq + l->nsendq - n, n * sizeof *v);
+        l->nsendq -= n;
+        for (size_t i = 0; i < n; i++) {
+            conn *c = v[i];
+            c->send_queued = false;
+            slot[i] = -1;
+            if (c->fd < 0 || c->connecting || c->out_off >= c->out_len) continue;
+            struct iovec iov = {c->out + c->out_off, c->out_len - c->out_off};
+            slot[i] = io_batch_send(l->batch, c->fd, &iov, 1);
+        }
+        bool failed = io_batch_run(l->batch) < 0;
+        for (size_t i = 0; i < n; i++) {
+            if (slot[i] < 0) continue;
+            ssize_t r = io_batch_result(l->batch, slot[i]);
+            if (r == IO_BATCH_UNDONE) conn_write(v[i]);
+            else if (conn_sent(v[i], r)) conn_write(v[i]);
+        }
+        if (failed) {
+            io_batch_free(l->batch);
+            l->batch = NULL;
+            for (size_t i = 0; i < l->nsendq; i++) l->sendq[i]->send_queued = false;
+            for (size_t i = 0; i < l->nsendq; i++) conn_write(l->sendq[i]);
+            l->nsendq = 0;
+        }
+    }
+}
+
+/* Write c's request now, or with the others at the end of this poll. */
+static void conn_write_soon(conn *c) {
+    loop *l = c->loop;
+    if (!l->batch) {
+        conn_write(c);
+        return;
+    }
+    if (c->send_queued) return;
+    if (l->nsendq == l->sendq_cap) {
+        l->sendq_cap = l->sendq_cap ? l->sendq_cap * 2 : 64;
+        l->sendq = xalloc(l->sendq, l->sendq_cap * sizeof *l->sendq);
+    }
+    c->send_queued = true;
+    l->sendq[l->nsendq++] = c;
 }
 
 void hc_request(hc_conn *hc, const char *req, size_t len) {
@@ -331,7 +399,7 @@ void hc_request(hc_conn *hc, const char *req, size_t len) {
     c->pub.error_body[0] = 0;
     c->error_len = 0;
     if (c->fd >= 0) {
-        if (!c->connecting) conn_write(c);
+        if (!c->connecting) conn_write_soon(c);
         return;
     }
     if (c->queued) return;
