@@ -56,7 +56,8 @@ struct loop {
     conn *queue_head, *queue_tail; /* waiting to connect */
     timer **heap;
     size_t nheap, heap_cap;
-    /* The reads of one poll go to the kernel together (NULL: recv each).
+    /* The reads of one poll go to the kernel together, and so do the
+     * writes (NULL: recv and send each).
      * Every server is measured through the same client, so this only
      * lowers the load generator's share of the machine. Made at the first
      * poll: the ring belongs to the thread that submits to it. */

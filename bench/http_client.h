@@ -33,8 +33,9 @@ typedef struct timer {
 } timer;
 
 /* recv_size: initial receive buffer per connection; max_opening: see above;
- * batch_io: read the sockets of one poll with one io_uring submission where
- * io_uring is available (else one recv(2) each). */
+ * batch_io: read the sockets of one poll with one io_uring submission, and
+ * write the requests made during it with another, where io_uring is
+ * available (else one recv(2) or send(2) each). */
 loop *loop_new(const struct sockaddr_in *addr, size_t recv_size, int max_opening, bool batch_io);
 void loop_free(loop *l);
 /* Wait up to max_wait_ms for events, dispatch them, then run due timers and
