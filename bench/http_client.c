@@ -666,9 +666,9 @@ static void poll_batched(loop *l, const struct epoll_event *ev, int n) {
     for (int i = 0; i < n; i++) {
         conn *c = ev[i].data.ptr;
         slot[i] = -1;
+        gen[i] = c->gen;
         if (c->fd < 0 || c->connecting || !(ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
             continue;
-        gen[i] = c->gen;
         room[i] = conn_in_room(c);
         slot[i] = io_batch_recv(l->batch, c->fd, c->in + c->in_end, room[i]);
     }
@@ -676,10 +676,12 @@ static void poll_batched(loop *l, const struct epoll_event *ev, int n) {
     for (int i = 0; i < n; i++) {
         conn *c = ev[i].data.ptr;
         ssize_t r = slot[i] < 0 ? IO_BATCH_UNDONE : io_batch_result(l->batch, slot[i]);
+        /* These events are stale for a connection an earlier one's
+         * callbacks closed (and maybe reopened) meanwhile. */
+        if (c->gen != gen[i]) continue;
         if (r == IO_BATCH_UNDONE) {
             conn_event(c, ev[i].events);
-        } else if (c->gen == gen[i]) {
-            /* (A connection closed by an earlier one's callbacks is skipped.) */
+        } else {
             if (conn_received(c, r, room[i])) conn_read(c);
             conn_event_out(c, gen[i], ev[i].events);
         }

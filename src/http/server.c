@@ -948,9 +948,10 @@ static bool conn_wants_read(const http_conn *c) {
  * in one io_uring submission, each into its own slot of w->read_slots. */
 static void read_queue_run(void *arg) {
     worker *w = arg;
-    int n = w->nreads;
+    int n = w->nreads, wanted = 0;
     w->nreads = 0;
-    io_batch *b = n > 1 ? w->batch : NULL;
+    for (int i = 0; i < n; i++) wanted += conn_wants_read(w->reads[i]);
+    io_batch *b = wanted > 1 ? w->batch : NULL;
     int slot[IO_BATCH_MAX];
     for (int i = 0; i < n; i++)
         slot[i] = b && conn_wants_read(w->reads[i])

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <liburing.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -40,6 +41,17 @@ io_batch *io_batch_new(void) {
     if (rc < 0) {
         free(b);
         errno = -rc;
+        return NULL;
+    }
+    /* Kernels before 5.6 have the ring but not these operations. */
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&b->ring);
+    bool ok = probe && io_uring_opcode_supported(probe, IORING_OP_SEND) &&
+              io_uring_opcode_supported(probe, IORING_OP_SENDMSG) &&
+              io_uring_opcode_supported(probe, IORING_OP_RECV);
+    io_uring_free_probe(probe);
+    if (!ok) {
+        io_batch_free(b);
+        errno = EOPNOTSUPP;
         return NULL;
     }
     return b;
