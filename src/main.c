@@ -38,6 +38,9 @@ static option_def options[] = {
     {"durability", OPT_STR, "fsync",
      "fsync: acknowledge appends after fdatasync (group commit); none: after write(2) only — "
      "survives a process crash but not power loss", NULL},
+    {"checkpoint-size", OPT_SIZE, "64MiB",
+     "WAL bytes between checkpoints: recovery replays up to about this much; larger means "
+     "fewer data-file write-outs with many streams (disk use: 2.5 x this)", NULL},
     {"threads", OPT_INT, "0", "event-loop threads (0 = one per CPU core)", NULL},
     {"long-poll-timeout", OPT_DURATION, "30s", "how long a long-poll waits for data", NULL},
     {"sse-max-duration", OPT_DURATION, "60s", "SSE connections are closed after this (clients reconnect)", NULL},
@@ -214,6 +217,11 @@ static int serve(void) {
         fprintf(stderr, "weft: --durability must be fsync or none\n");
         return 2;
     }
+    uint64_t checkpoint_bytes = opt_num("checkpoint-size");
+    if (checkpoint_bytes < (1u << 20)) {
+        fprintf(stderr, "weft: --checkpoint-size must be at least 1MiB\n");
+        return 2;
+    }
     int cors = opt_on_off("cors"), io_uring = opt_on_off("io-uring");
     if (cors < 0 || io_uring < 0) return 2;
     streams_limits = (weft_limits){
@@ -238,7 +246,7 @@ static int serve(void) {
 
     char err[512];
     const char *dir = opt_str("data-dir");
-    if (streams_open(dir, durability, err, sizeof err) != 0) {
+    if (streams_open(dir, durability, checkpoint_bytes, err, sizeof err) != 0) {
         fprintf(stderr, "weft: cannot open data directory %s: %s\n", dir, err);
         return 1;
     }

@@ -1106,6 +1106,7 @@ static int listen_socket(const http_server_config *cfg, char *err, size_t errlen
 
 static void *worker_main(void *arg) {
     worker *w = arg;
+    pthread_setname_np(pthread_self(), "weft-http");
     if (w->srv->cfg.io_uring) {
         w->batch = io_batch_new();
         if (!w->batch)

@@ -194,6 +194,7 @@ int checkpoint_run(store *s) {
 
 void *checkpoint_main(void *arg) {
     store *s = arg;
+    pthread_setname_np(pthread_self(), "weft-checkpoint");
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->ckpt_requested && !s->spare_wanted && !s->ckpt_stop)

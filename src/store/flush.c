@@ -137,6 +137,7 @@ void wal_prepare_spare(store *s) {
 
 void *flush_main(void *arg) {
     store *s = arg;
+    pthread_setname_np(pthread_self(), "weft-flush");
     buf batch, deletes;
     buf_init(&batch);
     buf_init(&deletes);

@@ -104,9 +104,14 @@ typedef struct store_options {
                        const uint8_t *meta, size_t meta_len, uint64_t length);
 
     /* Checkpoint thread: the owner must, while holding whatever lock
-     * serializes its calls to store_create/append/set_meta/delete, first call
-     * store_snapshot_begin(s) and then store_snapshot_add() for every live
-     * stream with its current name, meta and length, then return. */
+     * serializes its calls to store_create/append/set_meta/delete, call
+     * store_snapshot_begin(s), and then store_snapshot_add() once for every
+     * stream live at that moment, with its name, meta and length as they
+     * were then, before returning. The adds need not all happen under that
+     * one hold of the lock: the owner may release it and go on mutating, as
+     * long as it adds each stream's state as of begin (for instance by
+     * adding a stream just before its first change after begin). Calls are
+     * serialized by the owner's lock. */
     void (*snapshot)(void *ctx, store_snapshot *s);
 } store_options;
 

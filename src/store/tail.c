@@ -234,6 +234,7 @@ static time_t now_sec(void) {
 
 static void *writer_main(void *arg) {
     store *s = arg;
+    pthread_setname_np(pthread_self(), "weft-tails");
     time_t checked = now_sec();
     pthread_mutex_lock(&s->tails_mu);
     while (!s->writer_stop) {

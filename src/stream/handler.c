@@ -530,6 +530,7 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
     }
     /* Accepted: apply to the in-memory state, log it, and put the state back
      * if the log refuses (the client is told nothing was stored). */
+    stream_will_change(s);
     bool meta_changed = p.present || stream_seq || close_req;
     producer saved_pr = pr ? *pr : (producer){0};
     bool new_pr = p.present && !pr;

@@ -69,6 +69,7 @@ struct stream {
     char *closed_by_id;
     uint64_t closed_by_epoch, closed_by_seq;
     store_lsn last_lsn;  /* newest mutation logged for this stream */
+    uint64_t snap_epoch; /* the checkpoint snapshot that has this stream (stream.c) */
     struct sse_cache *sse_cache; /* last SSE data event built (read.c) */
     waiter *waiters;
     stream *hnext; /* hash chain */
@@ -98,8 +99,10 @@ extern pthread_mutex_t streams_lock;
 extern store *streams_store;
 extern weft_limits streams_limits;
 
-/* Open the store in dir, recover all streams. */
-int streams_open(const char *dir, store_durability durability, char *err, size_t errlen);
+/* Open the store in dir, recover all streams. checkpoint_bytes: see
+ * store_options (0 = the store's default). */
+int streams_open(const char *dir, store_durability durability, uint64_t checkpoint_bytes,
+                 char *err, size_t errlen);
 /* After the HTTP server has stopped: flush and close the store. */
 void streams_close(void);
 /* Stop posting to connections (the server is going away). */
@@ -118,6 +121,9 @@ void stream_unref(stream *s);
 /* Delete (soft if it has forks); cascades to soft-deleted sources. Returns
  * the LSN that makes it durable (0 with errno on a write failure). */
 store_lsn stream_delete(stream *s);
+/* Call before changing anything a checkpoint records (meta, length, the
+ * registry): a snapshot under way takes the stream's state first. */
+void stream_will_change(stream *s);
 /* Forget a stream whose creation was never logged. */
 void stream_discard(stream *s);
 void stream_touch(stream *s, int64_t now_ms);
