@@ -102,9 +102,6 @@ static int wait_for_boundary(store *s, const store_snapshot *snap) {
     return err ? -1 : 0;
 }
 
-/* Above this many data files to sync, one syncfs is cheaper. */
-#define SYNCFS_FILES 64
-
 static int sync_data(store *s, const store_snapshot *snap) {
     bool whole_fs = s->sync && snap->dirty.count > SYNCFS_FILES;
     for (size_t i = 0; i < snap->dirty.cap; i++) {

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <unistd.h>
 
 int io_write_full(int fd, const void *p, size_t n) {
@@ -35,6 +36,28 @@ int io_pwrite_full(int fd, const void *p, size_t n, uint64_t off) {
         q += w;
         n -= (size_t)w;
         off += (uint64_t)w;
+    }
+    return 0;
+}
+
+int io_pwritev_full(int fd, struct iovec *iov, size_t n, uint64_t off) {
+    while (n > 0) {
+        int chunk = n < IOV_MAX ? (int)n : IOV_MAX;
+        ssize_t w = pwritev(fd, iov, chunk, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        off += (uint64_t)w;
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
     }
     return 0;
 }

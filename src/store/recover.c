@@ -8,6 +8,10 @@
  *     power loss may have dropped page-cache writes too. The catalog's
  *     lengths are in synced files, and the first record after the boundary
  *     continues each stream exactly there, so the rewritten bytes join up.
+ *     A stream's appends are gathered while its segment is scanned and
+ *     written with one pwritev at the segment's end: with many streams, a
+ *     write (and an open and close) per record made recovery take as long
+ *     as the load that filled the WAL.
  *  3. A segment ends at its first record that is not intact. If only zeros
  *     follow, that is where writing stopped in a preallocated segment, and
  *     the next segment continues the log. Anything else is a torn or
@@ -53,11 +57,19 @@ typedef struct rstream {
     bool seen;    /* data file found on disk */
     bool sized;   /* the file was checked to reach the first replayed append */
     bool broken;  /* bytes before a replayed append are lost: stop here */
+    bool queued;  /* in recovery.runs */
+    /* Appends of the segment being replayed, not yet written: pointers
+     * into the mapped segment, to go to the file from run_pos on. */
+    struct iovec *run;
+    size_t run_n, run_cap;
+    uint64_t run_pos, run_end;
 } rstream;
 
 typedef struct recovery {
     store *s;
     idmap table; /* id -> rstream, owned */
+    rstream **runs; /* streams with a run to write */
+    size_t nruns, runs_cap;
     uint64_t max_id;
     store_lsn last_lsn;
     uint64_t records;
@@ -133,6 +145,80 @@ static void replay_create(recovery *rc, const store_rec *rec) {
     close(fd);
 }
 
+/* Write out r's run (if its stream is still live and its file there). */
+static void run_write(recovery *rc, rstream *r) {
+    if (r->run_n > 0 && r->live && !rc->err) {
+        store_file *f = store_file_acquire(rc->s, r->id);
+        if (!f) {
+            /* A missing file is reported when the data files are reconciled. */
+            if (errno != ENOENT) fail(rc, errno, "cannot open data file", r->id);
+        } else {
+            if (io_pwritev_full(store_file_fd(f), r->run, r->run_n, r->run_pos) < 0)
+                fail(rc, errno, "cannot write data file", r->id);
+            r->touched = true;
+            store_file_release(rc->s, f);
+        }
+    }
+    r->run_n = 0;
+}
+
+static void run_add(recovery *rc, rstream *r, const uint8_t *p, size_t n, uint64_t pos) {
+    if (r->run_n > 0 && pos != r->run_end) run_write(rc, r);
+    if (r->run_n == 0) {
+        r->run_pos = r->run_end = pos;
+        if (!r->queued) {
+            if (rc->nruns == rc->runs_cap) {
+                rc->runs_cap = rc->runs_cap ? rc->runs_cap * 2 : 256;
+                rc->runs = xrealloc(rc->runs, rc->runs_cap * sizeof *rc->runs);
+            }
+            rc->runs[rc->nruns++] = r;
+            r->queued = true;
+        }
+    }
+    if (r->run_n == r->run_cap) {
+        r->run_cap = r->run_cap ? r->run_cap * 2 : 8;
+        r->run = xrealloc(r->run, r->run_cap * sizeof *r->run);
+    }
+    r->run[r->run_n++] = (struct iovec){.iov_base = (void *)p, .iov_len = n};
+    r->run_end += n;
+}
+
+/* Before the segment the runs point into is unmapped. */
+static void runs_write(recovery *rc) {
+    for (size_t i = 0; i < rc->nruns; i++) {
+        run_write(rc, rc->runs[i]);
+        rc->runs[i]->queued = false;
+    }
+    rc->nruns = 0;
+}
+
+/* The checkpoint synced r's file up to the catalog's length, where the
+ * first append after it starts. A shorter file lost bytes the WAL no
+ * longer has; writing at pos would leave a hole of zeros. */
+static void check_size(recovery *rc, rstream *r, uint64_t pos) {
+    store_file *f = store_file_acquire(rc->s, r->id);
+    if (!f) {
+        /* A missing file is reported when the data files are reconciled. */
+        if (errno != ENOENT) fail(rc, errno, "cannot open data file", r->id);
+        return;
+    }
+    struct stat st;
+    if (fstat(store_file_fd(f), &st) < 0) {
+        fail(rc, errno, "cannot stat data file", r->id);
+    } else if ((uint64_t)st.st_size < pos) {
+        log_write(LOG_ERROR,
+                  "store: data file of stream %llx has %llu bytes, the WAL continues at "
+                  "%llu: bytes lost outside the WAL; the stream is cut to what is left",
+                  (unsigned long long)r->id, (unsigned long long)st.st_size,
+                  (unsigned long long)pos);
+        r->broken = true;
+        r->length = (uint64_t)st.st_size;
+        rc->repaired = true;
+    }
+    r->sized = true;
+    store_file_release(rc->s, f);
+}
+
 static void replay_append(recovery *rc, const store_rec *rec) {
     rstream *r = idmap_get(&rc->table, rec->id);
     if (!r || !r->live) {
@@ -140,44 +226,11 @@ static void replay_append(recovery *rc, const store_rec *rec) {
                   (unsigned long long)rec->id, (unsigned long long)rec->lsn);
         return;
     }
+    if (!r->broken && !r->sized) check_size(rc, r, rec->pos);
     if (r->broken) return;
-    store_file *f = store_file_acquire(rc->s, rec->id);
-    if (!f) {
-        /* A missing file is reported when the data files are reconciled. */
-        if (errno != ENOENT) fail(rc, errno, "cannot open data file", rec->id);
-        if (rec->has_meta) set_meta(r, rec->meta, rec->meta_len);
-        r->length = rec->pos + rec->data_len;
-        return;
-    }
-    if (!r->sized) {
-        /* The checkpoint synced this file up to the catalog's length, where
-         * the first append after it starts. A shorter file lost bytes the
-         * WAL no longer has; writing at pos would leave a hole of zeros. */
-        struct stat st;
-        if (fstat(store_file_fd(f), &st) < 0) {
-            fail(rc, errno, "cannot stat data file", rec->id);
-        } else if ((uint64_t)st.st_size < rec->pos) {
-            log_write(LOG_ERROR,
-                      "store: data file of stream %llx has %llu bytes, the WAL continues at "
-                      "%llu: bytes lost outside the WAL; the stream is cut to what is left",
-                      (unsigned long long)rec->id, (unsigned long long)st.st_size,
-                      (unsigned long long)rec->pos);
-            r->broken = true;
-            r->length = (uint64_t)st.st_size;
-            rc->repaired = true;
-        }
-        r->sized = true;
-    }
-    if (!r->broken) {
-        if (rec->has_meta) set_meta(r, rec->meta, rec->meta_len);
-        r->length = rec->pos + rec->data_len;
-        if (rec->data_len > 0) {
-            if (io_pwrite_full(store_file_fd(f), rec->data, rec->data_len, rec->pos) < 0)
-                fail(rc, errno, "cannot write data file", rec->id);
-            r->touched = true;
-        }
-    }
-    store_file_release(rc->s, f);
+    if (rec->has_meta) set_meta(r, rec->meta, rec->meta_len);
+    r->length = rec->pos + rec->data_len;
+    if (rec->data_len > 0) run_add(rc, r, rec->data, rec->data_len, rec->pos);
 }
 
 static void replay(void *arg, const store_rec *rec) {
@@ -240,6 +293,7 @@ static int replay_segment(recovery *rc, uint64_t seg, bool *torn, char *err, siz
             return -1;
         }
         valid = wal_scan_after(img, size, rc->last_lsn, replay, rc);
+        runs_write(rc);
         *torn = !all_zero((const uint8_t *)img + valid, size - valid);
         munmap(img, size);
     }
@@ -337,6 +391,16 @@ static int reconcile_data(recovery *rc, char *err, size_t errlen) {
         touch_dir(rc, r->id);
     }
     if (!s->sync) return 0;
+    size_t touched = 0;
+    for (size_t i = 0; i < rc->table.cap; i++) {
+        rstream *r = rc->table.vals[i];
+        touched += r && r->live && r->touched;
+    }
+    if (touched > SYNCFS_FILES) {
+        if (syncfs(s->dirfd) == 0) return 0; /* files, their sizes and directories */
+        snprintf(err, errlen, "cannot sync %s: %s", s->dir, strerror(errno));
+        return -1;
+    }
     for (size_t i = 0; i < rc->table.cap; i++) {
         rstream *r = rc->table.vals[i];
         if (r && r->live && r->touched && datafile_sync(s, r->id) < 0) {
@@ -428,9 +492,11 @@ static void free_table(recovery *rc) {
         if (!r) continue;
         free(r->name);
         free(r->meta);
+        free(r->run);
         free(r);
     }
     idmap_free(&rc->table);
+    free(rc->runs);
 }
 
 int store_recover(store *s, char *err, size_t errlen) {

@@ -32,6 +32,8 @@
  * record, so they become durable atomically.
  *
  * Checkpoints bound the WAL: when the WAL grows past options.checkpoint_bytes
+ * (and, with many streams appended to, past 4 KiB for each of them, up to
+ * 8 x checkpoint_bytes; see log_record in store.c)
  * the store asks the owner for a snapshot of every live stream
  * (options.snapshot), writes out the tails of the streams appended to since
  * the previous checkpoint and fdatasyncs their data files, writes the
@@ -83,8 +85,9 @@ typedef struct store_snapshot store_snapshot;
 typedef struct store_options {
     const char *dir;
     store_durability durability;
-    uint64_t checkpoint_bytes;  /* WAL size that triggers a checkpoint; 0 = 64 MiB.
-                                   WAL segments are preallocated to 1.25 x this. */
+    uint64_t checkpoint_bytes;  /* WAL size that triggers a checkpoint (at least;
+                                   see Checkpoints); 0 = 64 MiB. WAL segments are
+                                   preallocated to 1.25 x this. */
     unsigned max_open_files;    /* data-file descriptor cache size; 0 = 1024 */
     uint64_t tail_max;          /* a stream's tail is written out at this size; 0 = 64 KiB */
     uint64_t tail_budget;       /* all tails together; 0 = 32 MiB (see Durability) */

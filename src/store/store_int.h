@@ -33,6 +33,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "../util/buf.h"
 #include "store.h"
@@ -64,9 +65,16 @@ bool codec_parse_hex_name(const char *name, const char *suffix, uint64_t *v);
 
 /* ---- io.c */
 
+/* Above this many data files to sync, one syncfs() is cheaper: each
+ * fdatasync is a device cache flush of its own. */
+#define SYNCFS_FILES 64
+
 /* Write all of p (retrying short writes and EINTR). 0, or -1 with errno. */
 int io_write_full(int fd, const void *p, size_t n);
 int io_pwrite_full(int fd, const void *p, size_t n, uint64_t off);
+/* The same for n buffers written one after another from off; iov is
+ * consumed (advanced past what was written). */
+int io_pwritev_full(int fd, struct iovec *iov, size_t n, uint64_t off);
 /* fsync a directory (relative to dirfd; "." for dirfd itself). */
 int io_fsync_dir(int dirfd, const char *path);
 

@@ -1446,7 +1446,11 @@ out:
 
 /* A checkpoint writes every tail out before it syncs; bytes appended after
  * it live only in tails and the WAL, and a crash (the directory copied
- * while the store runs) must get them back from the WAL byte for byte. */
+ * while the store runs) must get them back from the WAL byte for byte.
+ * Run with a few streams, and with more than SYNCFS_FILES (recovery then
+ * syncs the whole file system instead of each file). */
+static int tail_crash_streams;
+
 static void test_tail_crash(void) {
     char dir[64], crash[80], path[512];
     make_tmpdir(dir, sizeof dir);
@@ -1456,13 +1460,13 @@ static void test_tail_crash(void) {
     opt_tail_max = 1 << 20;
     opt_tail_budget = 64 << 20;
     if (!open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0)) goto out;
-    int n = 4;
+    int n = tail_crash_streams;
     for (int i = 0; i < n; i++) {
         char name[32];
         snprintf(name, sizeof name, "/crash/%d", i);
         t_create(&c, name, "m0", "head", 4, NULL);
     }
-    for (int k = 0; k < 40; k++) {
+    for (int k = 0; k < 10 * n; k++) {
         char meta[16];
         snprintf(meta, sizeof meta, "m%d", k);
         uint8_t data[700];
@@ -1474,7 +1478,7 @@ static void test_tail_crash(void) {
     for (int i = 0; i < n; i++) in_mem = in_mem && store_written(c.s, c.st[i].id) == 0;
     CHECK(in_mem);
     CHECK_EQ_INT(store_checkpoint(c.s), 0);
-    uint64_t at_ckpt[4];
+    uint64_t at_ckpt[MAXS];
     bool ok = true;
     for (int i = 0; i < n; i++) {
         ok = ok && file_exact_ok(&c, i);
@@ -1486,7 +1490,7 @@ static void test_tail_crash(void) {
     CHECK_EQ_INT(st.tail_bytes, 0);
 
     store_lsn last = 0;
-    for (int k = 0; k < 60; k++) {
+    for (int k = 0; k < 15 * n; k++) {
         uint8_t data[900];
         size_t len = 1 + (size_t)(k * 71) % sizeof data;
         fill(data, len, (unsigned)(k + 100));
@@ -1515,7 +1519,7 @@ static void test_tail_crash(void) {
     CHECK(open_store(&c, crash, STORE_DURABLE, 0, true, NULL, 0) != NULL);
     if (!c.s) goto out;
     CHECK(recovered_matches(&c));
-    CHECK_EQ_INT(c.nrec, 5);
+    CHECK_EQ_INT(c.nrec, n + 1);
     append_filled(&c, late, 100, 9);
     close_store(&c);
     CHECK(open_store(&c, crash, STORE_DURABLE, 0, true, NULL, 0) != NULL);
@@ -2055,7 +2059,10 @@ int main(void) {
     run("write_failure", test_write_failure);
     run("tail_reads", test_tail_reads);
     run("tail_budget", test_tail_budget);
+    tail_crash_streams = 4;
     run("tail_crash", test_tail_crash);
+    tail_crash_streams = SYNCFS_FILES + 36;
+    run("tail_crash (many streams)", test_tail_crash);
     run("tail_delete", test_tail_delete);
     run("write_through", test_write_through);
     run("prealloc", test_prealloc);
