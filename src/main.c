@@ -39,8 +39,8 @@ static option_def options[] = {
      "fsync: acknowledge appends after fdatasync (group commit); none: after write(2) only — "
      "survives a process crash but not power loss", NULL},
     {"checkpoint-size", OPT_SIZE, "64MiB",
-     "WAL bytes between checkpoints: recovery replays up to about this much; larger means "
-     "fewer data-file write-outs with many streams (disk use: 2.5 x this)", NULL},
+     "WAL bytes between checkpoints (up to 8 x this with more than 16k streams written "
+     "between two); recovery replays up to that much. Disk use: 2.5 x this, 10 x at most", NULL},
     {"threads", OPT_INT, "0", "event-loop threads (0 = one per CPU core)", NULL},
     {"long-poll-timeout", OPT_DURATION, "30s", "how long a long-poll waits for data", NULL},
     {"sse-max-duration", OPT_DURATION, "60s", "SSE connections are closed after this (clients reconnect)", NULL},
