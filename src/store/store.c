@@ -173,8 +173,10 @@ store *store_open(const store_options *opt, char *err, size_t errlen) {
     if (!s->opt.tail_budget) s->opt.tail_budget = 32u << 20;
     s->sync = opt->durability == STORE_DURABLE;
     /* A checkpoint rotates the WAL once checkpoint_bytes were logged since
-     * the previous one, plus what arrives while its snapshot is taken: a
-     * quarter more keeps that inside the preallocated part. */
+     * the previous one (more with many streams, see checkpoint_due), plus
+     * what arrives while its snapshot is taken: a quarter more keeps the
+     * usual case inside one preallocated segment; past it the flusher
+     * rotates into the spare. */
     uint64_t seg = s->opt.checkpoint_bytes + s->opt.checkpoint_bytes / 4;
     s->seg_size = (seg + 4095) & ~(uint64_t)4095;
     s->dirfd = s->lockfd = s->seg_fd = -1;
@@ -289,11 +291,14 @@ static bool too_big(size_t name_len, size_t meta_len, size_t data_len) {
  * took a third of the CPU and stalled the WAL's fsyncs. So with many
  * streams written, wait until the WAL holds a page's worth for each, up to
  * 8 x checkpoint_bytes (which bounds the WAL on disk and the replay at
- * recovery). */
+ * recovery), and never past an eighth of the free disk space (as last
+ * seen, up to a second ago): the longer WAL must not be what fills it. */
 static uint64_t checkpoint_due(const store *s) {
     uint64_t base = s->opt.checkpoint_bytes, pages = (uint64_t)s->dirty.count * 4096;
     uint64_t most = base > UINT64_MAX / 8 ? UINT64_MAX : base * 8;
-    return pages <= base ? base : pages < most ? pages : most;
+    if (most > s->disk_free / 8) most = s->disk_free / 8;
+    if (pages > most) pages = most;
+    return pages > base ? pages : base;
 }
 
 /* Assign the LSN and queue the record for the flusher. */

@@ -33,7 +33,8 @@
  *
  * Checkpoints bound the WAL: when the WAL grows past options.checkpoint_bytes
  * (and, with many streams appended to, past 4 KiB for each of them, up to
- * 8 x checkpoint_bytes; see log_record in store.c)
+ * 8 x checkpoint_bytes and an eighth of the free disk space; see checkpoint_due in
+ * store.c)
  * the store asks the owner for a snapshot of every live stream
  * (options.snapshot), writes out the tails of the streams appended to since
  * the previous checkpoint and fdatasyncs their data files, writes the

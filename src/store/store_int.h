@@ -312,6 +312,7 @@ struct store {
     uint64_t seg_assigned;  /* segment new records go to */
     uint64_t seg_open;      /* segment the flusher writes (after its last batch) */
     uint64_t wal_bytes;     /* logged since the last snapshot began */
+    uint64_t disk_free;     /* bytes free for us at the writer's last look */
     idmap dirty;            /* ids whose data file was written since then */
     uint8_t dirty_dirs[32];
     int failed;             /* errno of a fatal write failure, else 0 */

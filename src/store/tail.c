@@ -127,6 +127,9 @@ static void check_space(store *s) {
     if (fstatvfs(s->dirfd, &v) < 0) return;
     uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
     bool through = avail < tails_headroom(s);
+    pthread_mutex_lock(&s->mu);
+    s->disk_free = avail;
+    pthread_mutex_unlock(&s->mu);
     pthread_mutex_lock(&s->tails_mu);
     bool changed = through != s->write_through;
     s->write_through = through;
