@@ -1,8 +1,8 @@
-/* io.c — small I/O helpers: writes that finish, directory fsync.
+/* io.c — small I/O helpers: reads and writes that finish, directory fsync.
  *
  * A short write is not an error by itself (signals, pipes, quotas near the
- * limit); only a failing write(2) is. Both helpers keep going until every
- * byte is written or the kernel reports an error.
+ * limit); only a failing write(2) is. The helpers keep going until every
+ * byte is moved or the kernel reports an error.
  */
 #include "store_int.h"
 
@@ -36,6 +36,22 @@ int io_pwrite_full(int fd, const void *p, size_t n, uint64_t off) {
         q += w;
         n -= (size_t)w;
         off += (uint64_t)w;
+    }
+    return 0;
+}
+
+int io_pread_full(int fd, void *p, size_t n, uint64_t off) {
+    uint8_t *q = p;
+    while (n > 0) {
+        ssize_t r = pread(fd, q, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            if (r == 0) errno = EIO;
+            return -1;
+        }
+        q += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
     }
     return 0;
 }

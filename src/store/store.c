@@ -275,6 +275,8 @@ void store_get_stats(store *s, store_stats *out) {
     pthread_mutex_lock(&s->tails_mu);
     out->tail_bytes = s->tail_bytes;
     out->tail_writes = s->tail_writes;
+    out->spill_bytes = s->spill_disk;
+    out->spill_writes = s->spill_writes;
     pthread_mutex_unlock(&s->tails_mu);
 }
 

@@ -19,9 +19,12 @@
  * record written since its last sync at once (group commit) and then calls
  * options.on_durable(lsn). The WAL record carries an append's data, so the
  * data files are never needed for durability: a tail is written to its file
- * (page cache, no fsync) when it reaches options.tail_max bytes, when all
- * tails together pass options.tail_budget, at every checkpoint and at
- * store_close, by the store's own threads. Data can be read (store_read) as
+ * (page cache, no fsync) when it reaches options.tail_max bytes, at every
+ * checkpoint and at store_close, by the store's own threads. When all tails
+ * together pass options.tail_budget, the least recently appended move to
+ * anonymous spill files instead, hundreds in one write, and reach their
+ * data files at the next checkpoint: with many streams, a data file write
+ * per few appends was most of an append's cost. Data can be read (store_read) as
  * soon as store_append returns — but the caller must not expose it to
  * readers before it is durable. While the file system has little free space
  * (less than 4 x tail_budget), appends are written to the data file before
@@ -92,6 +95,7 @@ typedef struct store_options {
     unsigned max_open_files;    /* data-file descriptor cache size; 0 = 1024 */
     uint64_t tail_max;          /* a stream's tail is written out at this size; 0 = 64 KiB */
     uint64_t tail_budget;       /* all tails together; 0 = 32 MiB (see Durability) */
+    uint64_t spill_file_bytes;  /* a spill file is replaced past this; 0 = 64 MiB */
     void *ctx;                  /* passed to the callbacks */
 
     /* Flusher thread: every record with LSN <= lsn is durable. LSNs reported

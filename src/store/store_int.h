@@ -6,6 +6,7 @@
  *   datafile.c   stream data files and the descriptor cache (store_file)
  *   tail.c       write-behind: appended bytes held in memory, the writer
  *                thread, store_read
+ *   spill.c      scratch files that take tails off memory in big writes
  *   catalog.c    the checkpoint file: atomic write, verified load
  *   checkpoint.c checkpoint thread, snapshot protocol
  *   recover.c    recovery at open: catalog + WAL replay + data file repair
@@ -72,8 +73,10 @@ bool codec_parse_hex_name(const char *name, const char *suffix, uint64_t *v);
 /* Write all of p (retrying short writes and EINTR). 0, or -1 with errno. */
 int io_write_full(int fd, const void *p, size_t n);
 int io_pwrite_full(int fd, const void *p, size_t n, uint64_t off);
-/* The same for n buffers written one after another from off; iov is
- * consumed (advanced past what was written). */
+/* Read all of [off, off + n); a file that ends first is EIO. */
+int io_pread_full(int fd, void *p, size_t n, uint64_t off);
+/* io_pwrite_full for n buffers written one after another from off; iov
+ * is consumed (advanced past what was written). */
 int io_pwritev_full(int fd, struct iovec *iov, size_t n, uint64_t off);
 /* fsync a directory (relative to dirfd; "." for dirfd itself). */
 int io_fsync_dir(int dirfd, const char *path);
@@ -206,11 +209,86 @@ int checkpoint_run(store *s);
 /* Unlink the WAL segments numbered below `below` (a checkpoint covers them). */
 void wal_remove_segments_below(int dirfd, uint64_t below);
 
+/* ---- spill.c: scratch files for tails (tails_mu held unless noted).
+ *
+ * When the tails pass their budget, the writer thread moves hundreds of
+ * them at once into a spill file, one pwritev, instead of one data file
+ * write each. A spill file is anonymous (O_TMPFILE): it is never needed
+ * for recovery, since the WAL holds every byte not yet in a data file, and
+ * a crash leaves nothing behind. Each spilled piece of a stream (an extent)
+ * is a SPILL_HDR_SIZE header, then its bytes:
+ *
+ *   0  u64 id          the stream
+ *   8  u64 pos         where the bytes go in the stream
+ *  16  u64 prev_addr   the stream's previous extent, or 0
+ *  24  u32 len         bytes that follow
+ *  28  u32 prev_len    the previous extent's len
+ *
+ * so memory keeps only the newest extent of each stream and reads walk
+ * back from it. An extent's address is (file number << 32) | offset. */
+
+#define SPILL_HDR_SIZE 32
+
+typedef struct spill_file spill_file;
+struct spill_file {
+    uint32_t num;      /* from 1, never reused */
+    int fd;
+    unsigned refs;     /* chains whose range covers it, views, 1 while current */
+    uint64_t end;      /* where the next extent goes */
+    uint64_t size;     /* the most it held: its share of spill_disk */
+    spill_file *next;  /* s->spill_files (ascending num), then s->spill_doomed */
+};
+
+/* One stream's extents: its bytes [written, written + bytes). */
+typedef struct spill_chain {
+    uint64_t addr;        /* newest extent, 0 if none */
+    uint32_t len;         /* its length */
+    uint32_t first, last; /* the files its extents may be in (each holds a ref) */
+    uint64_t bytes;
+} spill_chain;
+
+/* Files a reader needs to walk a chain without tails_mu (one ref each). */
+typedef struct spill_view {
+    spill_chain chain;
+    size_t n;
+    spill_file *files[];
+} spill_view;
+
+void spill_init(store *s);
+/* Close every file (store teardown, nothing else running). */
+void spill_free(store *s);
+/* Whether a batch of up to `bytes` may be spilled now: spilling works here,
+ * has not failed lately, and the spill files stay under an eighth of the
+ * free disk space. */
+bool spill_usable(store *s, uint64_t bytes);
+/* The current file, with room for `bytes` more (rotating: drops tails_mu
+ * for the open). NULL if none can be made (spilling is then paused). */
+spill_file *spill_current(store *s, uint64_t bytes);
+/* A spill write failed (err): pause spilling for a while. */
+void spill_pause(store *s, int err);
+void spill_hdr_encode(uint8_t out[SPILL_HDR_SIZE], uint64_t id, uint64_t pos, uint32_t len,
+                      const spill_chain *prev);
+/* The extent of len bytes at addr in file f was written: it is now the
+ * chain's newest. */
+void spill_chain_add(store *s, spill_chain *c, const spill_file *f, uint64_t addr, uint32_t len);
+/* The chain's bytes are in the data file, or the stream is gone. */
+void spill_chain_drop(store *s, spill_chain *c);
+spill_view *spill_view_take(store *s, const spill_chain *c);
+void spill_view_release(store *s, spill_view *v);
+/* No lock: copy [a, a + n) out of the view's chain, whose bytes end at
+ * `end` in stream id. 0, or -1 with errno (EIO: an extent is not what the
+ * chain says). */
+int spill_view_read(const spill_view *v, uint64_t id, uint64_t end, uint64_t a, uint8_t *dst,
+                    size_t n);
+/* Called without tails_mu: close the files no one refers to any more. */
+void spill_reap(store *s);
+
 /* ---- tail.c: write-behind.
  *
  * Every live stream has a tail_stream. Its bytes [0, written) are in the
- * data file; [written, length) are in memory: first the part a write-out is
- * copying to the file (flight), then the tail that appends extend (buf). */
+ * data file; [written, length) are not yet: first in spill files (spill),
+ * then in memory: the part a write-out is copying (flight), then the tail
+ * that appends extend (buf). */
 
 typedef struct tail_mem tail_mem;
 typedef struct tail_stream tail_stream;
@@ -220,16 +298,18 @@ struct tail_stream {
     uint64_t written;
     uint64_t length;
     tail_stream *hnext;
-    tail_mem *mem; /* NULL while every byte is in the file */
+    spill_chain spill;
+    tail_mem *mem; /* NULL while nothing is in memory */
 };
 
 struct tail_mem {
     tail_stream *owner;         /* NULL once the stream is deleted */
     uint8_t *buf;               /* [written + flight_len, length) */
     size_t len, cap;
-    uint8_t *flight;            /* [written, written + flight_len); non-NULL
-                                   while a write-out owns it */
+    uint8_t *flight;            /* [written + spill.bytes, + flight_len) */
     size_t flight_len;
+    bool writing;               /* a write-out (to the file or a spill) owns
+                                   the flight */
     bool queued;                /* on the writer's queue of full tails */
     tail_mem *qnext;
     tail_mem *newer, *older;    /* by last append; only while len > 0 */
@@ -281,6 +361,8 @@ typedef struct store_stats {
     uint64_t spares;      /* zero-filled WAL segments prepared */
     uint64_t tail_bytes;  /* appended bytes held in memory now */
     uint64_t tail_writes; /* write-outs of tails to data files */
+    uint64_t spill_bytes; /* in spill files now (headers and dropped extents too) */
+    uint64_t spill_writes; /* batches of tails written to spill files */
 } store_stats;
 
 /* For the unit tests: counters since store_open. */
@@ -351,6 +433,14 @@ struct store {
     int tail_failed;    /* errno of a failed write-out; nothing more is written */
     pthread_t writer;
     bool writer_started;
+
+    /* Spill files (spill.c), under tails_mu. */
+    spill_file *spill_files, *spill_cur, *spill_doomed;
+    uint32_t spill_next;      /* number of the next file */
+    uint64_t spill_disk;      /* bytes in the files not yet closed */
+    uint64_t spill_room;      /* an eighth of the free space, as last seen */
+    uint64_t spill_writes;
+    int64_t spill_paused_until; /* CLOCK_MONOTONIC seconds; INT64_MAX: for good */
 
     pthread_mutex_t ckpt_mu;
     pthread_t flusher, checkpointer;

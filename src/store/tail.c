@@ -12,10 +12,15 @@
  * readers still find the bytes), pwrite()s it with no lock held, and only
  * then advances `written` and frees it: `written` only grows, and every byte
  * below it is in the file. Tails are written out
- *   - by the writer thread, when one reaches tail_max bytes, and when all of
- *     them together pass tail_budget: then the least recently appended go
- *     until about half the budget is left (those are least likely to grow
- *     into a bigger write);
+ *   - by the writer thread, when one (with what it spilled) reaches tail_max
+ *     bytes;
+ *   - by the writer thread, when all of them together pass tail_budget:
+ *     then the least recently appended go until about half the budget is
+ *     left (those are least likely to grow into a bigger write). They go to
+ *     a spill file (spill.c), up to SPILL_BATCH at a time, and stay there,
+ *     still read from there, until one of the other write-outs takes them
+ *     to the data file; where spilling is not possible, each goes to its
+ *     data file;
  *   - by the checkpoint, for each stream it covers, before the fdatasync
  *     (tails_sync), so everything the catalog covers is in synced files;
  *   - by an appending thread itself, for its own stream, once the tails
@@ -47,6 +52,11 @@
 #include "../util/log.h"
 #include "../util/mem.h"
 
+/* Tails one spill write takes at most (two iovecs each: IOV_MAX), and
+ * bytes. */
+#define SPILL_BATCH 512
+#define SPILL_BATCH_BYTES (4u << 20)
+
 static size_t bucket_of(const store *s, uint64_t id) {
     return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 17) & (s->tnbuckets - 1);
 }
@@ -54,6 +64,7 @@ static size_t bucket_of(const store *s, uint64_t id) {
 void tails_init(store *s) {
     s->tnbuckets = 1024;
     s->tbuckets = xcalloc(s->tnbuckets, sizeof *s->tbuckets);
+    spill_init(s);
 }
 
 tail_stream *tails_find_locked(store *s, uint64_t id) {
@@ -106,10 +117,16 @@ static void enqueue(store *s, tail_mem *m) {
     pthread_cond_signal(&s->writer_cond);
 }
 
+/* Bytes of the stream not in its data file. */
+static uint64_t held(const tail_mem *m) {
+    return (m->owner ? m->owner->spill.bytes : 0) + m->flight_len + m->len;
+}
+
 /* Free m once nothing refers to it: no write-out, not queued, and either
- * its stream is gone or it holds nothing. */
+ * its stream is gone or it holds nothing in memory (what it spilled is
+ * the stream's). */
 static void mem_release(tail_mem *m) {
-    if (m->flight || m->queued || (m->owner && m->len > 0)) return;
+    if (m->writing || m->queued || (m->owner && m->len > 0)) return;
     if (m->owner) m->owner->mem = NULL;
     free(m->buf);
     free(m);
@@ -133,6 +150,7 @@ static void check_space(store *s) {
     pthread_mutex_lock(&s->tails_mu);
     bool changed = through != s->write_through;
     s->write_through = through;
+    s->spill_room = avail / 8;
     pthread_mutex_unlock(&s->tails_mu);
     if (changed)
         log_write(through ? LOG_WARN : LOG_INFO,
@@ -142,22 +160,31 @@ static void check_space(store *s) {
 
 /* ---- write-outs */
 
-/* The fatal path of a failed write-out: put the bytes back in front of the
- * tail, where readers find them, and stop writing. Returns with tails_mu
- * held, having dropped it to mark the store failed. */
-static void write_out_failed(store *s, tail_mem *m, uint64_t id, int err) {
+/* A write-out that did not happen: put its bytes back in front of the
+ * tail, where readers find them. */
+static void unflight(store *s, tail_mem *m) {
     size_t n = m->flight_len + m->len;
-    uint8_t *all = xmalloc(n);
-    memcpy(all, m->flight, m->flight_len);
-    if (m->len) memcpy(all + m->flight_len, m->buf, m->len);
-    if (m->len) lru_unlink(s, m);
+    if (n > 0) {
+        uint8_t *all = xmalloc(n);
+        if (m->flight_len) memcpy(all, m->flight, m->flight_len);
+        if (m->len) memcpy(all + m->flight_len, m->buf, m->len);
+        if (m->len) lru_unlink(s, m);
+        free(m->buf);
+        m->buf = all;
+        m->len = m->cap = n;
+        lru_push_head(s, m);
+    }
     free(m->flight);
-    free(m->buf);
     m->flight = NULL;
     m->flight_len = 0;
-    m->buf = all;
-    m->len = m->cap = n;
-    lru_push_head(s, m);
+    m->writing = false;
+}
+
+/* The fatal path of a failed write-out: keep the bytes where readers find
+ * them and stop writing. Returns with tails_mu held, having dropped it to
+ * mark the store failed. */
+static void write_out_failed(store *s, tail_mem *m, uint64_t id, int err) {
+    unflight(s, m);
     if (!s->tail_failed) s->tail_failed = err;
     pthread_cond_broadcast(&s->tails_cond);
     pthread_mutex_unlock(&s->tails_mu);
@@ -169,45 +196,149 @@ static void write_out_failed(store *s, tail_mem *m, uint64_t id, int err) {
     pthread_mutex_lock(&s->tails_mu);
 }
 
-/* Write m's tail to its file (fd, or a descriptor of its own if fd < 0).
- * Called and returns with tails_mu held, m->owner set, nothing in flight and
- * m->len > 0; the lock is dropped for the I/O. 0 or an errno. */
-static int write_out(store *s, tail_mem *m, int fd) {
-    uint64_t id = m->owner->id, off = m->owner->written;
+/* Move m's tail in flight for a write-out (tails_mu held). */
+static void take_flight(store *s, tail_mem *m) {
+    if (m->len) lru_unlink(s, m);
     m->flight = m->buf;
     m->flight_len = m->len;
-    lru_unlink(s, m);
+    m->writing = true;
     m->buf = NULL;
     m->len = m->cap = 0;
+}
+
+/* The write-out is done with the flight. */
+static void land(store *s, tail_mem *m) {
+    s->tail_bytes -= m->flight_len;
+    free(m->flight);
+    m->flight = NULL;
+    m->flight_len = 0;
+    m->writing = false;
+    if (m->owner && held(m) >= s->opt.tail_max && !m->queued) enqueue(s, m);
+    pthread_cond_broadcast(&s->tails_cond);
+    mem_release(m);
+}
+
+/* Write everything m holds, spilled and in memory, to its file (fd, or a
+ * descriptor of its own if fd < 0). Called and returns with tails_mu held,
+ * m->owner set, no write-out running and held(m) > 0; the lock is dropped
+ * for the I/O. 0 or an errno. */
+static int write_out(store *s, tail_mem *m, int fd) {
+    tail_stream *e = m->owner;
+    uint64_t id = e->id, off = e->written, spilled = e->spill.bytes;
+    take_flight(s, m);
+    spill_view *v = spilled ? spill_view_take(s, &e->spill) : NULL;
     pthread_mutex_unlock(&s->tails_mu);
 
     int err = 0;
+    uint8_t *gathered = NULL;
+    if (v) {
+        gathered = xmalloc(spilled);
+        if (spill_view_read(v, id, off + spilled, off, gathered, spilled) < 0) err = errno;
+    }
     store_file *cached = NULL;
-    int wfd = fd >= 0 ? fd : datafile_open(s, id, &cached);
-    if (wfd < 0 || io_pwrite_full(wfd, m->flight, m->flight_len, off) < 0) err = errno;
+    int wfd = -1;
+    if (!err) {
+        wfd = fd >= 0 ? fd : datafile_open(s, id, &cached);
+        struct iovec iov[2] = {{gathered, spilled}, {m->flight, m->flight_len}};
+        int first = spilled ? 0 : 1;
+        if (wfd < 0 || io_pwritev_full(wfd, iov + first, 2 - first, off) < 0) err = errno;
+    }
     if (fd < 0 && wfd >= 0) datafile_close(s, wfd, cached);
+    free(gathered);
 
     pthread_mutex_lock(&s->tails_mu);
+    if (v) spill_view_release(s, v);
     /* A deleted stream's bytes are dropped whatever happened. */
     if (err && m->owner) {
         write_out_failed(s, m, id, err);
         return err;
     }
-    if (m->owner) m->owner->written += m->flight_len;
-    s->tail_bytes -= m->flight_len;
+    if (m->owner) {
+        m->owner->written += spilled + m->flight_len;
+        spill_chain_drop(s, &m->owner->spill);
+    }
     s->tail_writes++;
-    free(m->flight);
-    m->flight = NULL;
-    m->flight_len = 0;
-    if (m->owner && m->len >= s->opt.tail_max && !m->queued) enqueue(s, m);
-    else if (s->draining) pthread_cond_signal(&s->writer_cond);
-    pthread_cond_broadcast(&s->tails_cond);
-    mem_release(m);
+    if (s->draining) pthread_cond_signal(&s->writer_cond);
+    land(s, m);
     return 0;
 }
 
-/* The writer's next job, or NULL. */
-static tail_mem *pick(store *s) {
+/* One spill write of the least recently appended tails, up to half the
+ * budget left (tails_mu held; dropped for the I/O). Returns how many went,
+ * 0 if none could (the caller writes one to its data file instead). */
+static size_t spill_batch(store *s) {
+    if (!spill_usable(s, SPILL_BATCH_BYTES)) return 0;
+    spill_file *f = spill_current(s, SPILL_BATCH_BYTES);
+    if (!f || s->writer_stop) return 0;
+    struct spilled {
+        tail_mem *m;
+        uint64_t addr;
+        uint8_t hdr[SPILL_HDR_SIZE];
+    } *batch = xmalloc(SPILL_BATCH * sizeof *batch);
+    struct iovec *iov = xmalloc(2 * SPILL_BATCH * sizeof *iov);
+    uint64_t at = f->end, left = s->tail_bytes;
+    size_t n = 0;
+    for (tail_mem *m = s->tlru_tail, *next; m && n < SPILL_BATCH; m = next) {
+        next = m->newer;
+        if (left <= s->opt.tail_budget / 2 || at - f->end >= SPILL_BATCH_BYTES) break;
+        /* One going to its data file anyway, or too big for an extent. */
+        if (m->writing || m->queued || held(m) >= s->opt.tail_max || m->len > SPILL_BATCH_BYTES)
+            continue;
+        tail_stream *e = m->owner;
+        spill_hdr_encode(batch[n].hdr, e->id, e->written + e->spill.bytes, (uint32_t)m->len,
+                         &e->spill);
+        batch[n].m = m;
+        batch[n].addr = ((uint64_t)f->num << 32) | at;
+        left -= m->len;
+        at += SPILL_HDR_SIZE + m->len;
+        take_flight(s, m);
+        iov[2 * n] = (struct iovec){batch[n].hdr, SPILL_HDR_SIZE};
+        iov[2 * n + 1] = (struct iovec){m->flight, m->flight_len};
+        n++;
+    }
+    if (n == 0) {
+        free(batch);
+        free(iov);
+        return 0;
+    }
+    uint64_t from = f->end;
+    pthread_mutex_unlock(&s->tails_mu);
+    int rc = io_pwritev_full(f->fd, iov, 2 * n, from);
+    int err = errno;
+    pthread_mutex_lock(&s->tails_mu);
+    if (rc < 0) {
+        /* Not fatal: the bytes are still in memory and go to their data
+         * files instead. */
+        for (size_t i = 0; i < n; i++) {
+            tail_mem *m = batch[i].m;
+            if (m->owner) unflight(s, m);
+            else land(s, m);
+        }
+        pthread_cond_broadcast(&s->tails_cond);
+        spill_pause(s, err);
+        free(batch);
+        free(iov);
+        return 0;
+    }
+    f->end = at;
+    if (at > f->size) {
+        s->spill_disk += at - f->size;
+        f->size = at;
+    }
+    s->spill_writes++;
+    for (size_t i = 0; i < n; i++) {
+        tail_mem *m = batch[i].m;
+        if (m->owner)
+            spill_chain_add(s, &m->owner->spill, f, batch[i].addr, (uint32_t)m->flight_len);
+        land(s, m);
+    }
+    free(batch);
+    free(iov);
+    return n;
+}
+
+/* The next full tail for its data file, or NULL. */
+static tail_mem *pick_full(store *s) {
     if (s->tail_failed) return NULL;
     while (s->tq_head) {
         tail_mem *m = s->tq_head;
@@ -216,17 +347,31 @@ static tail_mem *pick(store *s) {
         m->queued = false;
         /* One being written already goes back on the queue when done if
          * it is still full. */
-        if (m->owner && !m->flight && m->len > 0) return m;
+        if (m->owner && !m->writing && held(m) > 0) return m;
         mem_release(m);
     }
-    if (!s->draining) return NULL;
-    if (s->tail_bytes <= s->opt.tail_budget / 2) {
-        s->draining = false;
-        return NULL;
-    }
-    for (tail_mem *m = s->tlru_tail; m; m = m->newer)
-        if (!m->flight) return m;
     return NULL;
+}
+
+/* Whether the tails are over the budget and not yet down to half of it. */
+static bool drain_wanted(store *s) {
+    if (!s->draining || s->tail_failed) return false;
+    if (s->tail_bytes > s->opt.tail_budget / 2) return true;
+    s->draining = false;
+    return false;
+}
+
+/* Drain by one write-out: a spill batch, or else the least recently
+ * appended tail to its data file. Whether anything was written. */
+static bool drain_some(store *s) {
+    if (spill_batch(s) > 0) return true;
+    for (tail_mem *m = s->tlru_tail; m; m = m->newer) {
+        if (!m->writing) {
+            write_out(s, m, -1);
+            return true;
+        }
+    }
+    return false;
 }
 
 static time_t now_sec(void) {
@@ -241,10 +386,16 @@ static void *writer_main(void *arg) {
     time_t checked = now_sec();
     pthread_mutex_lock(&s->tails_mu);
     while (!s->writer_stop) {
-        tail_mem *m = pick(s);
-        if (m) {
-            write_out(s, m, -1);
-        } else {
+        tail_mem *m = pick_full(s);
+        bool worked = true;
+        if (m) write_out(s, m, -1);
+        else worked = drain_wanted(s) && drain_some(s);
+        if (s->spill_doomed) {
+            pthread_mutex_unlock(&s->tails_mu);
+            spill_reap(s);
+            pthread_mutex_lock(&s->tails_mu);
+        }
+        if (!worked) {
             struct timespec dl;
             clock_gettime(CLOCK_REALTIME, &dl);
             dl.tv_sec += 1;
@@ -262,19 +413,30 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
-/* Write out everything id holds in memory through fd, waiting for a
- * write-out another thread has under way (tails_mu held). 0 or an errno. */
+/* The stream's tail_mem, made for a write-out of what it spilled if it
+ * has none. */
+static tail_mem *mem_of(tail_stream *e) {
+    if (!e->mem) {
+        e->mem = xcalloc(1, sizeof *e->mem);
+        e->mem->owner = e;
+    }
+    return e->mem;
+}
+
+/* Write out everything id holds in memory or spill files through fd,
+ * waiting for a write-out another thread has under way (tails_mu held). 0
+ * or an errno. */
 static int flush_locked(store *s, uint64_t id, int fd) {
     for (;;) {
         tail_stream *e = tails_find_locked(s, id);
-        tail_mem *m = e ? e->mem : NULL;
-        if (!m) return 0;
+        if (!e || (!e->mem && !e->spill.bytes)) return 0;
         if (s->tail_failed) return s->tail_failed;
-        if (m->flight) {
+        tail_mem *m = mem_of(e);
+        if (m->writing) {
             pthread_cond_wait(&s->tails_cond, &s->tails_mu);
             continue;
         }
-        return m->len > 0 ? write_out(s, m, fd) : 0;
+        return held(m) > 0 ? write_out(s, m, fd) : 0;
     }
 }
 
@@ -334,6 +496,7 @@ void tails_forget(store *s, uint64_t id) {
             m->owner = NULL;
             mem_release(m);
         }
+        spill_chain_drop(s, &e->spill);
         free(e);
     }
     pthread_mutex_unlock(&s->tails_mu);
@@ -400,12 +563,13 @@ void tails_append(store *s, uint64_t id, const uint8_t *data, size_t len, bool t
     lru_push_head(s, m);
     m->len += len;
     s->tail_bytes += len;
-    if (m->len >= s->opt.tail_max && !m->queued) enqueue(s, m);
+    /* A write-out under way checks again as it lands. */
+    if (!m->writing && held(m) >= s->opt.tail_max && !m->queued) enqueue(s, m);
     if (s->tail_bytes > s->opt.tail_budget && !s->draining) {
         s->draining = true;
         pthread_cond_signal(&s->writer_cond);
     }
-    bool behind = s->tail_bytes / 2 > s->opt.tail_budget && !m->flight && !s->tail_failed;
+    bool behind = s->tail_bytes / 2 > s->opt.tail_budget && !m->writing && !s->tail_failed;
     if (behind) write_out(s, m, -1);
     pthread_mutex_unlock(&s->tails_mu);
 }
@@ -433,8 +597,11 @@ void tails_stop(store *s) {
     bool failed = s->failed != 0;
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_lock(&s->tails_mu);
-    while (!failed && !s->tail_failed && s->tlru_tail) write_out(s, s->tlru_tail, -1);
+    for (size_t i = 0; i < s->tnbuckets && !failed && !s->tail_failed; i++)
+        for (tail_stream *e = s->tbuckets[i]; e && !s->tail_failed; e = e->hnext)
+            if ((e->mem && e->mem->len) || e->spill.bytes) write_out(s, mem_of(e), -1);
     pthread_mutex_unlock(&s->tails_mu);
+    spill_reap(s);
 }
 
 void tails_free(store *s) {
@@ -460,6 +627,7 @@ void tails_free(store *s) {
     free(s->tbuckets);
     s->tbuckets = NULL;
     s->tnbuckets = s->tcount = 0;
+    spill_free(s);
 }
 
 /* ---- reads */
@@ -473,39 +641,47 @@ int store_read(store *s, uint64_t id, uint64_t pos, void *dst, size_t len) {
         errno = e ? EINVAL : ENOENT;
         return -1;
     }
-    uint64_t end = pos + len, w = e->written;
-    if (end > w) {
-        /* Above written everything is in memory: the flight, then the tail. */
-        const tail_mem *m = e->mem;
-        uint64_t tail_at = w + m->flight_len;
-        for (uint64_t at = pos > w ? pos : w; at < end;) {
-            const uint8_t *src = at < tail_at ? m->flight + (at - w) : m->buf + (at - tail_at);
+    const tail_mem *m = e->mem;
+    uint64_t end = pos + len, w = e->written, mem_at = w + e->spill.bytes;
+    if (end > mem_at) {
+        /* Above the spilled bytes everything is in memory: the flight,
+         * then the tail. */
+        uint64_t tail_at = mem_at + m->flight_len;
+        for (uint64_t at = pos > mem_at ? pos : mem_at; at < end;) {
+            const uint8_t *src = at < tail_at ? m->flight + (at - mem_at) : m->buf + (at - tail_at);
             uint64_t stop = at < tail_at && end > tail_at ? tail_at : end;
             memcpy(out + (at - pos), src, (size_t)(stop - at));
             at = stop;
         }
     }
+    /* Spilled bytes are read without the lock, through a view that keeps
+     * their files open. */
+    uint64_t sa = pos > w ? pos : w, sb = end < mem_at ? end : mem_at;
+    spill_view *v = sa < sb ? spill_view_take(s, &e->spill) : NULL;
     pthread_mutex_unlock(&s->tails_mu);
-    if (pos >= w) return 0;
-
-    /* Bytes below written stay in the file: no lock needed to read them. */
-    size_t n = (size_t)((end < w ? end : w) - pos), done = 0;
-    store_file *f = store_file_acquire(s, id);
-    if (!f) return -1;
-    while (done < n) {
-        ssize_t r = pread(store_file_fd(f), out + done, n - done, (off_t)(pos + done));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            /* A file shorter than written lost bytes outside the store. */
-            int err = r < 0 ? errno : EIO;
-            store_file_release(s, f);
+    if (v) {
+        int rc = spill_view_read(v, id, mem_at, sa, out + (sa - pos), (size_t)(sb - sa));
+        int err = errno;
+        pthread_mutex_lock(&s->tails_mu);
+        spill_view_release(s, v);
+        pthread_mutex_unlock(&s->tails_mu);
+        if (rc < 0) {
             errno = err;
             return -1;
         }
-        done += (size_t)r;
     }
+    if (pos >= w) return 0;
+
+    /* Bytes below written stay in the file: no lock needed to read them. */
+    size_t n = (size_t)((end < w ? end : w) - pos);
+    store_file *f = store_file_acquire(s, id);
+    if (!f) return -1;
+    /* A file shorter than written lost bytes outside the store (EIO). */
+    int rc = io_pread_full(store_file_fd(f), out, n, pos);
+    int err = errno;
     store_file_release(s, f);
-    return 0;
+    errno = err;
+    return rc;
 }
 
 uint64_t store_written(store *s, uint64_t id) {

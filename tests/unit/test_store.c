@@ -255,7 +255,7 @@ static void cb_snapshot(void *ctx, store_snapshot *snap) {
 }
 
 /* Write-behind limits for open_store (0 = the store's defaults). */
-static uint64_t opt_tail_max, opt_tail_budget;
+static uint64_t opt_tail_max, opt_tail_budget, opt_spill_file;
 
 static store *open_store(tctx *c, const char *dir, store_durability d, uint64_t ckpt_bytes,
                          bool with_snapshot, char *err, size_t errlen) {
@@ -267,6 +267,7 @@ static store *open_store(tctx *c, const char *dir, store_durability d, uint64_t 
         .checkpoint_bytes = ckpt_bytes,
         .tail_max = opt_tail_max,
         .tail_budget = opt_tail_budget,
+        .spill_file_bytes = opt_spill_file,
         .ctx = c,
         .on_durable = cb_durable,
         .on_recover = cb_recover,
@@ -1295,7 +1296,7 @@ static bool all_ranges_ok(tctx *c, int i, size_t step) {
 static bool in_flight(tctx *c, int i) {
     pthread_mutex_lock(&c->s->tails_mu);
     tail_stream *e = tails_find_locked(c->s, c->st[i].id);
-    bool f = e && e->mem && e->mem->flight;
+    bool f = e && e->mem && e->mem->writing;
     pthread_mutex_unlock(&c->s->tails_mu);
     return f;
 }
@@ -1393,14 +1394,44 @@ out:
     rm_rf(dir);
 }
 
+/* What stream i has in spill files (-1 if it has no tail). */
+static int64_t spilled_of(tctx *c, int i) {
+    pthread_mutex_lock(&c->s->tails_mu);
+    tail_stream *e = tails_find_locked(c->s, c->st[i].id);
+    int64_t n = e ? (int64_t)e->spill.bytes : -1;
+    pthread_mutex_unlock(&c->s->tails_mu);
+    return n;
+}
+
+/* Spill files not yet closed. */
+static int spill_files_open(tctx *c) {
+    int n = 0;
+    pthread_mutex_lock(&c->s->tails_mu);
+    for (const spill_file *f = c->s->spill_files; f; f = f->next) n++;
+    for (const spill_file *f = c->s->spill_doomed; f; f = f->next) n++;
+    pthread_mutex_unlock(&c->s->tails_mu);
+    return n;
+}
+
+static bool wait_stats(tctx *c, store_stats *st, uint64_t spill_writes, uint64_t tail_bytes_at_most) {
+    for (int k = 0; k < 2000; k++) {
+        store_get_stats(c->s, st);
+        if (st->spill_writes >= spill_writes && st->tail_bytes <= tail_bytes_at_most) return true;
+        sleep_ms(2);
+    }
+    return false;
+}
+
 /* Over the budget the least recently appended tails go first, until half
- * of it is left. */
+ * of it is left: all in one write to a spill file, where they are read
+ * from, extent after extent, until a checkpoint (or tail_max) takes them to
+ * their data files. */
 static void test_tail_budget(void) {
     char dir[64];
     make_tmpdir(dir, sizeof dir);
     tctx c;
     ctx_init(&c);
-    opt_tail_max = 1 << 20;
+    opt_tail_max = 4000;
     opt_tail_budget = 8192;
     if (!open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0)) goto out;
     int n = 20;
@@ -1413,25 +1444,56 @@ static void test_tail_budget(void) {
      * would write their own tails). */
     for (int i = 0; i < n; i++) append_filled(&c, i, 500, (unsigned)i);
     store_stats st;
-    bool drained = false;
-    for (int k = 0; k < 2000 && !drained; k++) {
-        store_get_stats(c.s, &st);
-        drained = st.tail_bytes <= 8192 / 2 + 3 * 500 && st.tail_writes > 0;
-        if (!drained) sleep_ms(2);
-    }
-    CHECK(drained);
+    CHECK(wait_stats(&c, &st, 1, 8192 / 2 + 3 * 500));
     CHECK(st.tail_bytes <= 8192);
-    /* The oldest went, the newest stayed in memory. */
-    CHECK_EQ_INT(store_written(c.s, c.st[0].id), 500);
-    CHECK_EQ_INT(store_written(c.s, c.st[n - 1].id), 0);
+    CHECK_EQ_INT(st.spill_writes, 1);
+    CHECK_EQ_INT(st.tail_writes, 0);
+    /* The oldest went, the newest stayed in memory; none reached a file. */
+    CHECK_EQ_INT(spilled_of(&c, 0), 500);
+    CHECK_EQ_INT(spilled_of(&c, n - 1), 0);
+    int went = 0;
     bool ok = true;
-    uint64_t in_files = 0;
     for (int i = 0; i < n; i++) {
+        int64_t sp = spilled_of(&c, i);
+        ok = ok && (sp == 0 || sp == 500) && store_written(c.s, c.st[i].id) == 0;
+        went += sp == 500;
         ok = ok && read_back_ok(&c, i);
-        in_files += store_written(c.s, c.st[i].id);
     }
     CHECK(ok);
-    CHECK_EQ_INT(in_files + st.tail_bytes, 500 * n);
+    CHECK_EQ_INT(st.tail_bytes + 500 * (uint64_t)went, 500 * (uint64_t)n);
+    CHECK_EQ_INT(st.spill_bytes, (500 + SPILL_HDR_SIZE) * (uint64_t)went);
+    CHECK(all_ranges_ok(&c, 0, 37));
+
+    /* Spilled again: stream 0's chain has two extents; reads walk it and
+     * go on into memory. */
+    append_filled(&c, 0, 300, 100);
+    for (int k = 0; k < 20 && spilled_of(&c, 0) != 800; k++) {
+        for (int i = 1; i < n; i++) append_filled(&c, i, 200, (unsigned)(100 + k * n + i));
+        wait_stats(&c, &st, 2, 8192);
+    }
+    CHECK_EQ_INT(spilled_of(&c, 0), 800);
+    append_filled(&c, 0, 100, 7);
+    CHECK(all_ranges_ok(&c, 0, 29));
+    CHECK(range_ok(&c, 0, 499, 2) && range_ok(&c, 0, 799, 2) && range_ok(&c, 0, 0, 900));
+    ok = true;
+    for (int i = 0; i < n; i++) ok = ok && read_back_ok(&c, i);
+    CHECK(ok);
+
+    /* Reaching tail_max with what it spilled: the writer takes everything
+     * to the data file in one write, and the chain is gone. */
+    uint64_t before = st.tail_writes;
+    for (int k = 0; k < 4; k++) append_filled(&c, 0, 800, (unsigned)(200 + k));
+    CHECK(wait_written(&c, 0, c.st[0].data.len));
+    CHECK_EQ_INT(spilled_of(&c, 0), 0);
+    store_get_stats(c.s, &st);
+    CHECK_EQ_INT(st.tail_writes, before + 1);
+    CHECK(file_exact_ok(&c, 0));
+
+    /* A checkpoint takes every chain to its data file. */
+    CHECK_EQ_INT(store_checkpoint(c.s), 0);
+    ok = true;
+    for (int i = 0; i < n; i++) ok = ok && spilled_of(&c, i) == 0 && file_exact_ok(&c, i);
+    CHECK(ok);
     close_store(&c);
     CHECK(open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0) != NULL);
     if (c.s) {
@@ -1442,6 +1504,88 @@ out:
     opt_tail_max = opt_tail_budget = 0;
     ctx_free(&c);
     rm_rf(dir);
+}
+
+/* Spill files are replaced as they fill, closed once no chain needs them,
+ * and gone from disk after a crash; deleting a stream drops its chain. */
+static void test_spill_files(void) {
+    char dir[64], crash[80];
+    make_tmpdir(dir, sizeof dir);
+    snprintf(crash, sizeof crash, "%s.crash", dir);
+    tctx c;
+    ctx_init(&c);
+    opt_tail_max = 1 << 20;
+    opt_tail_budget = 4096;
+    opt_spill_file = 1; /* every batch in a file of its own */
+    if (!open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0)) goto out;
+    int n = 16;
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "/spill/%d", i);
+        t_create(&c, name, "", NULL, 0, NULL);
+    }
+    store_stats st;
+    uint64_t peak = 0;
+    for (int round = 0; round < 6; round++) {
+        for (int i = 0; i < n; i++) append_filled(&c, i, 400, (unsigned)(round * n + i));
+        CHECK(wait_stats(&c, &st, (uint64_t)round + 1, 4096));
+        if (st.spill_bytes > peak) peak = st.spill_bytes;
+    }
+    bool ok = true;
+    for (int i = 0; i < n; i++) ok = ok && read_back_ok(&c, i) && all_ranges_ok(&c, i, 211);
+    CHECK(ok);
+    CHECK(spilled_of(&c, 0) >= 800);
+    /* A deleted stream's chain goes with it. */
+    t_delete(&c, 0);
+    CHECK_EQ_INT(spilled_of(&c, 0), -1);
+    ok = true;
+    for (int i = 1; i < n; i++) ok = ok && read_back_ok(&c, i);
+    CHECK(ok);
+
+    /* The crash image: every byte comes back from the WAL, and no spill
+     * file is left in the directory. */
+    store_lsn last = t_append(&c, 1, "x", 1, NULL);
+    CHECK(wait_durable(&c, last));
+    rm_rf(crash);
+    CHECK(copy_tree(dir, crash));
+
+    /* After the checkpoint only the current file is left open. */
+    CHECK(spill_files_open(&c) >= 3);
+    CHECK(peak >= 3 * (400 + SPILL_HDR_SIZE));
+    CHECK_EQ_INT(store_checkpoint(c.s), 0);
+    bool reaped = false;
+    for (int k = 0; k < 2000 && !reaped; k++) {
+        reaped = spill_files_open(&c) == 1;
+        if (!reaped) sleep_ms(2);
+    }
+    CHECK(reaped);
+    store_get_stats(c.s, &st);
+    CHECK(st.spill_bytes < peak);
+    ok = true;
+    for (int i = 1; i < n; i++) ok = ok && file_exact_ok(&c, i);
+    CHECK(ok);
+    close_store(&c);
+
+    CHECK(open_store(&c, crash, STORE_DURABLE, 0, true, NULL, 0) != NULL);
+    if (c.s) {
+        CHECK(recovered_matches(&c));
+        close_store(&c);
+    }
+    DIR *d = opendir(crash);
+    CHECK(d != NULL);
+    for (struct dirent *de; d && (de = readdir(d));) {
+        const char *e = de->d_name;
+        bool known = !strcmp(e, ".") || !strcmp(e, "..") || !strcmp(e, "catalog") ||
+                     !strcmp(e, "wal") || !strcmp(e, "data") || !strcmp(e, "LOCK");
+        if (!known) fprintf(stderr, "unexpected %s in %s\n", e, crash);
+        CHECK(known);
+    }
+    if (d) closedir(d);
+out:
+    opt_tail_max = opt_tail_budget = opt_spill_file = 0;
+    ctx_free(&c);
+    rm_rf(dir);
+    rm_rf(crash);
 }
 
 /* A checkpoint writes every tail out before it syncs; bytes appended after
@@ -2059,6 +2203,7 @@ int main(void) {
     run("write_failure", test_write_failure);
     run("tail_reads", test_tail_reads);
     run("tail_budget", test_tail_budget);
+    run("spill_files", test_spill_files);
     tail_crash_streams = 4;
     run("tail_crash", test_tail_crash);
     tail_crash_streams = SYNCFS_FILES + 36;
