@@ -66,6 +66,8 @@
  *   wal/spare          zero-filled next segment (never replayed; removed at open)
  *   data/XX/<id hex>.dat      stream data files (XX = low byte of id, 256 dirs)
  *   LOCK               flock()ed while a store has the directory open
+ * and, while it runs, spill files opened O_TMPFILE in the directory: they
+ * have no name and vanish with the process.
  */
 #ifndef WEFT_STORE_H
 #define WEFT_STORE_H
