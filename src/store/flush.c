@@ -201,9 +201,11 @@ void *flush_main(void *arg) {
             if (s->opt.on_durable) s->opt.on_durable(s->opt.ctx, last);
             reported = last;
         }
-        /* Deleted streams' data files go once the delete is durable. */
+        /* Deleted streams' bytes and data files go once the delete is
+         * durable: a checkpoint may still need them until then. */
         const uint64_t *ids = (const uint64_t *)deletes.data;
         for (size_t i = 0; i < deletes.len / sizeof *ids; i++) {
+            tails_forget(s, ids[i]);
             if (datafile_unlink(s, ids[i]) < 0)
                 log_write(LOG_WARN, "store: cannot remove data file of stream %llx: %s",
                           (unsigned long long)ids[i], strerror(errno));

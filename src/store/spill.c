@@ -23,8 +23,9 @@
  *
  * The space spill files take on disk is capped at an eighth of the free
  * space (sampled each second by the writer thread, like the WAL's cap in
- * checkpoint_due): past that, or for a while after a failed write, tails go
- * to their data files instead.
+ * checkpoint_due), and what the chains owe their data files counts against
+ * the free space kept for the tails (tail.c, check_space): past that, or
+ * for a while after a failed write, tails go to their data files instead.
  */
 #include "store_int.h"
 
@@ -68,8 +69,10 @@ void spill_free(store *s) {
 }
 
 bool spill_usable(store *s, uint64_t bytes) {
+    uint64_t avail = s->disk_avail;
     return !s->write_through && !s->tail_failed && mono_sec() >= s->spill_paused_until &&
-           s->spill_disk + bytes <= s->spill_room;
+           s->spill_disk + bytes <= avail / 8 &&
+           tails_headroom(s) + 2 * (s->spill_held + bytes) <= avail;
 }
 
 void spill_pause(store *s, int err) {
@@ -95,8 +98,21 @@ static void unref(store *s, spill_file *f) {
 
 spill_file *spill_current(store *s, uint64_t bytes) {
     spill_file *cur = s->spill_cur;
-    /* No chain left in it: start over, on blocks it already has. */
-    if (cur && cur->refs == 1) cur->end = 0;
+    if (cur && cur->refs == 1 && cur->size > 0) {
+        /* No chain left in it: start over, and give its blocks and dirty
+         * pages back first, so that neither writeback nor a checkpoint's
+         * syncfs writes dead bytes. Only the writer thread uses it now. */
+        pthread_mutex_unlock(&s->tails_mu);
+        int rc = ftruncate(cur->fd, 0);
+        int err = errno;
+        pthread_mutex_lock(&s->tails_mu);
+        if (rc < 0) {
+            spill_pause(s, err);
+            return NULL;
+        }
+        s->spill_disk -= cur->size;
+        cur->size = cur->end = 0;
+    }
     if (cur && cur->end + bytes <= s->opt.spill_file_bytes) return cur;
     /* Only the writer thread spills, so no one else rotates meanwhile. */
     pthread_mutex_unlock(&s->tails_mu);
@@ -137,6 +153,7 @@ void spill_chain_add(store *s, spill_chain *c, const spill_file *f, uint64_t add
     c->addr = addr;
     c->len = len;
     c->bytes += len;
+    s->spill_held += len;
 }
 
 void spill_chain_drop(store *s, spill_chain *c) {
@@ -147,6 +164,7 @@ void spill_chain_drop(store *s, spill_chain *c) {
         if (g->num >= c->first) unref(s, g);
         g = next;
     }
+    s->spill_held -= c->bytes;
     memset(c, 0, sizeof *c);
 }
 

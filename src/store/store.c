@@ -402,9 +402,12 @@ store_lsn store_delete(store *s, uint64_t id) {
         errno = EINVAL;
         return 0;
     }
+    /* Before logging: the flusher may make the delete durable, and forget
+     * the stream, as soon as it is logged. */
+    tails_doom(s, id, true);
     store_rec r = {.type = STORE_REC_DELETE, .id = id};
     store_lsn lsn = log_record(s, &r);
-    if (lsn) tails_forget(s, id);
+    if (!lsn) tails_doom(s, id, false);
     return lsn;
 }
 

@@ -24,12 +24,14 @@
  * together pass options.tail_budget, the least recently appended move to
  * anonymous spill files instead, hundreds in one write, and reach their
  * data files at the next checkpoint: with many streams, a data file write
- * per few appends was most of an append's cost. Data can be read (store_read) as
- * soon as store_append returns — but the caller must not expose it to
- * readers before it is durable. While the file system has little free space
- * (less than 4 x tail_budget), appends are written to the data file before
- * they are logged instead, so a full disk fails the append rather than an
- * acknowledged write-out later.
+ * per few appends was most of an append's cost. Data can be read
+ * (store_read) as soon as store_append returns — but the caller must not
+ * expose it to readers before it is durable. While the file system has
+ * little free space (less than 4 x tail_budget plus what is spilled),
+ * appends are written to the data file before they are logged instead, so
+ * a full disk fails the append rather than an acknowledged write-out later.
+ * A deleted stream's bytes are kept until its delete is durable: a
+ * checkpoint that counted the stream still writes them out.
  *
  * An append's data and its meta change (producer state, closure) are one WAL
  * record, so they become durable atomically.

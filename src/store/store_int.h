@@ -258,8 +258,10 @@ void spill_init(store *s);
 /* Close every file (store teardown, nothing else running). */
 void spill_free(store *s);
 /* Whether a batch of up to `bytes` may be spilled now: spilling works here,
- * has not failed lately, and the spill files stay under an eighth of the
- * free disk space. */
+ * has not failed lately, the spill files stay under an eighth of the free
+ * disk space, and that space still holds the tails' headroom plus twice
+ * what the chains owe their data files (once in the spill files, once in
+ * the data files, until the first are closed). */
 bool spill_usable(store *s, uint64_t bytes);
 /* The current file, with room for `bytes` more (rotating: drops tails_mu
  * for the open). NULL if none can be made (spilling is then paused). */
@@ -300,6 +302,7 @@ struct tail_stream {
     tail_stream *hnext;
     spill_chain spill;
     tail_mem *mem; /* NULL while nothing is in memory */
+    bool dying;    /* deleted, the delete not yet durable */
 };
 
 struct tail_mem {
@@ -320,7 +323,12 @@ void tails_free(store *s);
 /* Recovery and store_create: a live stream whose `length` bytes are all in
  * its data file. */
 void tails_register(store *s, uint64_t id, uint64_t length);
-/* store_delete: forget the stream and drop what it holds in memory. */
+/* store_delete, before logging the delete: the stream is gone for readers
+ * and appends (dying), but until the delete is durable a checkpoint that
+ * counted it must still find its bytes (tails_sync). dying false undoes it
+ * if the delete could not be logged. */
+void tails_doom(store *s, uint64_t id, bool dying);
+/* The delete is durable (flusher): drop what the stream holds. */
 void tails_forget(store *s, uint64_t id);
 /* Before logging an append of data at pos: the stream must exist (ENOENT)
  * and pos be its length (EINVAL). *through tells whether to write through
@@ -438,7 +446,8 @@ struct store {
     spill_file *spill_files, *spill_cur, *spill_doomed;
     uint32_t spill_next;      /* number of the next file */
     uint64_t spill_disk;      /* bytes in the files not yet closed */
-    uint64_t spill_room;      /* an eighth of the free space, as last seen */
+    uint64_t spill_held;      /* bytes of all chains: owed to data files */
+    uint64_t disk_avail;      /* free space, as last seen */
     uint64_t spill_writes;
     int64_t spill_paused_until; /* CLOCK_MONOTONIC seconds; INT64_MAX: for good */
 

@@ -30,11 +30,15 @@
  *
  * Write-behind needs free disk space: bytes acknowledged from the WAL must
  * still find room in their data files, or recovery could not rebuild them.
- * While the file system has less than 4 x tail_budget free (checked at open
- * and by the writer thread each time it wakes, at least once a second),
- * appends write through instead, as before: the data goes to the file on
- * the caller's thread before the record is logged, so a full disk fails the
- * append and nothing is acknowledged that has no room.
+ * While the file system has less than 4 x tail_budget free, plus what the
+ * spill files hold for data files (checked at open and by the writer thread
+ * each time it wakes, at least once a second), appends write through
+ * instead, as before: the data goes to the file on the caller's thread
+ * before the record is logged, so a full disk fails the append and nothing
+ * is acknowledged that has no room; and every spilled stream is queued for
+ * its data file while there is room. (Space another process takes faster
+ * than that can still make a write-out fail: the store then stops taking
+ * writes, and the WAL still has every acknowledged byte.)
  *
  * A failed write-out of a live stream is fatal for the store, like a failed
  * fsync: its bytes stay in memory (readers still get them) and in the WAL,
@@ -71,6 +75,12 @@ tail_stream *tails_find_locked(store *s, uint64_t id) {
     for (tail_stream *e = s->tbuckets[bucket_of(s, id)]; e; e = e->hnext)
         if (e->id == id) return e;
     return NULL;
+}
+
+/* The stream as readers and appenders see it: not once it is deleted. */
+static tail_stream *live_locked(store *s, uint64_t id) {
+    tail_stream *e = tails_find_locked(s, id);
+    return e && !e->dying ? e : NULL;
 }
 
 static void grow_table(store *s) {
@@ -132,6 +142,27 @@ static void mem_release(tail_mem *m) {
     free(m);
 }
 
+/* The stream's tail_mem, made for a write-out of what it spilled if it
+ * has none. */
+static tail_mem *mem_of(tail_stream *e) {
+    if (!e->mem) {
+        e->mem = xcalloc(1, sizeof *e->mem);
+        e->mem->owner = e;
+    }
+    return e->mem;
+}
+
+/* Queue every stream with spilled bytes for its data file. */
+static void queue_chains(store *s) {
+    for (size_t i = 0; i < s->tnbuckets; i++) {
+        for (tail_stream *e = s->tbuckets[i]; e; e = e->hnext) {
+            if (!e->spill.bytes || e->dying) continue;
+            tail_mem *m = mem_of(e);
+            if (!m->queued && !m->writing) enqueue(s, m);
+        }
+    }
+}
+
 /* ---- disk space */
 
 uint64_t tails_headroom(const store *s) {
@@ -143,14 +174,17 @@ static void check_space(store *s) {
     struct statvfs v;
     if (fstatvfs(s->dirfd, &v) < 0) return;
     uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
-    bool through = avail < tails_headroom(s);
     pthread_mutex_lock(&s->mu);
     s->disk_free = avail;
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_lock(&s->tails_mu);
+    /* Spilled bytes are owed to their data files too. */
+    bool through = avail < tails_headroom(s) + s->spill_held;
     bool changed = through != s->write_through;
     s->write_through = through;
-    s->spill_room = avail / 8;
+    s->disk_avail = avail;
+    /* And go there while there is room. */
+    if (through && s->spill_held) queue_chains(s);
     pthread_mutex_unlock(&s->tails_mu);
     if (changed)
         log_write(through ? LOG_WARN : LOG_INFO,
@@ -280,10 +314,12 @@ static size_t spill_batch(store *s) {
     size_t n = 0;
     for (tail_mem *m = s->tlru_tail, *next; m && n < SPILL_BATCH; m = next) {
         next = m->newer;
-        if (left <= s->opt.tail_budget / 2 || at - f->end >= SPILL_BATCH_BYTES) break;
-        /* One going to its data file anyway, or too big for an extent. */
-        if (m->writing || m->queued || held(m) >= s->opt.tail_max || m->len > SPILL_BATCH_BYTES)
+        if (left <= s->opt.tail_budget / 2) break;
+        /* One going to its data file anyway, or too big for the batch. */
+        if (m->writing || m->queued || held(m) >= s->opt.tail_max ||
+            m->len > SPILL_BATCH_BYTES - SPILL_HDR_SIZE)
             continue;
+        if (at - f->end + SPILL_HDR_SIZE + m->len > SPILL_BATCH_BYTES) break;
         tail_stream *e = m->owner;
         spill_hdr_encode(batch[n].hdr, e->id, e->written + e->spill.bytes, (uint32_t)m->len,
                          &e->spill);
@@ -308,7 +344,11 @@ static size_t spill_batch(store *s) {
     pthread_mutex_lock(&s->tails_mu);
     if (rc < 0) {
         /* Not fatal: the bytes are still in memory and go to their data
-         * files instead. */
+         * files instead. Part of the batch may have taken blocks. */
+        if (at > f->size) {
+            s->spill_disk += at - f->size;
+            f->size = at;
+        }
         for (size_t i = 0; i < n; i++) {
             tail_mem *m = batch[i].m;
             if (m->owner) unflight(s, m);
@@ -413,16 +453,6 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
-/* The stream's tail_mem, made for a write-out of what it spilled if it
- * has none. */
-static tail_mem *mem_of(tail_stream *e) {
-    if (!e->mem) {
-        e->mem = xcalloc(1, sizeof *e->mem);
-        e->mem->owner = e;
-    }
-    return e->mem;
-}
-
 /* Write out everything id holds in memory or spill files through fd,
  * waiting for a write-out another thread has under way (tails_mu held). 0
  * or an errno. */
@@ -446,7 +476,7 @@ int tails_sync(store *s, uint64_t id, bool sync) {
     if (fd < 0) {
         if (errno != ENOENT) return -1;
         pthread_mutex_lock(&s->tails_mu);
-        bool live = tails_find_locked(s, id) != NULL;
+        bool live = live_locked(s, id) != NULL;
         pthread_mutex_unlock(&s->tails_mu);
         if (live) log_write(LOG_ERROR, "store: data file of stream %llx is missing",
                             (unsigned long long)id);
@@ -474,6 +504,13 @@ void tails_register(store *s, uint64_t id, uint64_t length) {
     e->hnext = s->tbuckets[b];
     s->tbuckets[b] = e;
     s->tcount++;
+    pthread_mutex_unlock(&s->tails_mu);
+}
+
+void tails_doom(store *s, uint64_t id, bool dying) {
+    pthread_mutex_lock(&s->tails_mu);
+    tail_stream *e = tails_find_locked(s, id);
+    if (e) e->dying = dying;
     pthread_mutex_unlock(&s->tails_mu);
 }
 
@@ -511,7 +548,7 @@ bool tails_through(store *s) {
 
 int tails_check(store *s, uint64_t id, uint64_t pos, bool *through) {
     pthread_mutex_lock(&s->tails_mu);
-    tail_stream *e = tails_find_locked(s, id);
+    tail_stream *e = live_locked(s, id);
     int err = !e ? ENOENT : pos != e->length ? EINVAL : 0;
     *through = s->write_through;
     pthread_mutex_unlock(&s->tails_mu);
@@ -523,8 +560,8 @@ int tails_write_through(store *s, uint64_t id, uint64_t pos, const uint8_t *data
     /* Bytes written behind before the switch go first: written must reach
      * pos, as the bytes below it are read from the file. */
     pthread_mutex_lock(&s->tails_mu);
-    tail_stream *e = tails_find_locked(s, id);
-    bool held = e && e->mem;
+    tail_stream *e = live_locked(s, id);
+    bool held = e && (e->mem || e->spill.bytes);
     pthread_mutex_unlock(&s->tails_mu);
     if (held && tails_sync(s, id, false) < 0) return -1;
     store_file *f = store_file_acquire(s, id);
@@ -599,7 +636,8 @@ void tails_stop(store *s) {
     pthread_mutex_lock(&s->tails_mu);
     for (size_t i = 0; i < s->tnbuckets && !failed && !s->tail_failed; i++)
         for (tail_stream *e = s->tbuckets[i]; e && !s->tail_failed; e = e->hnext)
-            if ((e->mem && e->mem->len) || e->spill.bytes) write_out(s, mem_of(e), -1);
+            if (!e->dying && ((e->mem && e->mem->len) || e->spill.bytes))
+                write_out(s, mem_of(e), -1);
     pthread_mutex_unlock(&s->tails_mu);
     spill_reap(s);
 }
@@ -635,7 +673,7 @@ void tails_free(store *s) {
 int store_read(store *s, uint64_t id, uint64_t pos, void *dst, size_t len) {
     uint8_t *out = dst;
     pthread_mutex_lock(&s->tails_mu);
-    tail_stream *e = tails_find_locked(s, id);
+    tail_stream *e = live_locked(s, id);
     if (!e || pos > e->length || len > e->length - pos) {
         pthread_mutex_unlock(&s->tails_mu);
         errno = e ? EINVAL : ENOENT;
@@ -686,7 +724,7 @@ int store_read(store *s, uint64_t id, uint64_t pos, void *dst, size_t len) {
 
 uint64_t store_written(store *s, uint64_t id) {
     pthread_mutex_lock(&s->tails_mu);
-    tail_stream *e = tails_find_locked(s, id);
+    tail_stream *e = live_locked(s, id);
     uint64_t w = e ? e->written : 0;
     pthread_mutex_unlock(&s->tails_mu);
     return w;

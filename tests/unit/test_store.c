@@ -189,6 +189,13 @@ typedef struct tctx {
     trec rec[MAXS];
     size_t nrec;
     bool rec_overflow;
+    /* test_delete_after_cut: a stream the snapshot deletes right after its
+     * cut (-1: none), and on_durable reports past hold_after wait while
+     * holding is set (the flusher then stands still before forgetting). */
+    int delete_in_snapshot;
+    store_lsn delete_lsn;
+    bool holding;
+    store_lsn hold_after;
 } tctx;
 
 static void ctx_init(tctx *c) {
@@ -196,6 +203,7 @@ static void ctx_init(tctx *c) {
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
     c->order_ok = true;
+    c->delete_in_snapshot = -1;
     for (int i = 0; i < MAXS; i++) {
         buf_init(&c->st[i].meta);
         buf_init(&c->st[i].data);
@@ -218,6 +226,7 @@ static void ctx_free(tctx *c) {
 static void cb_durable(void *ctx, store_lsn lsn) {
     tctx *c = ctx;
     pthread_mutex_lock(&c->mu);
+    while (c->holding && lsn > c->hold_after) pthread_cond_wait(&c->cond, &c->mu);
     if (lsn <= c->durable) c->order_ok = false;
     c->durable = lsn;
     c->nreports++;
@@ -250,6 +259,12 @@ static void cb_snapshot(void *ctx, store_snapshot *snap) {
         if (!t->live) continue;
         store_snapshot_add(snap, t->id, (const uint8_t *)t->name, strlen(t->name), t->meta.data,
                            t->meta.len, t->data.len);
+    }
+    if (c->delete_in_snapshot >= 0) {
+        tstream *t = &c->st[c->delete_in_snapshot];
+        t->live = false;
+        c->delete_lsn = store_delete(c->s, t->id);
+        c->delete_in_snapshot = -1;
     }
     pthread_mutex_unlock(&c->mu);
 }
@@ -748,6 +763,8 @@ out:
 
 /* ---- checkpoints ---- */
 
+static void sleep_ms(int ms) { usleep((useconds_t)ms * 1000); }
+
 static void test_checkpoint(void) {
     char dir[64];
     make_tmpdir(dir, sizeof dir);
@@ -772,8 +789,15 @@ static void test_checkpoint(void) {
         if (k == 200) t_delete(&c, 3);
     }
     CHECK(wait_durable(&c, lsn));
-    CHECK_EQ_INT(store_checkpoint(c.s), 0);
+    /* The WAL passed checkpoint_bytes: one starts by itself. */
     store_stats st;
+    for (int k = 0; k < 2000; k++) {
+        store_get_stats(c.s, &st);
+        if (st.checkpoints >= 1) break;
+        sleep_ms(2);
+    }
+    CHECK(st.checkpoints >= 1);
+    CHECK_EQ_INT(store_checkpoint(c.s), 0);
     store_get_stats(c.s, &st);
     CHECK(st.checkpoints >= 2);
     char segs[8][512];
@@ -1263,7 +1287,6 @@ out:
 
 /* ---- write-behind ---- */
 
-static void sleep_ms(int ms) { usleep((useconds_t)ms * 1000); }
 
 /* Poll until stream i's written bytes reach want (the writer thread runs
  * on its own time). */
@@ -1392,6 +1415,18 @@ out:
     opt_tail_max = opt_tail_budget = 0;
     ctx_free(&c);
     rm_rf(dir);
+}
+
+static bool wait_tail_bytes(tctx *c, uint64_t want) {
+    store_stats st;
+    for (int k = 0; k < 2000; k++) {
+        store_get_stats(c->s, &st);
+        if (st.tail_bytes == want) return true;
+        sleep_ms(2);
+    }
+    fprintf(stderr, "tail_bytes %llu, want %llu\n", (unsigned long long)st.tail_bytes,
+            (unsigned long long)want);
+    return false;
 }
 
 /* What stream i has in spill files (-1 if it has no tail). */
@@ -1536,7 +1571,8 @@ static void test_spill_files(void) {
     CHECK(ok);
     CHECK(spilled_of(&c, 0) >= 800);
     /* A deleted stream's chain goes with it. */
-    t_delete(&c, 0);
+    CHECK(wait_durable(&c, t_delete(&c, 0)));
+    for (int k = 0; k < 2000 && spilled_of(&c, 0) != -1; k++) sleep_ms(2);
     CHECK_EQ_INT(spilled_of(&c, 0), -1);
     ok = true;
     for (int i = 1; i < n; i++) ok = ok && read_back_ok(&c, i);
@@ -1586,6 +1622,57 @@ out:
     ctx_free(&c);
     rm_rf(dir);
     rm_rf(crash);
+}
+
+/* A stream whose bytes are all spilled (no tail in memory) appended to in
+ * write-through mode (low disk, forced here): its spilled bytes go to the
+ * data file first, so the file has no hole where they belong. */
+static void test_spill_through(void) {
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    tctx c;
+    ctx_init(&c);
+    opt_tail_max = 1 << 20;
+    opt_tail_budget = 4096;
+    if (!open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0)) goto out;
+    int n = 16;
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "/wt/%d", i);
+        t_create(&c, name, "", NULL, 0, NULL);
+    }
+    for (int i = 0; i < n; i++) append_filled(&c, i, 400, (unsigned)i);
+    store_stats st;
+    CHECK(wait_stats(&c, &st, 1, 4096));
+    int victim = -1;
+    pthread_mutex_lock(&c.s->tails_mu);
+    for (int i = 0; i < n && victim < 0; i++) {
+        tail_stream *e = tails_find_locked(c.s, c.st[i].id);
+        if (e && !e->mem && e->spill.bytes == 400) victim = i;
+    }
+    c.s->write_through = true;
+    pthread_mutex_unlock(&c.s->tails_mu);
+    CHECK(victim >= 0);
+    if (victim < 0) goto close;
+    append_filled(&c, victim, 10, 99);
+    pthread_mutex_lock(&c.s->tails_mu);
+    c.s->write_through = false;
+    pthread_mutex_unlock(&c.s->tails_mu);
+    CHECK_EQ_INT(spilled_of(&c, victim), 0);
+    CHECK(file_exact_ok(&c, victim));
+    CHECK(read_back_ok(&c, victim));
+    CHECK_EQ_INT(store_checkpoint(c.s), 0);
+close:
+    close_store(&c);
+    CHECK(open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0) != NULL);
+    if (c.s) {
+        CHECK(recovered_matches(&c));
+        close_store(&c);
+    }
+out:
+    opt_tail_max = opt_tail_budget = 0;
+    ctx_free(&c);
+    rm_rf(dir);
 }
 
 /* A checkpoint writes every tail out before it syncs; bytes appended after
@@ -1695,8 +1782,7 @@ static void test_tail_delete(void) {
     CHECK_EQ_INT(st.tail_bytes, 604);
     store_lsn lsn = t_delete(&c, a);
     CHECK(lsn > 0);
-    store_get_stats(c.s, &st);
-    CHECK_EQ_INT(st.tail_bytes, 4);
+    /* Gone for readers and appends at once... */
     uint8_t b[8];
     errno = 0;
     CHECK_EQ_INT(store_read(c.s, c.st[a].id, 0, b, 8), -1);
@@ -1705,6 +1791,9 @@ static void test_tail_delete(void) {
     errno = 0;
     CHECK_EQ_INT(store_append(c.s, c.st[a].id, 600, b, 8, NULL, 0), 0);
     CHECK_EQ_INT(errno, ENOENT);
+    /* ...its bytes once the delete is durable. */
+    CHECK(wait_durable(&c, lsn));
+    CHECK(wait_tail_bytes(&c, 4));
 
     /* Deleted in flight: the write-out finishes into the doomed file and
      * frees what it held. */
@@ -1715,19 +1804,11 @@ static void test_tail_delete(void) {
     bool flying = wait_in_flight(&c, f);
     append_filled(&c, f, 100, 3);
     lsn = t_delete(&c, f);
-    store_get_stats(c.s, &st);
+    bool forgotten = lsn > 0 && wait_durable(&c, lsn) && wait_tail_bytes(&c, 4 + 1200);
     pthread_mutex_unlock(&c.s->files_mu);
     CHECK(flying);
-    CHECK(lsn > 0);
-    CHECK_EQ_INT(st.tail_bytes, 4 + 1200); /* the flight until it lands */
-    bool drained = false;
-    for (int k = 0; k < 2000 && !drained; k++) {
-        store_get_stats(c.s, &st);
-        drained = st.tail_bytes == 4;
-        if (!drained) sleep_ms(2);
-    }
-    CHECK(drained);
-    CHECK(wait_durable(&c, lsn));
+    CHECK(forgotten); /* the flight stays until it lands */
+    CHECK(wait_tail_bytes(&c, 4));
     for (int k = 0; k < 200 && file_size(path) >= 0; k++) sleep_ms(5);
     CHECK_EQ_INT(file_size(path), -1);
     CHECK(read_back_ok(&c, keep));
@@ -1742,6 +1823,72 @@ out:
     opt_tail_max = opt_tail_budget = 0;
     ctx_free(&c);
     rm_rf(dir);
+}
+
+/* A stream the checkpoint counts, deleted just after its cut: until the
+ * delete is durable, the checkpoint must still write the stream's tail to
+ * its file, since a crash before then recovers the stream from the new
+ * catalog. The crash image is the directory after the checkpoint, with the
+ * delete record (the only one after the cut) never written. */
+static void test_delete_after_cut(void) {
+    char dir[64], crash[80], segs[8][512];
+    make_tmpdir(dir, sizeof dir);
+    snprintf(crash, sizeof crash, "%s.crash", dir);
+    tctx c;
+    ctx_init(&c);
+    opt_tail_max = 1 << 20;
+    opt_tail_budget = 1 << 20;
+    if (!open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0)) goto out;
+    int keep = t_create(&c, "/dc/keep", "", "kept", 4, NULL);
+    int x = t_create(&c, "/dc/x", "mx", NULL, 0, NULL);
+    append_filled(&c, x, 600, 5);
+    CHECK(wait_durable(&c, t_append(&c, keep, "more", 4, NULL)));
+    CHECK_EQ_INT(store_written(c.s, c.st[x].id), 0);
+
+    pthread_mutex_lock(&c.mu);
+    c.delete_in_snapshot = x;
+    c.holding = true;
+    c.hold_after = c.durable;
+    pthread_mutex_unlock(&c.mu);
+    CHECK_EQ_INT(store_checkpoint(c.s), 0);
+    CHECK(c.delete_lsn > 0);
+    rm_rf(crash);
+    CHECK(copy_tree(dir, crash));
+    pthread_mutex_lock(&c.mu);
+    c.holding = false;
+    pthread_cond_broadcast(&c.cond);
+    pthread_mutex_unlock(&c.mu);
+    CHECK(wait_durable(&c, c.delete_lsn));
+
+    size_t nseg = wal_files(crash, segs, 8);
+    CHECK(nseg >= 1);
+    if (nseg >= 1) {
+        int fd = open(segs[nseg - 1], O_WRONLY);
+        CHECK(fd >= 0 && ftruncate(fd, 0) == 0);
+        if (fd >= 0) close(fd);
+    }
+    close_store(&c);
+
+    /* The original: the delete is durable, the stream gone. */
+    CHECK(open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0) != NULL);
+    if (c.s) {
+        CHECK_EQ_INT(c.nrec, 1);
+        CHECK(recovered_matches(&c));
+        close_store(&c);
+    }
+    /* The crash image: the stream is there, every byte of it. */
+    c.st[x].live = true;
+    CHECK(open_store(&c, crash, STORE_DURABLE, 0, true, NULL, 0) != NULL);
+    if (c.s) {
+        CHECK_EQ_INT(c.nrec, 2);
+        CHECK(recovered_matches(&c));
+        close_store(&c);
+    }
+out:
+    opt_tail_max = opt_tail_budget = 0;
+    ctx_free(&c);
+    rm_rf(dir);
+    rm_rf(crash);
 }
 
 /* With less free space than the budget needs (here: a budget no disk
@@ -2082,7 +2229,7 @@ static void test_kill9(void) {
         uint64_t end_at_durable[KSTREAMS] = {0};
         kmsg *msgs = NULL;
         size_t nmsgs = 0, cap = 0;
-        store_lsn durable = 0;
+        store_lsn durable = 0, first_append = 0;
         int run_ms = 150 + rand() % 600;
         struct timespec t0, now;
         clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -2092,7 +2239,11 @@ static void test_kill9(void) {
         for (;;) {
             clock_gettime(CLOCK_MONOTONIC, &now);
             long ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
-            if (!killed && ms >= run_ms) {
+            /* Not before an append is durable (and with it the streams'
+             * creates): on a loaded machine the child may not have got
+             * that far. */
+            bool started = first_append && durable >= first_append;
+            if (!killed && ms >= run_ms && (started || ms >= 30000)) {
                 kill(pid, SIGKILL);
                 killed = true;
             }
@@ -2108,6 +2259,7 @@ static void test_kill9(void) {
                 memcpy(&m, in.data + used, sizeof m);
                 if (m.kind == 2 && m.lsn > durable) durable = m.lsn;
                 if (m.kind == 1) {
+                    if (!first_append) first_append = m.lsn;
                     if (nmsgs == cap) {
                         cap = cap ? cap * 2 : 1024;
                         msgs = xrealloc(msgs, cap * sizeof *msgs);
@@ -2204,6 +2356,8 @@ int main(void) {
     run("tail_reads", test_tail_reads);
     run("tail_budget", test_tail_budget);
     run("spill_files", test_spill_files);
+    run("spill_through", test_spill_through);
+    run("delete_after_cut", test_delete_after_cut);
     tail_crash_streams = 4;
     run("tail_crash", test_tail_crash);
     tail_crash_streams = SYNCFS_FILES + 36;
