@@ -3,7 +3,7 @@
 # in build-san/), O (optimisation level).
 CC ?= gcc
 O ?= 2
-PKGS := zlib liburing
+PKGS := libdeflate liburing
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 

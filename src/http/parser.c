@@ -61,14 +61,17 @@ static unsigned char ascii_lower(unsigned char c) {
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
 }
 
-/* Case-insensitive comparison of p[0..n) with the lower-case string s. Our
- * own rather than strncasecmp so the locale never gets a say. */
-static bool equals_nocase(const char *p, size_t n, const char *s) {
-    size_t slen = strlen(s);
-    if (n != slen) return false;
+/* Case-insensitive comparison of n bytes. Our own rather than strncasecmp
+ * so the locale never gets a say. */
+static bool same_nocase(const char *p, const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (ascii_lower((unsigned char)p[i]) != ascii_lower((unsigned char)s[i])) return false;
     return true;
+}
+
+/* p[0..n) against the string s, ignoring case. */
+static bool equals_nocase(const char *p, size_t n, const char *s) {
+    return n == strlen(s) && same_nocase(p, s, n);
 }
 
 static int fail(const char **err, const char *msg, int code) {
@@ -140,29 +143,45 @@ static int derive_fields(http_request_head *h, const char **err) {
     h->content_length = -1;
     h->chunked = false;
     h->expect_continue = false;
+    /* The name's length picks the one name it can be, so each header costs
+     * at most one comparison. */
     for (size_t i = 0; i < h->nheaders; i++) {
         const http_header *f = &h->headers[i];
-        if (equals_nocase(f->name, f->name_len, "content-length")) {
-            int64_t n;
-            if (!parse_content_length(f->value, f->value_len, &n))
-                return fail(err, "invalid content-length", HTTP_PARSE_BAD);
-            if (h->content_length >= 0 && n != h->content_length)
-                return fail(err, "conflicting content-length headers", HTTP_PARSE_BAD);
-            h->content_length = n;
-        } else if (equals_nocase(f->name, f->name_len, "transfer-encoding")) {
+        switch (f->name_len) {
+        case 14:
+            if (same_nocase(f->name, "content-length", 14)) {
+                int64_t n;
+                if (!parse_content_length(f->value, f->value_len, &n))
+                    return fail(err, "invalid content-length", HTTP_PARSE_BAD);
+                if (h->content_length >= 0 && n != h->content_length)
+                    return fail(err, "conflicting content-length headers", HTTP_PARSE_BAD);
+                h->content_length = n;
+            }
+            break;
+        case 17:
             /* Two Transfer-Encoding lines are one list; "chunked, chunked"
              * is not allowed, and any other combination is not chunked. */
-            if (te) return fail(err, "repeated transfer-encoding", HTTP_PARSE_BAD);
-            te = f;
-        } else if (equals_nocase(f->name, f->name_len, "host")) {
-            if (has_host) return fail(err, "duplicate host header", HTTP_PARSE_BAD);
-            has_host = true;
-        } else if (equals_nocase(f->name, f->name_len, "connection")) {
-            scan_connection(f->value, f->value_len, &conn_close, &conn_keep_alive);
-        } else if (equals_nocase(f->name, f->name_len, "expect")) {
+            if (same_nocase(f->name, "transfer-encoding", 17)) {
+                if (te) return fail(err, "repeated transfer-encoding", HTTP_PARSE_BAD);
+                te = f;
+            }
+            break;
+        case 4:
+            if (same_nocase(f->name, "host", 4)) {
+                if (has_host) return fail(err, "duplicate host header", HTTP_PARSE_BAD);
+                has_host = true;
+            }
+            break;
+        case 10:
+            if (same_nocase(f->name, "connection", 10))
+                scan_connection(f->value, f->value_len, &conn_close, &conn_keep_alive);
+            break;
+        case 6:
             /* RFC 9110 10.1.1: an HTTP/1.0 client cannot expect 100. */
-            if (h->version_minor == 1 && equals_nocase(f->value, f->value_len, "100-continue"))
+            if (same_nocase(f->name, "expect", 6) && h->version_minor == 1 &&
+                equals_nocase(f->value, f->value_len, "100-continue"))
                 h->expect_continue = true;
+            break;
         }
     }
 
@@ -290,16 +309,14 @@ int http_parse_head(const char *data, size_t len, size_t max_head_bytes, size_t 
             if (*p != ' ' && *p != '\t') break;
             p++;
         }
-        /* value_end trails the last non-whitespace byte, which strips the
-         * trailing OWS without a second scan. */
-        const unsigned char *value = p, *value_end = p;
-        for (;;) {
-            if (p == end) goto need_more;
-            if (*p == '\r') break;
-            if (!is_field_byte(*p)) return fail(err, "invalid header value", HTTP_PARSE_BAD);
-            if (*p != ' ' && *p != '\t') value_end = p + 1;
-            p++;
-        }
+        /* The value runs to the CR; trailing OWS is stripped afterwards,
+         * which keeps the per-byte loop to one test. */
+        const unsigned char *value = p;
+        while (p < end && is_field_byte(*p)) p++;
+        if (p == end) goto need_more;
+        if (*p != '\r') return fail(err, "invalid header value", HTTP_PARSE_BAD);
+        const unsigned char *value_end = p;
+        while (value_end > value && (value_end[-1] == ' ' || value_end[-1] == '\t')) value_end--;
         if (p + 1 == end) goto need_more;
         if (p[1] != '\n') return fail(err, "bare CR in request", HTTP_PARSE_BAD);
         p += 2;
@@ -332,10 +349,23 @@ int http_parse_status(int code) {
     }
 }
 
+void http_head_move(http_request_head *h, const char *from, const char *to) {
+    h->method_str = to + (h->method_str - from);
+    h->target = to + (h->target - from);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        http_header *f = &h->headers[i];
+        f->name = to + (f->name - from);
+        f->value = to + (f->value - from);
+    }
+}
+
 const char *http_head_get(const http_request_head *h, const char *name, size_t *value_len) {
+    /* Called several times per request, each time over every header: the
+     * length test first skips nearly all of them. */
+    size_t name_len = strlen(name);
     for (size_t i = 0; i < h->nheaders; i++) {
         const http_header *f = &h->headers[i];
-        if (equals_nocase(f->name, f->name_len, name)) {
+        if (f->name_len == name_len && same_nocase(f->name, name, name_len)) {
             if (value_len) *value_len = f->value_len;
             return f->value;
         }

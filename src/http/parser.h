@@ -82,6 +82,11 @@ int http_parse_head(const char *buf, size_t len, size_t max_head_bytes, size_t m
 
 int http_parse_status(int code); /* maps HTTP_PARSE_* to 400/431/414/505/501 */
 
+/* Point a parsed head at a copy of its bytes: from, the buffer it was parsed
+ * from, and to, a copy of its first head_len bytes. Cheaper than parsing the
+ * copy again. */
+void http_head_move(http_request_head *h, const char *from, const char *to);
+
 /* Case-insensitive header lookup; returns the first match's value or NULL. */
 const char *http_head_get(const http_request_head *h, const char *name, size_t *value_len);
 

@@ -798,13 +798,12 @@ static bool start_request(http_conn *c) {
         fail_request(c, http_parse_status(r), err ? err : "malformed request");
         return true;
     }
-    /* Re-parse from a private copy so the head stays valid while more input
+    /* Move the head to a private copy so it stays valid while more input
      * is read into (and possibly reallocates) the input buffer. */
     buf_reset(&c->head_copy);
     buf_append(&c->head_copy, c->in.data, (size_t)r);
+    http_head_move(&c->req->head, (const char *)c->in.data, (const char *)c->head_copy.data);
     buf_consume(&c->in, (size_t)r);
-    http_parse_head((const char *)c->head_copy.data, c->head_copy.len, cfg->max_head_bytes,
-                    cfg->max_target_len, &c->req->head, &err);
     if (!http_target_split(c->req->head.target, c->req->head.target_len, &c->req->target)) {
         fail_request(c, 400, "request target must be an absolute path");
         return true;

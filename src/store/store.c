@@ -305,7 +305,6 @@ static uint64_t checkpoint_due(const store *s) {
 
 /* Assign the LSN and queue the record for the flusher. */
 static store_lsn log_record(store *s, store_rec *r) {
-    uint32_t payload_crc = wal_payload_crc(r);
     pthread_mutex_lock(&s->mu);
     if (s->failed) {
         int e = s->failed;
@@ -314,7 +313,7 @@ static store_lsn log_record(store *s, store_rec *r) {
         return 0;
     }
     r->lsn = s->next_lsn++;
-    wal_encode(&s->pending, r, payload_crc);
+    wal_encode(&s->pending, r);
     s->wal_bytes += wal_rec_size(r);
     s->stats.records++;
     /* The dirty set is swapped by store_snapshot_begin under this same lock,

@@ -59,7 +59,7 @@ void codec_put_u32(uint8_t *p, uint32_t v);
 void codec_put_u64(uint8_t *p, uint64_t v);
 uint32_t codec_get_u32(const uint8_t *p);
 uint64_t codec_get_u64(const uint8_t *p);
-/* Continue a zlib CRC-32 over n bytes (any n). */
+/* Continue a CRC-32 (the gzip/zlib polynomial; start from 0) over n bytes. */
 uint32_t codec_crc(uint32_t crc, const uint8_t *p, size_t n);
 /* "<16 lower-case hex digits><suffix>" -> *v. */
 bool codec_parse_hex_name(const char *name, const char *suffix, uint64_t *v);
@@ -107,11 +107,8 @@ int io_fsync_dir(int dirfd, const char *path);
 
 /* Bytes the record will take. */
 size_t wal_rec_size(const store_rec *r);
-/* crc32 of the record's name, meta and data: the expensive part of the
- * checksum, computed before taking the store lock. */
-uint32_t wal_payload_crc(const store_rec *r);
 /* Append the encoded record (r->lsn already set) to out. */
-void wal_encode(buf *out, const store_rec *r, uint32_t payload_crc);
+void wal_encode(buf *out, const store_rec *r);
 /* store_wal_scan, requiring the first record's LSN to be > prev_lsn. */
 size_t wal_scan_after(const uint8_t *img, size_t len, store_lsn prev_lsn,
                       void (*fn)(void *arg, const store_rec *r), void *arg);

@@ -555,12 +555,15 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
             s->closed_by_seq = p.seq;
         }
     }
-    buf meta;
-    buf_init(&meta);
+    /* Appends with producer headers change the meta every time; one buffer,
+     * guarded by streams_lock, saves an allocation per append (the store
+     * copies the bytes). */
+    static buf meta;
+    buf_reset(&meta);
     if (meta_changed) stream_meta_encode(s, &meta);
     store_lsn lsn = store_append(streams_store, s->id, s->tail - s->fork_off, bytes, nbytes,
                                  meta_changed ? meta.data : NULL, meta.len);
-    buf_free(&meta);
+    if (meta.cap > 65536) buf_free(&meta);
     if (lsn == 0) {
         if (new_pr) {
             free(s->producers[--s->nproducers].id);

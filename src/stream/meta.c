@@ -27,7 +27,18 @@ static void put_str(buf *b, const char *s) {
     buf_append(b, s, n);
 }
 
+static size_t str_size(const char *s) { return 4 + (s ? strlen(s) : 0); }
+
+/* Bytes stream_meta_encode appends, so it grows the buffer once. */
+static size_t meta_size(const stream *s) {
+    size_t n = 2 + 8 * 8 + str_size(s->content_type) + str_size(s->expires_str) +
+               str_size(s->stream_seq) + str_size(s->closed_by_id);
+    for (uint32_t i = 0; i < s->nproducers; i++) n += str_size(s->producers[i].id) + 16;
+    return n;
+}
+
 void stream_meta_encode(const stream *s, buf *out) {
+    buf_reserve(out, meta_size(s));
     buf_append_byte(out, META_VERSION);
     buf_append_byte(out, (uint8_t)((s->closed ? F_CLOSED : 0) | (s->deleted ? F_DELETED : 0)));
     put_str(out, s->content_type);

@@ -159,6 +159,35 @@ static void test_head_get_first_match(void) {
     CHECK_MEM_STR(v, n, "one");
 }
 
+/* A head moved to a copy points into the copy only, with the same fields. */
+static void test_head_move(void) {
+    const char *req = "PUT /a/b?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nX-Y:  z \r\n\r\nabc";
+    char *orig = strdup(req);
+    http_request_head h;
+    int len = parse_ok(orig, &h);
+    CHECK_EQ_INT(len, strlen(req) - 3);
+    char *copy = malloc((size_t)len);
+    memcpy(copy, orig, (size_t)len);
+    http_head_move(&h, orig, copy);
+    memset(orig, '#', strlen(req));
+    free(orig);
+    CHECK(h.method_str == copy);
+    CHECK_MEM_STR(h.method_str, h.method_len, "PUT");
+    CHECK(h.target == copy + 4);
+    CHECK_MEM_STR(h.target, h.target_len, "/a/b?x=1");
+    CHECK_EQ_INT(h.nheaders, 3);
+    for (size_t i = 0; i < h.nheaders; i++) {
+        CHECK(h.headers[i].name >= copy && h.headers[i].name < copy + len);
+        CHECK(h.headers[i].value >= copy && h.headers[i].value < copy + len);
+    }
+    size_t n;
+    const char *v = http_head_get(&h, "x-y", &n);
+    CHECK_MEM_STR(v, n, "z");
+    CHECK_MEM_STR(h.headers[0].value, h.headers[0].value_len, "h");
+    CHECK_EQ_INT(h.content_length, 3);
+    free(copy);
+}
+
 static void test_pipelined(void) {
     const char *two = "GET /first HTTP/1.1\r\nHost: h\r\n\r\n"
                       "POST /second HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
@@ -825,6 +854,7 @@ int main(void) {
     test_method_charset();
     test_headers_ows();
     test_head_get_first_match();
+    test_head_move();
     test_pipelined();
     test_leading_empty_lines();
     test_incremental();
