@@ -281,7 +281,8 @@ static int serve(void) {
     sigwait(&set, &sig);
     log_write(LOG_INFO, "signal %d: shutting down", sig);
     http_server_stop_accepting(srv);
-    for (int i = 0; i < 1000 && http_server_busy(srv) > 0; i++) usleep(10000);
+    for (int i = 0; i < 1000 && http_server_busy(srv) > 0 && !streams_waiting_for_space(); i++)
+        usleep(10000);
     streams_detach();
     http_server_free(srv);
     streams_close();

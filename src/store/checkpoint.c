@@ -23,8 +23,10 @@
  *
  * A crash anywhere before the rename leaves the old catalog and all its
  * segments, so recovery simply replays more. A failed data file write or
- * fsync is fatal for the same reason as a failed WAL fsync (see flush.c); a
- * failed catalog write is not: the old catalog and the WAL are still whole.
+ * fsync is fatal for the same reason as a failed WAL fsync (see flush.c),
+ * except a write that found the disk full: the bytes are still held, and
+ * the checkpoint is put off until a write-out fits (tail.c). Neither is a
+ * failed catalog write: the old catalog and the WAL are still whole.
  *
  * Between checkpoints the checkpoint thread also zero-fills the spare WAL
  * segment (flush.c), which may take a while but never blocks a mutation.
@@ -91,22 +93,27 @@ static void merge_dirty_back(store *s, store_snapshot *snap) {
 }
 
 /* Wait until the flusher has synced everything before the boundary and
- * switched to the boundary segment. 0, or -1 if the store failed. */
+ * switched to the boundary segment. 0, or -1 if the store failed or the
+ * flusher is waiting for disk space (which may be a long wait, and closing
+ * the store must not hang on it). */
 static int wait_for_boundary(store *s, const store_snapshot *snap) {
     pthread_mutex_lock(&s->mu);
-    while (!s->failed && s->seg_open < snap->hdr.boundary_seg)
+    while (!s->failed && !s->wal_nospace && s->seg_open < snap->hdr.boundary_seg)
         pthread_cond_wait(&s->durable_cond, &s->mu);
-    int err = s->failed;
+    int err = s->failed ? s->failed : s->seg_open < snap->hdr.boundary_seg ? s->wal_nospace : 0;
     pthread_mutex_unlock(&s->mu);
     if (err) errno = err;
     return err ? -1 : 0;
 }
 
+/* 0, 1 if a write-out found the disk full (nothing failed for good), or
+ * -1 + errno. */
 static int sync_data(store *s, const store_snapshot *snap) {
     bool whole_fs = s->sync && snap->dirty.count > SYNCFS_FILES;
     for (size_t i = 0; i < snap->dirty.cap; i++) {
         if (!snap->dirty.vals[i]) continue;
-        if (tails_sync(s, snap->dirty.keys[i], s->sync && !whole_fs) < 0) return -1;
+        int rc = tails_sync(s, snap->dirty.keys[i], s->sync && !whole_fs);
+        if (rc != 0) return rc;
     }
     if (!s->sync) return 0;
     if (whole_fs) return syncfs(s->dirfd); /* files, their sizes and directories */
@@ -158,11 +165,18 @@ int checkpoint_run(store *s) {
     } else if (wait_for_boundary(s, &snap) < 0) {
         err = errno;
         merge_dirty_back(s, &snap);
-    } else if (sync_data(s, &snap) < 0) {
-        err = errno;
-        pthread_mutex_lock(&s->mu);
-        store_fail_locked(s, err, "data file write-out or fsync");
-        pthread_mutex_unlock(&s->mu);
+    } else if ((rc = sync_data(s, &snap)) != 0) {
+        if (rc > 0) {
+            err = ENOSPC;
+            log_write(LOG_WARN, "store: checkpoint postponed: no room for the data files");
+            merge_dirty_back(s, &snap);
+        } else {
+            err = errno;
+            pthread_mutex_lock(&s->mu);
+            store_fail_locked(s, err, "data file write-out or fsync");
+            pthread_mutex_unlock(&s->mu);
+        }
+        rc = -1;
     } else if (catalog_write(s->dirfd, &snap.hdr, &snap.entries, s->sync) < 0) {
         err = errno;
         log_write(LOG_ERROR, "store: cannot write catalog: %s (will retry)", strerror(err));

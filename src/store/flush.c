@@ -30,10 +30,14 @@
  * A new segment is only written once the previous one is synced, so only
  * the last segment can end in a torn record.
  *
- * A failed write or fsync is fatal: after a failed fsync the kernel may
- * have dropped the dirty pages, so retrying could report lost data as
- * durable. The store stops logging (mutations fail with the errno) and the
- * records of the failed batch are never reported durable.
+ * A failed fsync is fatal: the kernel may have dropped the dirty pages, so
+ * retrying could report lost data as durable. The store stops logging
+ * (mutations fail with the errno) and the records of the failed batch are
+ * never reported durable. So is a failed write, except one that found the
+ * disk full (ENOSPC, EDQUOT): nothing was synced and the batch is still in
+ * memory, so the flusher refuses new records (507 to clients) and writes
+ * the batch again, at the same offset, every second or sooner, until it
+ * fits; its writers get their answers then. Closing the store gives up.
  */
 #include "store_int.h"
 
@@ -43,6 +47,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../util/log.h"
@@ -70,16 +75,72 @@ int wal_open_segment(store *s, uint64_t seg, uint64_t off, bool use_spare) {
     return 0;
 }
 
-/* Write and sync one run of records. Returns 0 or an errno. */
-static int write_run(store *s, const uint8_t *p, size_t n, uint64_t *syncs) {
+/* Write and sync one run of records. Returns 0 or an errno; *retry says
+ * whether the run may be written again (a write that found no room) or the
+ * store must stop (anything else, a failed fsync above all). */
+static int write_run(store *s, const uint8_t *p, size_t n, uint64_t *syncs, bool *retry) {
+    *retry = false;
     if (n == 0) return 0;
-    if (io_pwrite_full(s->seg_fd, p, n, s->seg_off) < 0) return errno;
+    if (io_pwrite_full(s->seg_fd, p, n, s->seg_off) < 0) {
+        *retry = store_no_room(errno);
+        return errno;
+    }
     s->seg_off += n;
     if (s->sync) {
         if (fdatasync(s->seg_fd) < 0) return errno;
         (*syncs)++;
     }
     return 0;
+}
+
+/* Where a batch stands: a retry after a full disk resumes there. */
+typedef struct batch_progress {
+    size_t done;     /* bytes written and synced */
+    bool opened;     /* the new segment, if the batch rotates, is open */
+    bool use_spare;  /* renaming the spare into place is still to try */
+} batch_progress;
+
+/* Write the batch: data[0..split) to the open segment, then, rotating, the
+ * rest to new_seg. 0 or an errno, with *retry as for write_run. */
+static int write_batch(store *s, const buf *b, size_t split, uint64_t new_seg, batch_progress *bp,
+                       uint64_t *syncs, bool *retry) {
+    int err;
+    if (bp->done < split) {
+        if ((err = write_run(s, b->data + bp->done, split - bp->done, syncs, retry))) return err;
+        bp->done = split;
+    }
+    if (!bp->opened) {
+        bool spare = bp->use_spare;
+        bp->use_spare = false;
+        if (wal_open_segment(s, new_seg, 0, spare) < 0) {
+            *retry = store_no_room(errno);
+            return errno;
+        }
+        bp->opened = true;
+    }
+    if (bp->done < b->len) {
+        if ((err = write_run(s, b->data + bp->done, b->len - bp->done, syncs, retry))) return err;
+        bp->done = b->len;
+    }
+    return 0;
+}
+
+/* The disk is full: refuse new records and wait a little before the batch
+ * is tried again. False when the store is closing instead. */
+static bool wait_for_room(store *s, int err, unsigned ms) {
+    if (!s->wal_nospace) store_nospace_set(s, &s->wal_nospace, err, "WAL");
+    pthread_mutex_lock(&s->mu);
+    if (!s->flush_stop) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += (long)ms * 1000000L;
+        dl.tv_sec += dl.tv_nsec / 1000000000L;
+        dl.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&s->flush_cond, &s->mu, &dl);
+    }
+    bool stop = s->flush_stop;
+    pthread_mutex_unlock(&s->mu);
+    return !stop;
 }
 
 /* Stop preparing: the store is closing. */
@@ -174,9 +235,14 @@ void *flush_main(void *arg) {
         pthread_mutex_unlock(&s->mu);
 
         uint64_t syncs = 0;
-        int err = write_run(s, batch.data, split, &syncs);
-        if (!err && rotate && wal_open_segment(s, new_seg, 0, use_spare) < 0) err = errno;
-        if (!err) err = write_run(s, batch.data + split, batch.len - split, &syncs);
+        batch_progress bp = {.done = 0, .opened = !rotate, .use_spare = use_spare};
+        int err;
+        bool retry;
+        for (unsigned ms = 50;; ms = ms < 1000 ? ms * 2 : 1000) {
+            err = write_batch(s, &batch, split, new_seg, &bp, &syncs, &retry);
+            if (!err || !retry || !wait_for_room(s, err, ms)) break;
+        }
+        if (!err && s->wal_nospace) store_nospace_set(s, &s->wal_nospace, 0, "WAL");
 
         pthread_mutex_lock(&s->mu);
         s->stats.syncs += syncs;

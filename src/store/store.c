@@ -59,6 +59,34 @@ void store_fail_locked(store *s, int err, const char *what) {
     pthread_cond_signal(&s->flush_cond);
 }
 
+bool store_no_room(int err) { return err == ENOSPC || err == EDQUOT; }
+
+int store_nospace(store *s) {
+    pthread_mutex_lock(&s->mu);
+    int err = s->wal_nospace ? s->wal_nospace : s->tail_nospace;
+    pthread_mutex_unlock(&s->mu);
+    return err;
+}
+
+void store_nospace_set(store *s, int *slot, int err, const char *what) {
+    pthread_mutex_lock(&s->mu);
+    bool changed = (*slot != 0) != (err != 0);
+    *slot = err;
+    /* A checkpoint waiting for the flusher gives up rather than wait. */
+    pthread_cond_broadcast(&s->durable_cond);
+    pthread_mutex_unlock(&s->mu);
+    if (!changed) return;
+    if (err)
+        log_write(LOG_ERROR,
+                  "store: %s write in %s: %s; new writes are refused until space is freed "
+                  "(acknowledged data is safe; waiting writes complete then)",
+                  what, s->dir, strerror(err));
+    else
+        /* At the error's level: whoever saw it must see it end. */
+        log_write(LOG_ERROR, "store: %s writes have room again in %s; new writes are accepted",
+                  what, s->dir);
+}
+
 /* mkdir that tolerates an existing directory; *created tells which. */
 static int make_dir(int dirfd, const char *path, bool *created) {
     if (mkdirat(dirfd, path, 0755) == 0) {
@@ -306,10 +334,10 @@ static uint64_t checkpoint_due(const store *s) {
 /* Assign the LSN and queue the record for the flusher. */
 static store_lsn log_record(store *s, store_rec *r) {
     pthread_mutex_lock(&s->mu);
-    if (s->failed) {
-        int e = s->failed;
+    int refused = s->failed ? s->failed : s->wal_nospace ? s->wal_nospace : s->tail_nospace;
+    if (refused) {
         pthread_mutex_unlock(&s->mu);
-        errno = e;
+        errno = refused;
         return 0;
     }
     r->lsn = s->next_lsn++;

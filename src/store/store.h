@@ -164,6 +164,12 @@ void store_wake(store *s);
 /* Highest LSN known durable. */
 store_lsn store_durable_lsn(store *s);
 
+/* ENOSPC or EDQUOT while the disk is full: a write found no room, so
+ * mutations fail with this errno; logged records wait, and are written
+ * (and reported durable) once there is room, when mutations are accepted
+ * again. Else 0. */
+int store_nospace(store *s);
+
 /* Copy bytes [pos, pos + len) of the stream's data into dst, from memory
  * and/or the data file. Returns 0, or -1 with errno: ENOENT (no such
  * stream), EINVAL (the range passes the stream's length), EIO (the data

@@ -230,6 +230,28 @@ static void write_out_failed(store *s, tail_mem *m, uint64_t id, int err) {
     pthread_mutex_lock(&s->tails_mu);
 }
 
+static int64_t now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Whether write-outs wait: the last one found the disk full a moment ago. */
+static bool paused(const store *s) { return s->tail_paused_until && now_ms() < s->tail_paused_until; }
+
+/* A write-out found the disk full: nothing is lost (the WAL has the bytes,
+ * and so does memory again), so keep them, try again in a second, and
+ * refuse new records until a write-out fits (tails_mu held; dropped to
+ * tell the store). */
+static void write_out_no_room(store *s, tail_mem *m, int err) {
+    unflight(s, m);
+    if (!m->queued) enqueue(s, m);
+    s->tail_paused_until = now_ms() + 1000;
+    pthread_mutex_unlock(&s->tails_mu);
+    store_nospace_set(s, &s->tail_nospace, err, "data file");
+    pthread_mutex_lock(&s->tails_mu);
+}
+
 /* Move m's tail in flight for a write-out (tails_mu held). */
 static void take_flight(store *s, tail_mem *m) {
     if (m->len) lru_unlink(s, m);
@@ -284,8 +306,15 @@ static int write_out(store *s, tail_mem *m, int fd) {
     if (v) spill_view_release(s, v);
     /* A deleted stream's bytes are dropped whatever happened. */
     if (err && m->owner) {
-        write_out_failed(s, m, id, err);
+        if (store_no_room(err)) write_out_no_room(s, m, err);
+        else write_out_failed(s, m, id, err);
         return err;
+    }
+    if (s->tail_paused_until) {
+        s->tail_paused_until = 0;
+        pthread_mutex_unlock(&s->tails_mu);
+        store_nospace_set(s, &s->tail_nospace, 0, "data file");
+        pthread_mutex_lock(&s->tails_mu);
     }
     if (m->owner) {
         m->owner->written += spilled + m->flight_len;
@@ -379,7 +408,7 @@ static size_t spill_batch(store *s) {
 
 /* The next full tail for its data file, or NULL. */
 static tail_mem *pick_full(store *s) {
-    if (s->tail_failed) return NULL;
+    if (s->tail_failed || paused(s)) return NULL;
     while (s->tq_head) {
         tail_mem *m = s->tq_head;
         s->tq_head = m->qnext;
@@ -395,7 +424,7 @@ static tail_mem *pick_full(store *s) {
 
 /* Whether the tails are over the budget and not yet down to half of it. */
 static bool drain_wanted(store *s) {
-    if (!s->draining || s->tail_failed) return false;
+    if (!s->draining || s->tail_failed || paused(s)) return false;
     if (s->tail_bytes > s->opt.tail_budget / 2) return true;
     s->draining = false;
     return false;
@@ -485,7 +514,12 @@ int tails_sync(store *s, uint64_t id, bool sync) {
     }
     pthread_mutex_lock(&s->tails_mu);
     int err = flush_locked(s, id, fd);
+    bool no_room = store_no_room(err) && !s->tail_failed;
     pthread_mutex_unlock(&s->tails_mu);
+    if (no_room) {
+        datafile_close(s, fd, cached);
+        return 1;
+    }
     if (!err && sync && fdatasync(fd) < 0) err = errno;
     datafile_close(s, fd, cached);
     if (err) errno = err;
@@ -563,7 +597,11 @@ int tails_write_through(store *s, uint64_t id, uint64_t pos, const uint8_t *data
     tail_stream *e = live_locked(s, id);
     bool held = e && (e->mem || e->spill.bytes);
     pthread_mutex_unlock(&s->tails_mu);
-    if (held && tails_sync(s, id, false) < 0) return -1;
+    if (held) {
+        int rc = tails_sync(s, id, false);
+        if (rc > 0) errno = ENOSPC;
+        if (rc != 0) return -1;
+    }
     store_file *f = store_file_acquire(s, id);
     if (!f) return -1;
     int rc = io_pwrite_full(store_file_fd(f), data, len, pos);
@@ -606,7 +644,8 @@ void tails_append(store *s, uint64_t id, const uint8_t *data, size_t len, bool t
         s->draining = true;
         pthread_cond_signal(&s->writer_cond);
     }
-    bool behind = s->tail_bytes / 2 > s->opt.tail_budget && !m->writing && !s->tail_failed;
+    bool behind = s->tail_bytes / 2 > s->opt.tail_budget && !m->writing && !s->tail_failed &&
+                  !paused(s);
     if (behind) write_out(s, m, -1);
     pthread_mutex_unlock(&s->tails_mu);
 }

@@ -78,8 +78,12 @@ stream *stream_for_client(http_conn *c, const char *path, size_t path_len, int64
 
 /* The store refused a write (disk full, I/O error): nothing was stored. */
 static void respond_storage_error(http_conn *c, const char *path) {
-    char msg[128];
-    snprintf(msg, sizeof msg, "storage error: %s", strerror(errno));
+    char msg[160];
+    if (errno == ENOSPC || errno == EDQUOT)
+        snprintf(msg, sizeof msg, "storage full: %s; not stored, retry once the server has room",
+                 strerror(errno));
+    else
+        snprintf(msg, sizeof msg, "storage error: %s", strerror(errno));
     respond_error(c, 507, path, msg);
 }
 

@@ -107,6 +107,9 @@ int streams_open(const char *dir, store_durability durability, uint64_t checkpoi
 void streams_close(void);
 /* Stop posting to connections (the server is going away). */
 void streams_detach(void);
+/* Whether the store waits for disk space: writes in flight may not finish
+ * soon, so shutting down need not wait for them. */
+bool streams_waiting_for_space(void);
 
 /* The HTTP handler (server.h's http_handler_fn). */
 void streams_handle(void *ctx, http_conn *c, http_request *req);
