@@ -54,12 +54,13 @@ void store_snapshot_begin(store_snapshot *snap) {
         pthread_mutex_unlock(&s->mu);
         return;
     }
-    /* Nothing in flight may still be waiting for a rotation: checkpoints run
-     * one at a time and each waits for its rotation to complete. */
-    s->seg_assigned++;
+    /* Checkpoints run one at a time and each waits for its rotation, unless
+     * it gave up while the flusher waits for disk space: then this one
+     * takes that rotation over, moved to here, so that no segment number
+     * is skipped (recovery stops at a gap). */
+    if (!s->rotate_pending) s->rotate_seg = ++s->seg_assigned;
     s->rotate_pending = true;
     s->rotate_at = s->pending.len;
-    s->rotate_seg = s->seg_assigned;
     snap->hdr.boundary_seg = s->seg_assigned;
     snap->hdr.boundary_lsn = s->next_lsn;
     snap->hdr.next_id = s->next_id;

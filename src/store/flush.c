@@ -128,7 +128,13 @@ static int write_batch(store *s, const buf *b, size_t split, uint64_t new_seg, b
 /* The disk is full: refuse new records and wait a little before the batch
  * is tried again. False when the store is closing instead. */
 static bool wait_for_room(store *s, int err, unsigned ms) {
-    if (!s->wal_nospace) store_nospace_set(s, &s->wal_nospace, err, "WAL");
+    pthread_mutex_lock(&s->mu);
+    bool first = !s->wal_nospace;
+    s->wal_nospace = err;
+    /* A checkpoint waiting for the flusher gives up rather than wait. */
+    pthread_cond_broadcast(&s->durable_cond);
+    pthread_mutex_unlock(&s->mu);
+    if (first) store_nospace_log(s, err, "WAL");
     pthread_mutex_lock(&s->mu);
     if (!s->flush_stop) {
         struct timespec dl;
@@ -242,9 +248,10 @@ void *flush_main(void *arg) {
             err = write_batch(s, &batch, split, new_seg, &bp, &syncs, &retry);
             if (!err || !retry || !wait_for_room(s, err, ms)) break;
         }
-        if (!err && s->wal_nospace) store_nospace_set(s, &s->wal_nospace, 0, "WAL");
 
         pthread_mutex_lock(&s->mu);
+        int was_full = err ? 0 : s->wal_nospace;
+        if (!err) s->wal_nospace = 0;
         s->stats.syncs += syncs;
         s->stats.batches++;
         if (err) {
@@ -262,6 +269,7 @@ void *flush_main(void *arg) {
         s->durable_lsn = last;
         pthread_cond_broadcast(&s->durable_cond);
         pthread_mutex_unlock(&s->mu);
+        if (was_full) store_nospace_log(s, 0, "WAL");
 
         if (last > reported) {
             if (s->opt.on_durable) s->opt.on_durable(s->opt.ctx, last);

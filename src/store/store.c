@@ -61,21 +61,14 @@ void store_fail_locked(store *s, int err, const char *what) {
 
 bool store_no_room(int err) { return err == ENOSPC || err == EDQUOT; }
 
-int store_nospace(store *s) {
+int store_waiting_for_room(store *s) {
     pthread_mutex_lock(&s->mu);
-    int err = s->wal_nospace ? s->wal_nospace : s->tail_nospace;
+    int err = s->wal_nospace;
     pthread_mutex_unlock(&s->mu);
     return err;
 }
 
-void store_nospace_set(store *s, int *slot, int err, const char *what) {
-    pthread_mutex_lock(&s->mu);
-    bool changed = (*slot != 0) != (err != 0);
-    *slot = err;
-    /* A checkpoint waiting for the flusher gives up rather than wait. */
-    pthread_cond_broadcast(&s->durable_cond);
-    pthread_mutex_unlock(&s->mu);
-    if (!changed) return;
+void store_nospace_log(const store *s, int err, const char *what) {
     if (err)
         log_write(LOG_ERROR,
                   "store: %s write in %s: %s; new writes are refused until space is freed "
@@ -334,7 +327,9 @@ static uint64_t checkpoint_due(const store *s) {
 /* Assign the LSN and queue the record for the flusher. */
 static store_lsn log_record(store *s, store_rec *r) {
     pthread_mutex_lock(&s->mu);
-    int refused = s->failed ? s->failed : s->wal_nospace ? s->wal_nospace : s->tail_nospace;
+    int refused = s->failed        ? s->failed
+                  : s->wal_nospace ? s->wal_nospace
+                                   : atomic_load(&s->tail_nospace);
     if (refused) {
         pthread_mutex_unlock(&s->mu);
         errno = refused;

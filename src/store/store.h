@@ -164,11 +164,11 @@ void store_wake(store *s);
 /* Highest LSN known durable. */
 store_lsn store_durable_lsn(store *s);
 
-/* ENOSPC or EDQUOT while the disk is full: a write found no room, so
- * mutations fail with this errno; logged records wait, and are written
- * (and reported durable) once there is room, when mutations are accepted
- * again. Else 0. */
-int store_nospace(store *s);
+/* ENOSPC or EDQUOT while logged records wait for room in the WAL: they
+ * are written (and reported durable) once there is, and mutations fail
+ * with this errno until then. Else 0. (A full disk behind the WAL refuses
+ * mutations too, but logged records are durable meanwhile.) */
+int store_waiting_for_room(store *s);
 
 /* Copy bytes [pos, pos + len) of the stream's data into dst, from memory
  * and/or the data file. Returns 0, or -1 with errno: ENOENT (no such

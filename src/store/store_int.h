@@ -32,6 +32,7 @@
 #define WEFT_STORE_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -342,9 +343,10 @@ bool tails_through(store *s);
 uint64_t tails_headroom(const store *s);
 /* Checkpoint: write out every byte of the stream held in memory (waiting
  * for a running write-out), then fdatasync its file if sync. A stream that
- * no longer exists is not an error. 0; 1 when the write found the disk full
- * (the bytes are still held, and written once there is room); or -1 +
- * errno, a failure the store cannot go on after. */
+ * no longer exists is not an error. 0; 1 with errno ENOSPC or EDQUOT when
+ * the write found the disk full (the bytes are still held, and written
+ * once there is room); or -1 + errno, a failure the store cannot go on
+ * after. */
 int tails_sync(store *s, uint64_t id, bool sync);
 /* The writer thread: started after recovery; tails_stop joins it and
  * writes out whatever is still held. */
@@ -405,10 +407,9 @@ struct store {
     idmap dirty;            /* ids whose data file was written since then */
     uint8_t dirty_dirs[32];
     int failed;             /* errno of a fatal write failure, else 0 */
-    /* ENOSPC or EDQUOT while a write found the disk full, else 0: the
-     * flusher retrying a batch (wal_) or write-outs paused (tail_). New
-     * records are refused with it meanwhile (store_nospace_set). */
-    int wal_nospace, tail_nospace;
+    /* ENOSPC or EDQUOT while the flusher retries a batch that found the
+     * disk full, else 0. New records are refused with it meanwhile. */
+    int wal_nospace;
     bool flush_stop, ckpt_stop, ckpt_requested;
     spare_state spare;      /* WAL_SPARE_PATH */
     bool spare_wanted;      /* the checkpoint thread should prepare one */
@@ -444,6 +445,8 @@ struct store {
     int tail_failed;    /* errno of a failed write-out; nothing more is written */
     int64_t tail_paused_until; /* CLOCK_MONOTONIC ms: a write-out found the disk
                                   full; none is tried before then. 0: not full */
+    _Atomic int tail_nospace;  /* its errno meanwhile: new records are refused
+                                  with it (read without the lock) */
     pthread_t writer;
     bool writer_started;
 
@@ -467,9 +470,9 @@ void store_fail_locked(store *s, int err, const char *what);
  * was full, and nothing was lost, as no fsync failed. */
 bool store_no_room(int err);
 
-/* Set (err) or clear (0) one of the nospace slots above, logging the change
- * (takes mu). While any is set, mutations fail with its errno, which the
- * owner answers as "no space" (507); they succeed again once it clears. */
-void store_nospace_set(store *s, int *slot, int err, const char *what);
+/* Log that what's writes found the disk full (err) or have room again (0).
+ * Meanwhile mutations fail with err, which the owner answers as "no
+ * space" (507). */
+void store_nospace_log(const store *s, int err, const char *what);
 
 #endif

@@ -243,13 +243,25 @@ static bool paused(const store *s) { return s->tail_paused_until && now_ms() < s
  * and so does memory again), so keep them, try again in a second, and
  * refuse new records until a write-out fits (tails_mu held; dropped to
  * tell the store). */
+static void no_room_set(store *s, int err) {
+    int was = atomic_exchange(&s->tail_nospace, err);
+    if ((was != 0) != (err != 0)) store_nospace_log(s, err, "data file");
+}
+
 static void write_out_no_room(store *s, tail_mem *m, int err) {
     unflight(s, m);
+    pthread_cond_broadcast(&s->tails_cond);
     if (!m->queued) enqueue(s, m);
     s->tail_paused_until = now_ms() + 1000;
-    pthread_mutex_unlock(&s->tails_mu);
-    store_nospace_set(s, &s->tail_nospace, err, "data file");
-    pthread_mutex_lock(&s->tails_mu);
+    no_room_set(s, err);
+}
+
+/* The pause is over with nothing to try again (its stream was deleted,
+ * say): accept records again; the next write-out tells if there is room. */
+static void no_room_expire(store *s) {
+    if (!s->tail_paused_until || paused(s)) return;
+    s->tail_paused_until = 0;
+    no_room_set(s, 0);
 }
 
 /* Move m's tail in flight for a write-out (tails_mu held). */
@@ -310,11 +322,9 @@ static int write_out(store *s, tail_mem *m, int fd) {
         else write_out_failed(s, m, id, err);
         return err;
     }
-    if (s->tail_paused_until) {
+    if (!err && s->tail_paused_until) {
         s->tail_paused_until = 0;
-        pthread_mutex_unlock(&s->tails_mu);
-        store_nospace_set(s, &s->tail_nospace, 0, "data file");
-        pthread_mutex_lock(&s->tails_mu);
+        no_room_set(s, 0);
     }
     if (m->owner) {
         m->owner->written += spilled + m->flight_len;
@@ -465,6 +475,7 @@ static void *writer_main(void *arg) {
             pthread_mutex_lock(&s->tails_mu);
         }
         if (!worked) {
+            no_room_expire(s);
             struct timespec dl;
             clock_gettime(CLOCK_REALTIME, &dl);
             dl.tv_sec += 1;
@@ -518,6 +529,7 @@ int tails_sync(store *s, uint64_t id, bool sync) {
     pthread_mutex_unlock(&s->tails_mu);
     if (no_room) {
         datafile_close(s, fd, cached);
+        errno = err;
         return 1;
     }
     if (!err && sync && fdatasync(fd) < 0) err = errno;
@@ -598,9 +610,7 @@ int tails_write_through(store *s, uint64_t id, uint64_t pos, const uint8_t *data
     bool held = e && (e->mem || e->spill.bytes);
     pthread_mutex_unlock(&s->tails_mu);
     if (held) {
-        int rc = tails_sync(s, id, false);
-        if (rc > 0) errno = ENOSPC;
-        if (rc != 0) return -1;
+        if (tails_sync(s, id, false) != 0) return -1;
     }
     store_file *f = store_file_acquire(s, id);
     if (!f) return -1;

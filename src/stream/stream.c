@@ -651,7 +651,9 @@ void streams_detach(void) {
     pthread_mutex_unlock(&streams_lock);
 }
 
-bool streams_waiting_for_space(void) { return streams_store && store_nospace(streams_store) != 0; }
+bool streams_waiting_for_space(void) {
+    return streams_store && store_waiting_for_room(streams_store) != 0;
+}
 
 void streams_close(void) {
     if (sweeper_running) {
