@@ -67,7 +67,7 @@ static void table_grow(void) {
         stream *s = table[i];
         while (s) {
             stream *next = s->hnext;
-            uint64_t b = hash_path(s->path, strlen(s->path)) & (nsize - 1);
+            uint64_t b = s->path_hash & (nsize - 1);
             s->hnext = nt[b];
             nt[b] = s;
             s = next;
@@ -80,9 +80,9 @@ static void table_grow(void) {
 
 stream *stream_lookup(const char *path, size_t len) {
     if (!table_size) return NULL;
-    uint64_t b = hash_path(path, len) & (table_size - 1);
-    for (stream *s = table[b]; s; s = s->hnext)
-        if (strncmp(s->path, path, len) == 0 && s->path[len] == 0) return s;
+    uint64_t h = hash_path(path, len);
+    for (stream *s = table[h & (table_size - 1)]; s; s = s->hnext)
+        if (s->path_hash == h && strncmp(s->path, path, len) == 0 && s->path[len] == 0) return s;
     return NULL;
 }
 
@@ -91,7 +91,7 @@ uint64_t stream_count(void) { return nstreams; }
 stream *stream_new(const char *path, size_t len, uint64_t id) {
     /* A snapshot walks the buckets between holds of the lock: growing would
      * move streams it has not reached behind it. */
-    if (nstreams + 1 > table_size * 2 && !snap_active) table_grow();
+    if (nstreams + 1 > table_size && !snap_active) table_grow();
     stream *s = xcalloc(1, sizeof *s);
     s->id = id;
     s->snap_epoch = snap_epoch;
@@ -99,7 +99,8 @@ stream *stream_new(const char *path, size_t len, uint64_t id) {
     s->ttl = -1;
     s->refs = 1; /* the registry's */
     s->last_access = wall_ms();
-    uint64_t b = hash_path(path, len) & (table_size - 1);
+    s->path_hash = hash_path(path, len);
+    uint64_t b = s->path_hash & (table_size - 1);
     s->hnext = table[b];
     table[b] = s;
     nstreams++;
@@ -107,7 +108,7 @@ stream *stream_new(const char *path, size_t len, uint64_t id) {
 }
 
 static void table_remove(stream *s) {
-    uint64_t b = hash_path(s->path, strlen(s->path)) & (table_size - 1);
+    uint64_t b = s->path_hash & (table_size - 1);
     for (stream **pp = &table[b]; *pp; pp = &(*pp)->hnext) {
         if (*pp == s) {
             *pp = s->hnext;

@@ -72,7 +72,8 @@ struct stream {
     uint64_t snap_epoch; /* the checkpoint snapshot that has this stream (stream.c) */
     struct sse_cache *sse_cache; /* last SSE data event built (read.c) */
     waiter *waiters;
-    stream *hnext; /* hash chain */
+    stream *hnext;      /* hash chain */
+    uint64_t path_hash; /* of path: a lookup skips other streams without reading their path */
 };
 
 /* A live reader waiting for a stream to change (see read.c). */
