@@ -68,6 +68,14 @@ int store_waiting_for_room(store *s) {
     return err;
 }
 
+int store_refusing(store *s, bool *for_good) {
+    pthread_mutex_lock(&s->mu);
+    int err = s->failed ? s->failed : s->wal_nospace ? s->wal_nospace : atomic_load(&s->tail_nospace);
+    *for_good = s->failed != 0;
+    pthread_mutex_unlock(&s->mu);
+    return err;
+}
+
 void store_nospace_log(const store *s, int err, const char *what) {
     if (err)
         log_write(LOG_ERROR,

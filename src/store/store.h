@@ -170,6 +170,11 @@ store_lsn store_durable_lsn(store *s);
  * mutations too, but logged records are durable meanwhile.) */
 int store_waiting_for_room(store *s);
 
+/* Whether mutations are refused, for health checks: 0, or the errno they
+ * fail with, and *for_good whether only a restart (recovery) ends it, after
+ * a failed write or fsync, rather than freed disk space. */
+int store_refusing(store *s, bool *for_good);
+
 /* Copy bytes [pos, pos + len) of the stream's data into dst, from memory
  * and/or the data file. Returns 0, or -1 with errno: ENOENT (no such
  * stream), EINVAL (the range passes the stream's length), EIO (the data

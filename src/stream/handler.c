@@ -46,6 +46,29 @@ void respond_error(http_conn *c, int status, const char *path, const char *msg) 
     http_respond_end(c);
 }
 
+/* For load balancers and orchestrators: answering means serving. A store
+ * that stopped taking writes for good (a failed write or fsync) is 503, so
+ * that an orchestrator restarts weft, which recovers; a full disk is not,
+ * as reads go on and a restart frees no space, but the body says so. */
+static void handle_healthz(http_conn *c) {
+    bool for_good = false;
+    int err = streams_store ? store_refusing(streams_store, &for_good) : 0;
+    char msg[200];
+    if (!err)
+        snprintf(msg, sizeof msg, "ok\n");
+    else if (for_good)
+        snprintf(msg, sizeof msg, "storage failed: %s; writes are refused until weft is restarted\n",
+                 strerror(err));
+    else
+        snprintf(msg, sizeof msg, "ok; storage full: %s; writes are refused until space is freed\n",
+                 strerror(err));
+    respond_begin(c, for_good ? 503 : 200);
+    http_respond_header(c, "Content-Type", "text/plain; charset=utf-8");
+    http_respond_header(c, "Cache-Control", "no-store");
+    http_respond_body(c, msg, strlen(msg));
+    http_respond_end(c);
+}
+
 static const char *hdr(http_request *req, const char *name, size_t *len) {
     return http_head_get(&req->head, name, len);
 }
@@ -700,12 +723,7 @@ void streams_handle(void *ctx, http_conn *c, http_request *req) {
             handle_options(c, req);
         } else if (strcmp(p, "/healthz") == 0 &&
                    (req->head.method == HTTP_GET || req->head.method == HTTP_HEAD)) {
-            /* For load balancers and orchestrators: answering means serving. */
-            respond_begin(c, 200);
-            http_respond_header(c, "Content-Type", "text/plain; charset=utf-8");
-            http_respond_header(c, "Cache-Control", "no-store");
-            http_respond_body(c, "ok\n", 3);
-            http_respond_end(c);
+            handle_healthz(c);
         }
         else respond_error(c, 404, p, "not found: streams live under " STREAM_PREFIX);
         buf_free(&path);

@@ -3,7 +3,7 @@
 a message (never a crash), the server keeps serving reads, writes are
 accepted again without a restart once space is freed (an append that was
 waiting for room completes then), and every acknowledged append reads back
-exactly, before and after a restart.
+exactly, before and after a restart. healthz says which it is.
 
 Two ways to run out:
   wal   - the disk fills as the WAL grows (no room for a preallocated
@@ -14,6 +14,8 @@ Two ways to run out:
 """
 import http.client
 import os
+import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -111,9 +113,10 @@ def run(kind, binary, mnt):
     check(507 in statuses, "%s: no append was refused: %s" % (kind, statuses))
     check(len(acked) > 0, "%s: nothing was stored before the disk filled" % kind)
 
-    # Full: reads and health still work.
-    r, _ = request(conn(w), "GET", "/healthz")
-    check(r.status == 200, "%s: server not serving when the disk is full" % kind)
+    # Full: reads and health still work, and health tells.
+    r, body = request(conn(w), "GET", "/healthz")
+    check(r.status == 200 and body.startswith(b"ok; storage full: No space left on device"),
+          "%s: healthz on a full disk: %s %r" % (kind, r.status, body[:80]))
     check(read_all(w, "/v1/stream/full") == acked, "%s: reads on a full disk" % kind)
 
     # Room again: the waiting append completes, new ones are accepted.
@@ -136,6 +139,8 @@ def run(kind, binary, mnt):
             break
         time.sleep(0.2)
     check(status == 204, "%s: append once space is freed: %s" % (kind, status))
+    r, body = request(conn(w), "GET", "/healthz")
+    check(r.status == 200 and body == b"ok\n", "%s: healthz once space is freed: %s %r" % (kind, r.status, body))
     check(read_all(w, "/v1/stream/full") == acked,
           "%s: after the space came back: read differs from the %d acknowledged bytes" % (kind, len(acked)))
     log = open(w.log, errors="replace").read()
@@ -150,6 +155,44 @@ def run(kind, binary, mnt):
           "%s: after restart: read differs from the %d acknowledged bytes" % (kind, len(acked)))
     print("disk full (%s): %d appends acknowledged, then %s%s" %
           (kind, statuses.count(204), sorted(set(statuses)), ", one waited for room" if waiting else ""))
+    w.stop()
+    return w
+
+
+def failed_for_good(binary):
+    """A write error other than a full disk stops writes for good: here the
+    WAL passes a file size limit (EFBIG). Appends get 507, healthz 503 so
+    that an orchestrator restarts weft, and a restart recovers every
+    acknowledged append."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+    w = Weft(binary, preexec=limit).start()
+    c = conn(w)
+    r, _ = request(c, "PUT", "/v1/stream/limit", headers=CT)
+    check(r.status == 201, "fsize: create: %s" % r.status)
+    acked, status = b"", 204
+    for i in range(20):
+        blob = bytes([i + 1]) * 100000
+        r, body = request(c, "POST", "/v1/stream/limit", blob, CT)
+        status = r.status
+        if status != 204:
+            break
+        acked += blob
+    check(status == 507 and b"File too large" in body, "fsize: append past the limit: %s %r" % (status, body[:80]))
+    r, body = request(conn(w), "GET", "/healthz")
+    health = r.status
+    check(health == 503 and body.startswith(b"storage failed: File too large"),
+          "fsize: healthz after a write error: %s %r" % (health, body[:80]))
+    check(read_all(w, "/v1/stream/limit") == acked, "fsize: reads after a write error")
+    w.stop()
+    w.preexec = None
+    w.start()
+    check(read_all(w, "/v1/stream/limit") == acked,
+          "fsize: after restart: read differs from the %d acknowledged bytes" % len(acked))
+    r, body = request(conn(w), "GET", "/healthz")
+    check(r.status == 200 and body == b"ok\n", "fsize: healthz after restart: %s %r" % (r.status, body))
+    print("write error: %d appends acknowledged, then %d, healthz %d" % (len(acked) // 100000, status, health))
     w.stop()
     return w
 
@@ -169,6 +212,7 @@ def main():
         finally:
             subprocess.run(["umount", "-l", mnt])
             os.rmdir(mnt)
+    w = failed_for_good(binary)
     check.finish(w)
 
 

@@ -9,8 +9,9 @@ import time
 
 
 class Weft:
-    def __init__(self, binary, data_dir=None, args=()):
+    def __init__(self, binary, data_dir=None, args=(), preexec=None):
         self.binary = binary
+        self.preexec = preexec  # run in the child before exec (limits)
         self.tmp = tempfile.mkdtemp(prefix="weft-test-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.args = list(args)
@@ -24,7 +25,7 @@ class Weft:
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--port", str(self.port), "--data-dir", self.data_dir] + self.args,
-            stdout=logf, stderr=logf)
+            stdout=logf, stderr=logf, preexec_fn=self.preexec)
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
