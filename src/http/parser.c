@@ -574,6 +574,12 @@ static bool percent_decode(const char *src, size_t len, bool plus_is_space, buf 
     /* Decoding never grows the input, so one reservation is enough. */
     buf_reserve(out, len);
     uint8_t *dst = out->data + out->len;
+    /* Most paths have nothing to decode: copy them whole. */
+    if (!plus_is_space && !memchr(src, '%', len) && !memchr(src, 0, len)) {
+        memcpy(dst, src, len);
+        out->len += len;
+        return true;
+    }
     size_t i = 0;
     while (i < len) {
         unsigned char c = (unsigned char)src[i];

@@ -45,6 +45,8 @@ static void media_type_span(const char *s, size_t n, size_t *start, size_t *len)
 }
 
 bool media_type_eq(const char *a, size_t an, const char *b, size_t bn) {
+    /* Appends usually repeat the stream's Content-Type byte for byte. */
+    if (an == bn && memcmp(a, b, an) == 0) return true;
     size_t as, al, bs, bl;
     media_type_span(a, an, &as, &al);
     media_type_span(b, bn, &bs, &bl);
