@@ -617,6 +617,16 @@ int tails_write_through(store *s, uint64_t id, uint64_t pos, const uint8_t *data
     int rc = io_pwrite_full(store_file_fd(f), data, len, pos);
     int err = errno;
     store_file_release(s, f);
+    /* Nothing was logged, so this append is just refused; but an error
+     * other than a full disk stops the store as it does behind (write_out),
+     * which health checks then report. */
+    if (rc < 0 && !store_no_room(err)) {
+        log_write(LOG_ERROR, "store: cannot write data file of stream %llx: %s",
+                  (unsigned long long)id, strerror(err));
+        pthread_mutex_lock(&s->mu);
+        store_fail_locked(s, err, "data file write");
+        pthread_mutex_unlock(&s->mu);
+    }
     errno = err;
     return rc;
 }

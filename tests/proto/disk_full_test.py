@@ -159,15 +159,16 @@ def run(kind, binary, mnt):
     return w
 
 
-def failed_for_good(binary):
+def failed_for_good(binary, data_dir=None):
     """A write error other than a full disk stops writes for good: here the
-    WAL passes a file size limit (EFBIG). Appends get 507, healthz 503 so
-    that an orchestrator restarts weft, and a restart recovers every
-    acknowledged append."""
+    WAL or a data file passes a file size limit (EFBIG). Appends get 507,
+    healthz 503 so that an orchestrator restarts weft, and a restart
+    recovers every acknowledged append. data_dir on a small disk makes weft
+    write data files through (before logging), else behind."""
     def limit():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
-    w = Weft(binary, preexec=limit).start()
+    w = Weft(binary, data_dir=data_dir, preexec=limit).start()
     c = conn(w)
     r, _ = request(c, "PUT", "/v1/stream/limit", headers=CT)
     check(r.status == 201, "fsize: create: %s" % r.status)
@@ -213,6 +214,13 @@ def main():
             subprocess.run(["umount", "-l", mnt])
             os.rmdir(mnt)
     w = failed_for_good(binary)
+    mnt = tempfile.mkdtemp(prefix="weft-small-")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt]).returncode == 0:
+        try:
+            w = failed_for_good(binary, os.path.join(mnt, "data"))
+        finally:
+            subprocess.run(["umount", "-l", mnt])
+    os.rmdir(mnt)
     check.finish(w)
 
 
