@@ -567,19 +567,21 @@ bool http_target_split(const char *target, size_t len, http_target *out) {
 }
 
 /* Shared by path and query decoding; they differ only in what '+' means.
- * On failure `out` is left as it was: bytes are written past out->len, which
- * only moves on success. */
-static bool percent_decode(const char *src, size_t len, bool plus_is_space, buf *out) {
-    if (len == 0) return true;
-    /* Decoding never grows the input, so one reservation is enough. */
-    buf_reserve(out, len);
-    uint8_t *dst = out->data + out->len;
+ * Decodes into dst (room for len bytes: decoding never grows the input) and
+ * sets *n; on failure *n is not set. */
+static bool percent_decode(const char *src, size_t len, bool plus_is_space, uint8_t *dst,
+                           size_t *n) {
+    if (len == 0) {
+        *n = 0;
+        return true;
+    }
     /* Most paths have nothing to decode: copy them whole. */
     if (!plus_is_space && !memchr(src, '%', len) && !memchr(src, 0, len)) {
         memcpy(dst, src, len);
-        out->len += len;
+        *n = len;
         return true;
     }
+    uint8_t *out = dst;
     size_t i = 0;
     while (i < len) {
         unsigned char c = (unsigned char)src[i];
@@ -595,14 +597,28 @@ static bool percent_decode(const char *src, size_t len, bool plus_is_space, buf 
             i++;
         }
         if (c == 0) return false;
-        *dst++ = c;
+        *out++ = c;
     }
-    out->len = (size_t)(dst - out->data);
+    *n = (size_t)(out - dst);
+    return true;
+}
+
+/* percent_decode appending to out, which is left as it was on failure. */
+static bool percent_decode_buf(const char *src, size_t len, bool plus_is_space, buf *out) {
+    if (len == 0) return true;
+    buf_reserve(out, len);
+    size_t n;
+    if (!percent_decode(src, len, plus_is_space, out->data + out->len, &n)) return false;
+    out->len += n;
     return true;
 }
 
 bool http_percent_decode(const char *src, size_t len, buf *out) {
-    return percent_decode(src, len, false, out);
+    return percent_decode_buf(src, len, false, out);
+}
+
+bool http_percent_decode_to(const char *src, size_t len, char *dst, size_t *n) {
+    return percent_decode(src, len, false, (uint8_t *)dst, n);
 }
 
 bool http_query_get(const char *query, size_t query_len, const char *name, buf *value) {
@@ -616,7 +632,7 @@ bool http_query_get(const char *query, size_t query_len, const char *name, buf *
         const char *key_end = eq ? eq : pair_end;
         if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
             const char *v = eq ? eq + 1 : pair_end;
-            return percent_decode(v, (size_t)(pair_end - v), true, value);
+            return percent_decode_buf(v, (size_t)(pair_end - v), true, value);
         }
         if (!amp) return false;
         p = amp + 1;

@@ -124,6 +124,10 @@ bool http_target_split(const char *target, size_t len, http_target *out);
 /* Percent-decode src into out (appending). Returns false on a malformed
  * escape or if the decoded bytes contain NUL. '+' is left as is. */
 bool http_percent_decode(const char *src, size_t len, buf *out);
+/* The same into dst, which has room for len bytes (decoding never grows
+ * the input), setting *n to the decoded length. No allocation: the request
+ * path is decoded this way on every request. */
+bool http_percent_decode_to(const char *src, size_t len, char *dst, size_t *n);
 
 /* Find query parameter `name` (exact, case-sensitive match of the raw key).
  * On success appends its percent-decoded value ('+' decoded as space) to

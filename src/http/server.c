@@ -65,6 +65,10 @@ typedef struct worker worker;
  * read(2). */
 enum { REQ_SPARE_MAX = 64, READ_SLOT = 4096 };
 
+/* I/O buffers of BUF_CACHE_CAP bytes (a whole read slot) recycled per
+ * worker; see wbuf_take. */
+enum { BUF_CACHE_MAX = 256, BUF_CACHE_CAP = READ_SLOT };
+
 typedef struct flush_queue {
     struct http_conn **v;
     size_t len, cap;
@@ -134,6 +138,8 @@ struct worker {
     uint8_t (*read_slots)[READ_SLOT];
     http_request *spare[REQ_SPARE_MAX]; /* see request_recycle */
     int nspare;
+    uint8_t *bufs[BUF_CACHE_MAX]; /* see wbuf_take */
+    int nbufs;
     /* Sockets are read into this and only the bytes that arrived are kept
      * per connection: an idle or streaming connection then holds no read
      * buffer at all. */
@@ -184,6 +190,32 @@ const char *http_status_reason(int status) {
     }
 }
 
+/* --- I/O buffers ---
+ *
+ * Every request is read into a buffer, has its body in another and its
+ * answer sent from a third, each freed when done. With dozens of
+ * connections answered at once, those mallocs and frees overflowed glibc's
+ * per-thread cache into its bins, which cost more than parsing the
+ * request. So a worker keeps the freed ones, all of one size, and hands
+ * them out again. Loop thread only. */
+
+/* Give the empty buffer b storage of BUF_CACHE_CAP bytes. */
+static void wbuf_take(worker *w, buf *b) {
+    b->data = w->nbufs > 0 ? w->bufs[--w->nbufs] : xmalloc(BUF_CACHE_CAP);
+    b->len = 0;
+    b->cap = BUF_CACHE_CAP;
+}
+
+/* Release b's storage: kept if it is of the cached size, else freed. */
+static void wbuf_give(worker *w, buf *b) {
+    if (b->cap == BUF_CACHE_CAP && w->nbufs < BUF_CACHE_MAX) {
+        w->bufs[w->nbufs++] = b->data;
+        buf_init(b);
+    } else {
+        buf_free(b);
+    }
+}
+
 /* --- segment queues --- */
 
 static out_seg *queue_push(seg_queue *q) {
@@ -215,13 +247,14 @@ static void queue_clear(seg_queue *q) {
 }
 
 /* Append memory to the queue, merging into a trailing memory segment. */
-static void queue_mem(seg_queue *q, const void *p, size_t n) {
+static void queue_mem(worker *w, seg_queue *q, const void *p, size_t n) {
     if (n == 0) return;
     out_seg *last = q->len > q->head ? &q->v[q->len - 1] : NULL;
     if (!last || last->kind != SEG_MEM || last->mem.len > 65536) {
         last = queue_push(q);
         last->kind = SEG_MEM;
-        buf_init(&last->mem);
+        if (n <= BUF_CACHE_CAP) wbuf_take(w, &last->mem);
+        else buf_init(&last->mem);
     }
     buf_append(&last->mem, p, n);
 }
@@ -242,7 +275,7 @@ static void request_free(http_conn *c) {
 static void request_recycle(http_conn *c) {
     worker *w = c->w;
     if (c->req && w->nspare < REQ_SPARE_MAX) {
-        buf_free(&c->req->body);
+        wbuf_give(w, &c->req->body);
         w->spare[w->nspare++] = c->req;
         c->req = NULL;
     }
@@ -389,7 +422,7 @@ static void conn_out_consumed(http_conn *c, size_t n) {
         size_t avail = t->mem.len - t->off;
         if (n >= avail) {
             n -= avail;
-            seg_free(t);
+            wbuf_give(c->w, &t->mem);
             q->head++;
         } else {
             t->off += n;
@@ -609,7 +642,7 @@ void http_respond_headerf(http_conn *c, const char *name, const char *fmt, ...) 
 }
 
 void http_respond_body(http_conn *c, const void *p, size_t n) {
-    queue_mem(&c->resp_body, p, n);
+    queue_mem(c->w, &c->resp_body, p, n);
     c->resp_body_len += n;
 }
 
@@ -626,7 +659,7 @@ void http_respond_file(http_conn *c, int fd, uint64_t off, uint64_t len,
 }
 
 static void queue_response(http_conn *c, bool with_body) {
-    queue_mem(&c->out, c->resp_head.data, c->resp_head.len);
+    queue_mem(c->w, &c->out, c->resp_head.data, c->resp_head.len);
     c->out_bytes += c->resp_head.len;
     seg_queue *b = &c->resp_body;
     for (size_t i = b->head; i < b->len; i++) {
@@ -636,9 +669,9 @@ static void queue_response(http_conn *c, bool with_body) {
             continue;
         }
         if (s->kind == SEG_MEM) {
-            queue_mem(&c->out, s->mem.data, s->mem.len);
+            queue_mem(c->w, &c->out, s->mem.data, s->mem.len);
             c->out_bytes += s->mem.len;
-            buf_free(&s->mem);
+            wbuf_give(c->w, &s->mem);
         } else {
             *queue_push(&c->out) = *s;
             c->out_bytes += s->flen;
@@ -723,7 +756,7 @@ void http_stream_begin(http_conn *c, int status) {
         if (c->close_after) buf_append_str(&c->resp_head, "Connection: close\r\n");
         buf_append_str(&c->resp_head, "\r\n");
     }
-    queue_mem(&c->out, c->resp_head.data, c->resp_head.len);
+    queue_mem(c->w, &c->out, c->resp_head.data, c->resp_head.len);
     c->out_bytes += c->resp_head.len;
     buf_free(&c->resp_head); /* a stream can live for long: keep it small */
     request_recycle(c);
@@ -736,16 +769,16 @@ void http_stream_begin(http_conn *c, int status) {
 void http_stream_write(http_conn *c, const void *p, size_t n) {
     if (c->closed || n == 0) return;
     if (c->stream_raw) {
-        queue_mem(&c->out, p, n);
+        queue_mem(c->w, &c->out, p, n);
         c->out_bytes += n;
         conn_flush_later(c);
         return;
     }
     char hdr[24];
     int h = snprintf(hdr, sizeof hdr, "%zx\r\n", n);
-    queue_mem(&c->out, hdr, (size_t)h);
-    queue_mem(&c->out, p, n);
-    queue_mem(&c->out, "\r\n", 2);
+    queue_mem(c->w, &c->out, hdr, (size_t)h);
+    queue_mem(c->w, &c->out, p, n);
+    queue_mem(c->w, &c->out, "\r\n", 2);
     c->out_bytes += (size_t)h + n + 2;
     conn_flush_later(c);
 }
@@ -753,7 +786,7 @@ void http_stream_write(http_conn *c, const void *p, size_t n) {
 void http_stream_end(http_conn *c) {
     if (c->closed) return;
     if (!c->stream_raw) {
-        queue_mem(&c->out, "0\r\n\r\n", 5);
+        queue_mem(c->w, &c->out, "0\r\n\r\n", 5);
         c->out_bytes += 5;
     }
     c->stream_ended = true;
@@ -772,7 +805,7 @@ static void fail_request(http_conn *c, int status, const char *msg) {
 }
 
 static void dispatch(http_conn *c) {
-    if (c->in.len == 0) buf_free(&c->in);
+    if (c->in.len == 0) wbuf_give(c->w, &c->in);
     c->state = ST_HANDLING;
     c->receiving = false;
     loop_timer_cancel(c->w->l, &c->timer);
@@ -825,7 +858,8 @@ static bool start_request(http_conn *c) {
     } else if (c->req->head.content_length > 0) {
         /* Grow with the data, not with what the client claims. */
         size_t cl = (size_t)c->req->head.content_length;
-        buf_reserve(&c->req->body, cl < 65536 ? cl : 65536);
+        if (cl <= BUF_CACHE_CAP) wbuf_take(c->w, &c->req->body);
+        else buf_reserve(&c->req->body, cl < 65536 ? cl : 65536);
         c->state = ST_BODY;
     } else {
         dispatch(c);
@@ -885,6 +919,7 @@ enum read_step { READ_MORE, READ_DONE, READ_CLOSED };
  * count, 0 at end of input, or -errno. */
 static enum read_step conn_read_step(http_conn *c, const uint8_t *p, ssize_t n, size_t cap) {
     if (n > 0) {
+        if (!c->in.data && (size_t)n <= BUF_CACHE_CAP) wbuf_take(c->w, &c->in);
         buf_append(&c->in, p, (size_t)n);
         /* A short read drained the socket; more data makes a new edge.
          * That saves the read() that would only say EAGAIN — unless a
@@ -1179,6 +1214,7 @@ void http_server_free(http_server *s) {
         free(s->workers[i].flush_answers.v);
         free(s->workers[i].flush_streams.v);
         for (int k = 0; k < s->workers[i].nspare; k++) free(s->workers[i].spare[k]);
+        for (int k = 0; k < s->workers[i].nbufs; k++) free(s->workers[i].bufs[k]);
     }
     free(s->workers);
     free(s);

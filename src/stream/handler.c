@@ -669,16 +669,15 @@ static void handle_options(http_conn *c, http_request *req) {
 
 /* Decode and vet the stream path: no NUL (the decoder refuses it), no "."
  * or ".." segments, no empty stream name. */
-static const char *check_path(const buf *p) {
+static const char *check_path(const char *s, size_t len) {
     size_t plen = sizeof STREAM_PREFIX - 1;
-    if (p->len <= plen) return "missing stream name";
-    if (p->len > streams_limits.max_path) return "stream path too long";
-    const char *s = (const char *)p->data;
-    for (size_t i = 0; i < p->len; i++)
+    if (len <= plen) return "missing stream name";
+    if (len > streams_limits.max_path) return "stream path too long";
+    for (size_t i = 0; i < len; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return "control characters are not allowed in stream paths";
-    for (size_t i = 0; i < p->len;) {
+    for (size_t i = 0; i < len;) {
         size_t j = i;
-        while (j < p->len && s[j] != '/') j++;
+        while (j < len && s[j] != '/') j++;
         size_t seg = j - i;
         if ((seg == 1 && s[i] == '.') || (seg == 2 && s[i] == '.' && s[i + 1] == '.'))
             return "path segments '.' and '..' are not allowed";
@@ -704,21 +703,9 @@ static void batch_store_wakes(http_conn *c) {
     loop_defer(http_conn_loop(c), wake_store, NULL);
 }
 
-void streams_handle(void *ctx, http_conn *c, http_request *req) {
-    (void)ctx;
-    batch_store_wakes(c);
-    buf path;
-    buf_init(&path);
-    const http_target *t = &req->target;
-    if (!http_percent_decode(t->path, t->path_len, &path)) {
-        respond_error(c, 400, NULL, "invalid percent-encoding in path");
-        buf_free(&path);
-        return;
-    }
-    buf_append_byte(&path, 0);
-    path.len--;
-    const char *p = (const char *)path.data;
-    if (path.len < sizeof STREAM_PREFIX - 1 || memcmp(p, STREAM_PREFIX, sizeof STREAM_PREFIX - 1) != 0) {
+/* Route a request whose path p (NUL-terminated, len bytes) is decoded. */
+static void route(http_conn *c, http_request *req, const char *p, size_t len) {
+    if (len < sizeof STREAM_PREFIX - 1 || memcmp(p, STREAM_PREFIX, sizeof STREAM_PREFIX - 1) != 0) {
         if (req->head.method == HTTP_OPTIONS) {
             handle_options(c, req);
         } else if (strcmp(p, "/healthz") == 0 &&
@@ -726,24 +713,22 @@ void streams_handle(void *ctx, http_conn *c, http_request *req) {
             handle_healthz(c);
         }
         else respond_error(c, 404, p, "not found: streams live under " STREAM_PREFIX);
-        buf_free(&path);
         return;
     }
-    const char *bad = check_path(&path);
+    const char *bad = check_path(p, len);
     if (bad) {
         respond_error(c, 400, p, bad);
-        buf_free(&path);
         return;
     }
     if (log_enabled(LOG_DEBUG))
         log_write(LOG_DEBUG, "%s %.*s %s (%zu body bytes)", http_conn_peer(c),
                   (int)req->head.method_len, req->head.method_str, p, req->body.len);
     switch (req->head.method) {
-    case HTTP_PUT: handle_put(c, req, p, path.len); break;
-    case HTTP_POST: handle_post(c, req, p, path.len); break;
-    case HTTP_DELETE: handle_delete(c, p, path.len); break;
-    case HTTP_HEAD: handle_head(c, p, path.len); break;
-    case HTTP_GET: handle_get(c, req, p, path.len); break;
+    case HTTP_PUT: handle_put(c, req, p, len); break;
+    case HTTP_POST: handle_post(c, req, p, len); break;
+    case HTTP_DELETE: handle_delete(c, p, len); break;
+    case HTTP_HEAD: handle_head(c, p, len); break;
+    case HTTP_GET: handle_get(c, req, p, len); break;
     case HTTP_OPTIONS: handle_options(c, req); break;
     default:
         respond_begin(c, 405);
@@ -755,5 +740,21 @@ void streams_handle(void *ctx, http_conn *c, http_request *req) {
         http_respond_end(c);
         break;
     }
-    buf_free(&path);
+}
+
+void streams_handle(void *ctx, http_conn *c, http_request *req) {
+    (void)ctx;
+    batch_store_wakes(c);
+    /* Decoded on the stack unless the path is long: this runs per request. */
+    const http_target *t = &req->target;
+    char small[512];
+    char *p = t->path_len < sizeof small ? small : xmalloc(t->path_len + 1);
+    size_t len;
+    if (!http_percent_decode_to(t->path, t->path_len, p, &len)) {
+        respond_error(c, 400, NULL, "invalid percent-encoding in path");
+    } else {
+        p[len] = 0;
+        route(c, req, p, len);
+    }
+    if (p != small) free(p);
 }

@@ -779,6 +779,16 @@ static bool pdecode_is(const char *s, const char *want) {
         match = !ok && out.len == 4 && memcmp(out.data, "pre:", 4) == 0;
     }
     buf_free(&out);
+    /* The same into memory of exactly the input's length (ASan: decoding
+     * must never write more). */
+    size_t n = strlen(s), got = 12345;
+    char *dst = malloc(n ? n : 1);
+    ok = http_percent_decode_to(s, n, dst, &got);
+    if (want)
+        match = match && ok && got == strlen(want) && memcmp(dst, want, got) == 0;
+    else
+        match = match && !ok && got == 12345;
+    free(dst);
     return match;
 }
 
