@@ -14,49 +14,52 @@
 enum { META_VERSION = 1 };
 enum { F_CLOSED = 1, F_DELETED = 2 };
 
-static void put_u64(buf *b, uint64_t v) {
-    uint8_t x[8];
-    for (int i = 0; i < 8; i++) x[i] = (uint8_t)(v >> (8 * i));
-    buf_append(b, x, 8);
+/* The encoder writes into space reserved up front: it runs on every
+ * producer append, where a buf_append per field cost more than the rest of
+ * the append's bookkeeping. */
+static uint8_t *put_u64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+    return p + 8;
 }
 
-static void put_str(buf *b, const char *s) {
-    uint32_t n = s ? (uint32_t)strlen(s) : 0;
-    uint8_t x[4] = {(uint8_t)n, (uint8_t)(n >> 8), (uint8_t)(n >> 16), (uint8_t)(n >> 24)};
-    buf_append(b, x, 4);
-    buf_append(b, s, n);
+static uint8_t *put_str(uint8_t *p, const char *s, size_t n) {
+    p[0] = (uint8_t)n;
+    p[1] = (uint8_t)(n >> 8);
+    p[2] = (uint8_t)(n >> 16);
+    p[3] = (uint8_t)(n >> 24);
+    if (n) memcpy(p + 4, s, n);
+    return p + 4 + n;
 }
 
-static size_t str_size(const char *s) { return 4 + (s ? strlen(s) : 0); }
-
-/* Bytes stream_meta_encode appends, so it grows the buffer once. */
-static size_t meta_size(const stream *s) {
-    size_t n = 2 + 8 * 8 + str_size(s->content_type) + str_size(s->expires_str) +
-               str_size(s->stream_seq) + str_size(s->closed_by_id);
-    for (uint32_t i = 0; i < s->nproducers; i++) n += str_size(s->producers[i].id) + 16;
-    return n;
-}
+static size_t len_of(const char *s) { return s ? strlen(s) : 0; }
 
 void stream_meta_encode(const stream *s, buf *out) {
-    buf_reserve(out, meta_size(s));
-    buf_append_byte(out, META_VERSION);
-    buf_append_byte(out, (uint8_t)((s->closed ? F_CLOSED : 0) | (s->deleted ? F_DELETED : 0)));
-    put_str(out, s->content_type);
-    put_u64(out, (uint64_t)s->ttl);
-    put_u64(out, (uint64_t)s->expires_at);
-    put_str(out, s->expires_str);
-    put_u64(out, s->src ? s->src->id : 0);
-    put_u64(out, s->fork_off);
-    put_str(out, s->stream_seq);
-    put_str(out, s->closed_by_id);
-    put_u64(out, s->closed_by_epoch);
-    put_u64(out, s->closed_by_seq);
-    put_u64(out, s->nproducers);
+    size_t ct = len_of(s->content_type), ex = len_of(s->expires_str), sq = len_of(s->stream_seq),
+           cb = len_of(s->closed_by_id);
+    size_t n = 2 + 7 * 8 + 4 * 4 + ct + ex + sq + cb;
+    for (uint32_t i = 0; i < s->nproducers; i++) n += 4 + strlen(s->producers[i].id) + 16;
+    buf_reserve(out, n);
+    uint8_t *p = out->data + out->len;
+    *p++ = META_VERSION;
+    *p++ = (uint8_t)((s->closed ? F_CLOSED : 0) | (s->deleted ? F_DELETED : 0));
+    p = put_str(p, s->content_type, ct);
+    p = put_u64(p, (uint64_t)s->ttl);
+    p = put_u64(p, (uint64_t)s->expires_at);
+    p = put_str(p, s->expires_str, ex);
+    p = put_u64(p, s->src ? s->src->id : 0);
+    p = put_u64(p, s->fork_off);
+    p = put_str(p, s->stream_seq, sq);
+    p = put_str(p, s->closed_by_id, cb);
+    p = put_u64(p, s->closed_by_epoch);
+    p = put_u64(p, s->closed_by_seq);
+    p = put_u64(p, s->nproducers);
     for (uint32_t i = 0; i < s->nproducers; i++) {
-        put_str(out, s->producers[i].id);
-        put_u64(out, s->producers[i].epoch);
-        put_u64(out, s->producers[i].seq);
+        const producer *pr = &s->producers[i];
+        p = put_str(p, pr->id, strlen(pr->id));
+        p = put_u64(p, pr->epoch);
+        p = put_u64(p, pr->seq);
     }
+    out->len = (size_t)(p - out->data);
 }
 
 typedef struct reader {
