@@ -57,15 +57,16 @@ static int hex_value(unsigned char c) {
     return -1;
 }
 
-static unsigned char ascii_lower(unsigned char c) {
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
-}
-
 /* Case-insensitive comparison of n bytes. Our own rather than strncasecmp
- * so the locale never gets a say. */
+ * so the locale never gets a say. Header names are compared several times
+ * per request and mostly agree byte for byte, so only bytes that differ
+ * are folded: they match if they are the same letter. */
 static bool same_nocase(const char *p, const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (ascii_lower((unsigned char)p[i]) != ascii_lower((unsigned char)s[i])) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char a = (unsigned char)p[i], b = (unsigned char)s[i];
+        if (a != b && ((a | 0x20) != (b | 0x20) || (unsigned)((a | 0x20) - 'a') > 'z' - 'a'))
+            return false;
+    }
     return true;
 }
 

@@ -17,27 +17,12 @@ void buf_free(buf *b) {
     buf_init(b);
 }
 
-void buf_reserve(buf *b, size_t extra) {
-    if (b->cap - b->len >= extra) return;
+void buf_grow(buf *b, size_t extra) {
     size_t want = b->len + extra;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < want) cap *= 2;
     b->data = xrealloc(b->data, cap);
     b->cap = cap;
-}
-
-void buf_append(buf *b, const void *p, size_t n) {
-    if (n == 0) return;
-    buf_reserve(b, n);
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-}
-
-void buf_append_str(buf *b, const char *s) { buf_append(b, s, strlen(s)); }
-
-void buf_append_byte(buf *b, uint8_t c) {
-    buf_reserve(b, 1);
-    b->data[b->len++] = c;
 }
 
 void buf_append_u64(buf *b, uint64_t v) {

@@ -159,6 +159,29 @@ static void test_head_get_first_match(void) {
     CHECK_MEM_STR(v, n, "one");
 }
 
+/* Case folds letters only: symbols that differ by the case bit are
+ * different names. */
+static void test_head_get_case(void) {
+    http_request_head h;
+    CHECK(parse_ok("GET / HTTP/1.1\r\nHost: h\r\nA~B: tilde\r\nContent-LENGTH: 0\r\n"
+                   "x_y: under\r\n\r\n", &h) > 0);
+    size_t n;
+    const char *v = http_head_get(&h, "a~b", &n);
+    CHECK_MEM_STR(v, n, "tilde");
+    CHECK(http_head_get(&h, "a^b", &n) == NULL);
+    v = http_head_get(&h, "content-length", &n);
+    CHECK_MEM_STR(v, n, "0");
+    v = http_head_get(&h, "CONTENT-length", &n);
+    CHECK_MEM_STR(v, n, "0");
+    CHECK(http_head_get(&h, "content-lengtH ", &n) == NULL);
+    v = http_head_get(&h, "X_Y", &n);
+    CHECK_MEM_STR(v, n, "under");
+    CHECK(http_head_get(&h, "x\x7fy", &n) == NULL);
+    /* The framing headers fold the same way. */
+    CHECK(parse_ok("POST / HTTP/1.1\r\nhOST: h\r\ncONTENT-lENGTH: 5\r\n\r\n", &h) > 0);
+    CHECK_EQ_INT(h.content_length, 5);
+}
+
 /* A head moved to a copy points into the copy only, with the same fields. */
 static void test_head_move(void) {
     const char *req = "PUT /a/b?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nX-Y:  z \r\n\r\nabc";
@@ -864,6 +887,7 @@ int main(void) {
     test_method_charset();
     test_headers_ows();
     test_head_get_first_match();
+    test_head_get_case();
     test_head_move();
     test_pipelined();
     test_leading_empty_lines();
