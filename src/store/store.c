@@ -167,6 +167,7 @@ static int lock_dir(store *s, char *err, size_t errlen) {
 /* Release everything; works on a partly opened store. */
 static void store_free(store *s) {
     if (s->seg_fd >= 0) close(s->seg_fd);
+    free(s->wal_stage);
     tails_free(s);
     files_shutdown(s);
     if (s->lockfd >= 0) close(s->lockfd); /* releases the flock */

@@ -173,6 +173,10 @@ void datafile_close(store *s, int fd, store_file *cached);
 
 /* ---- flush.c */
 
+/* Direct WAL writes are whole blocks of this size at offsets aligned to it
+ * (a multiple of any device's logical block size). */
+#define WAL_BLOCK 4096
+
 /* The zero-filled segment prepared for the next rotation. Not a segment
  * name, so recovery never reads it; store_open removes a leftover one. */
 #define WAL_SPARE_PATH "wal/spare"
@@ -417,6 +421,9 @@ struct store {
 
     /* Flusher thread only (and recovery, before it starts). */
     int seg_fd;
+    bool seg_direct;        /* seg_fd is O_DIRECT (flush.c) */
+    uint8_t *wal_stage;     /* WAL_BLOCK-aligned buffer for direct writes */
+    size_t wal_stage_cap;
     uint64_t seg_off;       /* where the next record goes */
     uint64_t seg_alloc;     /* size of the segment file when opened: zeros
                                past seg_off that writes overwrite cheaply */

@@ -2427,6 +2427,8 @@ static void test_kill9(void) {
 }
 
 static void run(const char *name, void (*fn)(void)) {
+    const char *only = getenv("STORE_TEST_ONLY");
+    if (only && strcmp(only, name) != 0) return;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     fn();
