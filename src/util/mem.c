@@ -39,3 +39,9 @@ void *xmemdup(const void *p, size_t n) {
     if (n) memcpy(q, p, n);
     return q;
 }
+
+void *xaligned(size_t align, size_t n) {
+    void *p;
+    if (posix_memalign(&p, align, n ? n : 1) != 0) oom(n);
+    return p;
+}

@@ -15,5 +15,8 @@ void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrndup(const char *s, size_t n);
 void *xmemdup(const void *p, size_t n);
+/* n bytes aligned to `align` (a power of two, a multiple of sizeof(void *)),
+ * for O_DIRECT buffers; released with free(). */
+void *xaligned(size_t align, size_t n);
 
 #endif
