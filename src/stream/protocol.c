@@ -37,8 +37,8 @@ offset_kind offset_parse(const char *s, size_t n, uint64_t *pos) {
 static void media_type_span(const char *s, size_t n, size_t *start, size_t *len) {
     size_t a = 0;
     while (a < n && (s[a] == ' ' || s[a] == '\t')) a++;
-    size_t b = a;
-    while (b < n && s[b] != ';') b++;
+    const char *semi = a < n ? memchr(s + a, ';', n - a) : NULL;
+    size_t b = semi ? (size_t)(semi - s) : n;
     while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t')) b--;
     *start = a;
     *len = b - a;
