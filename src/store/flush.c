@@ -39,7 +39,9 @@
  * the new records after it: its earlier bytes are the same, so a torn
  * write of it cannot change a record already made durable. Past the last
  * record the block is zero, as recovery expects. A file system without
- * O_DIRECT (or --durability none, which never syncs) writes buffered.
+ * O_DIRECT, or one that refuses 4 KiB-aligned direct writes (larger
+ * blocks), writes buffered from then on, as does --durability none, which
+ * never syncs.
  *
  * A failed fsync is fatal: the kernel may have dropped the dirty pages, so
  * retrying could report lost data as durable. The store stops logging
@@ -71,7 +73,7 @@ int wal_open_segment(store *s, uint64_t seg, uint64_t off, bool use_spare) {
     if (use_spare && renameat(s->dirfd, WAL_SPARE_PATH, s->dirfd, path) < 0)
         log_write(LOG_WARN, "store: cannot rename %s to %s: %s", WAL_SPARE_PATH, path,
                   strerror(errno));
-    bool direct = s->sync && off % WAL_BLOCK == 0;
+    bool direct = s->sync && !s->wal_buffered && off % WAL_BLOCK == 0;
     int fd = direct ? openat(s->dirfd, path, O_WRONLY | O_CREAT | O_CLOEXEC | O_DIRECT, 0644) : -1;
     if (fd < 0) {
         direct = false;
@@ -94,12 +96,15 @@ int wal_open_segment(store *s, uint64_t seg, uint64_t off, bool use_spare) {
 
 /* Write p[0..n) at s->seg_off through the O_DIRECT descriptor: whole
  * blocks from s->wal_stage, whose first seg_off % WAL_BLOCK bytes are
- * those of the block the previous write ended in. 0, or -1 with errno. */
+ * those of the block the previous write ended in. 0; -1 with errno; or 1
+ * if direct writes do not work here (EINVAL: blocks larger than ours; a
+ * short write that ends inside a block), for the caller to write buffered,
+ * which also tells the reason for a short write (ENOSPC, EFBIG). */
 static int write_direct(store *s, const uint8_t *p, size_t n) {
     size_t head = (size_t)(s->seg_off % WAL_BLOCK), total = head + n;
     size_t len = (total + WAL_BLOCK - 1) / WAL_BLOCK * WAL_BLOCK;
     if (len > s->wal_stage_cap) {
-        size_t cap = s->wal_stage_cap ? s->wal_stage_cap : 64 * WAL_BLOCK;
+        size_t cap = s->wal_stage_cap ? s->wal_stage_cap : WAL_STAGE_CAP;
         while (cap < len) cap *= 2;
         uint8_t *stage = xaligned(WAL_BLOCK, cap);
         if (head) memcpy(stage, s->wal_stage, head);
@@ -109,22 +114,39 @@ static int write_direct(store *s, const uint8_t *p, size_t n) {
     }
     memcpy(s->wal_stage + head, p, n);
     memset(s->wal_stage + total, 0, len - total);
-    /* A short write stopped at a block boundary (a full disk, a file size
-     * limit): the rest, from there, fails with the reason. */
+    /* A short write stopped at a block boundary (a full disk): the rest,
+     * from there, fails with the reason. */
     uint64_t at = s->seg_off - head;
     for (size_t done = 0; done < len;) {
         ssize_t w = pwrite(s->seg_fd, s->wal_stage + done, len - done, (off_t)(at + done));
         if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return -1;
-        if (w == 0 || w % WAL_BLOCK != 0) {
-            errno = EIO;
-            return -1;
-        }
+        if (w < 0) return errno == EINVAL ? 1 : -1;
+        if (w == 0 || w % WAL_BLOCK != 0) return 1;
         done += (size_t)w;
     }
     size_t keep = total % WAL_BLOCK;
     memmove(s->wal_stage, s->wal_stage + (total - keep), keep);
+    /* A burst made it big; the next batches are small again. */
+    if (s->wal_stage_cap > 4 * WAL_STAGE_CAP) {
+        uint8_t *stage = xaligned(WAL_BLOCK, WAL_STAGE_CAP);
+        memcpy(stage, s->wal_stage, keep);
+        free(s->wal_stage);
+        s->wal_stage = stage;
+        s->wal_stage_cap = WAL_STAGE_CAP;
+    }
     return 0;
+}
+
+/* Direct writes do not work on this file system: write this segment, and
+ * every later one, through the page cache. The bytes before seg_off are
+ * on disk already, whichever way they went. */
+static void direct_stop(store *s) {
+    int fl = fcntl(s->seg_fd, F_GETFL);
+    if (fl >= 0) fcntl(s->seg_fd, F_SETFL, fl & ~O_DIRECT);
+    s->seg_direct = false;
+    s->wal_buffered = true;
+    log_write(LOG_WARN, "store: %s: direct WAL writes failed; writing through the page cache",
+              s->dir);
 }
 
 /* Write and sync one run of records. Returns 0 or an errno; *retry says
@@ -133,7 +155,11 @@ static int write_direct(store *s, const uint8_t *p, size_t n) {
 static int write_run(store *s, const uint8_t *p, size_t n, uint64_t *syncs, bool *retry) {
     *retry = false;
     if (n == 0) return 0;
-    int rc = s->seg_direct ? write_direct(s, p, n) : io_pwrite_full(s->seg_fd, p, n, s->seg_off);
+    int rc = s->seg_direct ? write_direct(s, p, n) : 1;
+    if (rc > 0) {
+        if (s->seg_direct) direct_stop(s);
+        rc = io_pwrite_full(s->seg_fd, p, n, s->seg_off);
+    }
     if (rc < 0) {
         *retry = store_no_room(errno);
         return errno;
@@ -210,6 +236,17 @@ static bool spare_abandoned(store *s) {
     return stop;
 }
 
+/* Append n zeros to the spare. A file system that opens it O_DIRECT but
+ * refuses our block size gets them through the page cache instead. */
+static int write_zeros(int fd, const uint8_t *zeros, size_t n) {
+    if (io_write_full(fd, zeros, n) == 0) return 0;
+    int err = errno, fl = fcntl(fd, F_GETFL);
+    if (err == EINVAL && fl >= 0 && (fl & O_DIRECT) && fcntl(fd, F_SETFL, fl & ~O_DIRECT) == 0)
+        return io_write_full(fd, zeros, n);
+    errno = err;
+    return -1;
+}
+
 void wal_prepare_spare(store *s) {
     pthread_mutex_lock(&s->mu);
     bool start = s->spare == SPARE_NONE;
@@ -240,7 +277,7 @@ void wal_prepare_spare(store *s) {
         size_t n = s->seg_size - off < chunk ? (size_t)(s->seg_size - off) : chunk;
         if (spare_abandoned(s)) {
             ok = false;
-        } else if (io_write_full(fd, zeros, n) < 0) {
+        } else if (write_zeros(fd, zeros, n) < 0) {
             log_write(LOG_WARN, "store: cannot fill %s: %s", WAL_SPARE_PATH, strerror(errno));
             ok = false;
         }

@@ -176,6 +176,9 @@ void datafile_close(store *s, int fd, store_file *cached);
 /* Direct WAL writes are whole blocks of this size at offsets aligned to it
  * (a multiple of any device's logical block size). */
 #define WAL_BLOCK 4096
+/* The direct-write stage's usual size (batches of hundreds of appends);
+ * a burst grows it, and it shrinks back after. */
+#define WAL_STAGE_CAP (64 * WAL_BLOCK)
 
 /* The zero-filled segment prepared for the next rotation. Not a segment
  * name, so recovery never reads it; store_open removes a leftover one. */
@@ -422,6 +425,7 @@ struct store {
     /* Flusher thread only (and recovery, before it starts). */
     int seg_fd;
     bool seg_direct;        /* seg_fd is O_DIRECT (flush.c) */
+    bool wal_buffered;      /* direct writes failed here: segments are buffered */
     uint8_t *wal_stage;     /* WAL_BLOCK-aligned buffer for direct writes */
     size_t wal_stage_cap;
     uint64_t seg_off;       /* where the next record goes */
