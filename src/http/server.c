@@ -296,6 +296,9 @@ void http_conn_unref(http_conn *c) {
     buf_free(&c->head_copy);
     request_free(c);
     buf_free(&c->resp_head);
+    /* A handler may still have staged a body (or file) after the close. */
+    queue_clear(&c->resp_body);
+    queue_clear(&c->out);
     free(c->resp_body.v);
     free(c->out.v);
     free(c);
