@@ -359,6 +359,62 @@ static void test_target_limit(void) {
     CHECK_EQ_INT(http_parse_head(longer, 22, MAX_HEAD, 16, &h, &err), HTTP_PARSE_URI_TOO_LONG);
 }
 
+/* The target and header values are skipped 16 bytes at a time: a byte
+ * anywhere in them, before, inside or after a 16-byte run, is judged the
+ * same, and the target's length limit is exact at every length. */
+static void test_every_position(void) {
+    char req[256], target[64], value[64];
+    http_request_head h;
+    const char *err;
+    bool target_ok = true, value_ok = true, limit_ok = true;
+    for (size_t len = 1; len <= 48; len++) {
+        for (size_t i = 0; i < len; i++) {
+            static const unsigned char bad_target[] = {0x7f, 0x80, 0x01, 0xff, '\t'};
+            for (size_t k = 0; k < sizeof bad_target; k++) {
+                memset(target, 'a', len);
+                target[0] = '/';
+                target[i ? i : 1] = (char)bad_target[k];
+                if (len == 1) continue;
+                int n = snprintf(req, sizeof req, "GET %.*s HTTP/1.1\r\nHost: h\r\n\r\n", (int)len, target);
+                if (parse_n(req, (size_t)n, &h, &err) != HTTP_PARSE_BAD) target_ok = false;
+            }
+            static const unsigned char bad_value[] = {0x7f, 0x00, 0x01, 0x1f, '\n'};
+            static const unsigned char good_value[] = {'\t', 0x80, 0xff, 0x20, '~'};
+            /* Built with memcpy, as the value may hold a NUL; between two
+             * letters, as whitespace at the ends is not the value's. */
+            static const char pre[] = "GET / HTTP/1.1\r\nHost: h\r\nX-V: a", post[] = "z\r\n\r\n";
+            size_t n = sizeof pre - 1 + len + sizeof post - 1;
+            memcpy(req, pre, sizeof pre - 1);
+            memcpy(req + sizeof pre - 1 + len, post, sizeof post - 1);
+            for (size_t k = 0; k < sizeof bad_value; k++) {
+                memset(value, 'v', len);
+                value[i] = (char)bad_value[k];
+                memcpy(req + sizeof pre - 1, value, len);
+                if (parse_n(req, n, &h, &err) >= 0) value_ok = false;
+                value[i] = (char)good_value[k];
+                memcpy(req + sizeof pre - 1, value, len);
+                size_t vl;
+                const char *v;
+                if (parse_n(req, n, &h, &err) != (int)n || !(v = http_head_get(&h, "x-v", &vl)) ||
+                    vl != len + 2 || memcmp(v + 1, value, len) != 0)
+                    value_ok = false;
+            }
+        }
+        /* A target of len bytes under limits len - 1, len and len + 1. */
+        memset(target, 'b', len);
+        target[0] = '/';
+        int n = snprintf(req, sizeof req, "GET %.*s HTTP/1.1\r\nHost: h\r\n\r\n", (int)len, target);
+        for (size_t lim = len > 1 ? len - 1 : len; lim <= len + 1; lim++) {
+            int want = lim < len ? HTTP_PARSE_URI_TOO_LONG : n;
+            if (http_parse_head(req, (size_t)n, MAX_HEAD, lim, &h, &err) != want) limit_ok = false;
+            if (want == n && h.target_len != len) limit_ok = false;
+        }
+    }
+    CHECK(target_ok);
+    CHECK(value_ok);
+    CHECK(limit_ok);
+}
+
 static void test_head_limit(void) {
     http_request_head h;
     const char *err;
@@ -888,6 +944,7 @@ int main(void) {
     test_headers_ows();
     test_head_get_first_match();
     test_head_get_case();
+    test_every_position();
     test_head_move();
     test_pipelined();
     test_leading_empty_lines();
