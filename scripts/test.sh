@@ -43,6 +43,7 @@ step "crash test (SIGKILL)" python3 tests/proto/crash_test.py build/weft
 step "disk-full test" python3 tests/proto/disk_full_test.py build/weft
 step "bad-input test" python3 tests/proto/bad_input_test.py build/weft
 step "graceful-shutdown test" python3 tests/proto/shutdown_test.py build/weft
+step "expiry test (ASan+UBSan server)" python3 tests/proto/expiry_test.py build-san/weft
 step "bad-input test (read/writev: --io-uring off)" env WEFT_IO_URING=off python3 tests/proto/bad_input_test.py build/weft
 step "bad-input test (ASan+UBSan server)" python3 tests/proto/bad_input_test.py build-san/weft
 step "benchmark smoke run (5 s)" python3 bench/run.py smoke --out "$(mktemp -d)/bench.json"

@@ -356,6 +356,7 @@ static void handle_put(http_conn *c, http_request *req, const char *path, size_t
         respond_storage_error(c, path);
         goto out;
     }
+    stream_watch_expiry(s);
     respond_begin(c, 201);
     size_t host_len;
     const char *host = hdr(req, "host", &host_len);

@@ -522,6 +522,7 @@ static void link_forks(void) {
     for (size_t i = 0; i < nrecov; i++) {
         stream *s = recov[i].s;
         if (s->deleted && s->nforks == 0 && !s->dead) stream_destroy(s);
+        else if (!s->dead && !s->deleted) stream_watch_expiry(s);
     }
     for (size_t i = 0; i < nrecov; i++) stream_unref(recov[i].s);
     free(ids);
@@ -571,31 +572,45 @@ static void on_snapshot(void *ctx, store_snapshot *snap) {
 }
 
 /* Expired streams nobody touches must still go (and free their disk): a
- * background thread walks the table a slice at a time, so the lock is never
- * held for long however many streams there are. */
+ * background thread visits the streams that can expire a slice at a time,
+ * so the lock is never held for long however many there are. Only those
+ * are visited: walking the whole table took every stream's cache lines
+ * from the request path, for streams that never expire. Each entry holds a
+ * reference; a stream that is gone is dropped when next visited. */
+static stream **watch;
+static size_t nwatch, watch_cap;
 static pthread_t sweeper;
 static bool sweeper_running;
 static pthread_mutex_t sweep_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sweep_cv = PTHREAD_COND_INITIALIZER;
 static bool sweep_stop;
 
-static void sweep_slice(uint64_t *cursor, uint64_t buckets) {
+void stream_watch_expiry(stream *s) {
+    if (s->ttl < 0 && !s->expires_at) return;
+    if (nwatch == watch_cap) {
+        watch_cap = watch_cap ? watch_cap * 2 : 64;
+        watch = xrealloc(watch, watch_cap * sizeof *watch);
+    }
+    stream_ref(s);
+    watch[nwatch++] = s;
+}
+
+static void sweep_slice(size_t *cursor, size_t n) {
     pthread_mutex_lock(&streams_lock);
     int64_t now = wall_ms();
-    for (uint64_t n = 0; n < buckets && table_size; n++) {
-        uint64_t b = (*cursor)++ & (table_size - 1);
-        stream *s = table[b];
-        while (s) {
-            if (!s->deleted && stream_expired(s, now)) {
-                log_write(LOG_INFO, "%s: expired", s->path);
-                /* A delete can cascade to other streams of this bucket:
-                 * start the bucket over (deleted ones are skipped). */
-                if (stream_delete(s) != 0) {
-                    s = table[b];
-                    continue;
-                }
-            }
-            s = s->hnext;
+    for (size_t k = 0; k < n && nwatch; k++) {
+        if (*cursor >= nwatch) *cursor = 0;
+        stream *s = watch[*cursor];
+        if (!s->dead && !s->deleted && stream_expired(s, now)) {
+            log_write(LOG_INFO, "%s: expired", s->path);
+            stream_delete(s);
+        }
+        /* Soft-deleted streams go with their last fork, not by expiry. */
+        if (s->dead || s->deleted) {
+            watch[*cursor] = watch[--nwatch];
+            stream_unref(s);
+        } else {
+            (*cursor)++;
         }
     }
     pthread_mutex_unlock(&streams_lock);
@@ -604,7 +619,7 @@ static void sweep_slice(uint64_t *cursor, uint64_t buckets) {
 static void *sweep_main(void *arg) {
     (void)arg;
     pthread_setname_np(pthread_self(), "weft-sweep");
-    uint64_t cursor = 0;
+    size_t cursor = 0;
     pthread_mutex_lock(&sweep_mu);
     while (!sweep_stop) {
         struct timespec ts;
@@ -678,6 +693,10 @@ void streams_close(void) {
     free(pend);
     pend = NULL;
     pend_cap = 0;
+    for (size_t i = 0; i < nwatch; i++) stream_unref(watch[i]);
+    free(watch);
+    watch = NULL;
+    nwatch = watch_cap = 0;
     for (uint64_t i = 0; i < table_size; i++) {
         stream *s = table[i];
         while (s) {

@@ -132,6 +132,10 @@ void stream_will_change(stream *s);
 void stream_discard(stream *s);
 void stream_touch(stream *s, int64_t now_ms);
 bool stream_expired(const stream *s, int64_t now_ms);
+/* Hand a registered stream with a TTL or an expiry time to the sweeper,
+ * which deletes it once it expires untouched (no-op without either). Call
+ * once, when ttl and expires_at are final. */
+void stream_watch_expiry(stream *s);
 uint64_t stream_count(void);
 
 void stream_meta_encode(const stream *s, buf *out);
