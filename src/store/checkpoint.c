@@ -66,6 +66,7 @@ void store_snapshot_begin(store_snapshot *snap) {
     snap->hdr.next_id = s->next_id;
     snap->dirty = s->dirty;
     idmap_init(&s->dirty);
+    s->dirty_epoch++;
     memcpy(snap->dirty_dirs, s->dirty_dirs, sizeof snap->dirty_dirs);
     memset(s->dirty_dirs, 0, sizeof s->dirty_dirs);
     s->wal_bytes = 0;

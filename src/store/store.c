@@ -222,6 +222,7 @@ store *store_open(const store_options *opt, char *err, size_t errlen) {
     buf_init(&s->pending);
     buf_init(&s->pending_deletes);
     idmap_init(&s->dirty);
+    s->dirty_epoch = 1;
     files_init(s);
     tails_init(s);
 
@@ -333,8 +334,10 @@ static uint64_t checkpoint_due(const store *s) {
     return pages > base ? pages : base;
 }
 
-/* Assign the LSN and queue the record for the flusher. */
-static store_lsn log_record(store *s, store_rec *r) {
+/* Assign the LSN and queue the record for the flusher. An append names
+ * its stream's tail_stream (e), whose mark spares most appends the dirty
+ * set's lookup, a cache miss with many streams. */
+static store_lsn log_record(store *s, store_rec *r, tail_stream *e) {
     pthread_mutex_lock(&s->mu);
     int refused = s->failed        ? s->failed
                   : s->wal_nospace ? s->wal_nospace
@@ -355,8 +358,9 @@ static store_lsn log_record(store *s, store_rec *r) {
         unsigned d = (unsigned)(r->id & 0xff);
         s->dirty_dirs[d / 8] |= (uint8_t)(1u << (d % 8));
         idmap_put(&s->dirty, r->id, &dirty_mark);
-    } else if (r->type == STORE_REC_APPEND && r->data_len > 0) {
+    } else if (r->type == STORE_REC_APPEND && r->data_len > 0 && e->dirty_epoch != s->dirty_epoch) {
         idmap_put(&s->dirty, r->id, &dirty_mark);
+        e->dirty_epoch = s->dirty_epoch;
     } else if (r->type == STORE_REC_DELETE) {
         buf_append(&s->pending_deletes, &r->id, sizeof r->id);
     }
@@ -386,15 +390,15 @@ store_lsn store_create(store *s, uint64_t id, const uint8_t *name, size_t name_l
     store_rec r = {.type = STORE_REC_CREATE, .id = id, .name = name, .name_len = name_len,
                    .meta = meta, .meta_len = meta_len, .has_meta = true,
                    .data = data, .data_len = data_len};
-    store_lsn lsn = log_record(s, &r);
+    store_lsn lsn = log_record(s, &r, NULL);
     if (lsn == 0) {
         int e = errno;
         datafile_unlink(s, id);
         errno = e;
         return 0;
     }
-    tails_register(s, id, through ? data_len : 0);
-    if (!through && data_len > 0) tails_append(s, id, data, data_len, false);
+    tail_stream *e = tails_register(s, id, through ? data_len : 0);
+    if (!through && data_len > 0) tails_append(s, e, data, data_len, false);
     return lsn;
 }
 
@@ -406,15 +410,16 @@ store_lsn store_append(store *s, uint64_t id, uint64_t pos, const uint8_t *data,
         return 0;
     }
     bool through = false;
+    tail_stream *e = NULL;
     if (data_len > 0) {
-        if (tails_check(s, id, pos, &through) < 0) return 0;
+        if (!(e = tails_check(s, id, pos, &through))) return 0;
         if (through && tails_write_through(s, id, pos, data, data_len) < 0) return 0;
     }
     store_rec r = {.type = STORE_REC_APPEND, .id = id, .pos = pos, .data = data,
                    .data_len = data_len, .meta = meta, .meta_len = meta ? meta_len : 0,
                    .has_meta = meta != NULL};
-    store_lsn lsn = log_record(s, &r);
-    if (lsn && data_len > 0) tails_append(s, id, data, data_len, through);
+    store_lsn lsn = log_record(s, &r, e);
+    if (lsn && data_len > 0) tails_append(s, e, data, data_len, through);
     return lsn;
 }
 
@@ -425,7 +430,7 @@ store_lsn store_set_meta(store *s, uint64_t id, const uint8_t *meta, size_t meta
     }
     store_rec r = {.type = STORE_REC_META, .id = id, .meta = meta, .meta_len = meta_len,
                    .has_meta = true};
-    return log_record(s, &r);
+    return log_record(s, &r, NULL);
 }
 
 store_lsn store_delete(store *s, uint64_t id) {
@@ -437,7 +442,7 @@ store_lsn store_delete(store *s, uint64_t id) {
      * the stream, as soon as it is logged. */
     tails_doom(s, id, true);
     store_rec r = {.type = STORE_REC_DELETE, .id = id};
-    store_lsn lsn = log_record(s, &r);
+    store_lsn lsn = log_record(s, &r, NULL);
     if (!lsn) tails_doom(s, id, false);
     return lsn;
 }

@@ -308,6 +308,9 @@ struct tail_stream {
     spill_chain spill;
     tail_mem *mem; /* NULL while nothing is in memory */
     bool dying;    /* deleted, the delete not yet durable */
+    /* Under s->mu, not tails_mu: the s->dirty_epoch whose dirty set has
+     * this stream, so an append need not look it up there again. */
+    uint64_t dirty_epoch;
 };
 
 struct tail_mem {
@@ -327,7 +330,7 @@ void tails_init(store *s);
 void tails_free(store *s);
 /* Recovery and store_create: a live stream whose `length` bytes are all in
  * its data file. */
-void tails_register(store *s, uint64_t id, uint64_t length);
+tail_stream *tails_register(store *s, uint64_t id, uint64_t length);
 /* store_delete, before logging the delete: the stream is gone for readers
  * and appends (dying), but until the delete is durable a checkpoint that
  * counted it must still find its bytes (tails_sync). dying false undoes it
@@ -337,12 +340,14 @@ void tails_doom(store *s, uint64_t id, bool dying);
 void tails_forget(store *s, uint64_t id);
 /* Before logging an append of data at pos: the stream must exist (ENOENT)
  * and pos be its length (EINVAL). *through tells whether to write through
- * (tails_write_through before logging) instead of behind. -1 + errno. */
-int tails_check(store *s, uint64_t id, uint64_t pos, bool *through);
+ * (tails_write_through before logging) instead of behind. Returns the
+ * stream's tail_stream, which stays valid until the append is done (the
+ * owner serialises an append with its stream's delete), or NULL + errno. */
+tail_stream *tails_check(store *s, uint64_t id, uint64_t pos, bool *through);
 int tails_write_through(store *s, uint64_t id, uint64_t pos, const uint8_t *data, size_t len);
 /* After logging: the stream's length grows by len; the bytes are kept in
  * its tail unless they were written through. */
-void tails_append(store *s, uint64_t id, const uint8_t *data, size_t len, bool through);
+void tails_append(store *s, tail_stream *e, const uint8_t *data, size_t len, bool through);
 /* Whether creates write their data through (see tails_check). */
 bool tails_through(store *s);
 /* Free disk space below which appends are written through; a spare WAL
@@ -412,6 +417,7 @@ struct store {
     uint64_t wal_bytes;     /* logged since the last snapshot began */
     uint64_t disk_free;     /* bytes free for us at the writer's last look */
     idmap dirty;            /* ids whose data file was written since then */
+    uint64_t dirty_epoch;   /* counts the dirty sets taken by snapshots, from 1 */
     uint8_t dirty_dirs[32];
     int failed;             /* errno of a fatal write failure, else 0 */
     /* ENOSPC or EDQUOT while the flusher retries a batch that found the

@@ -540,7 +540,7 @@ int tails_sync(store *s, uint64_t id, bool sync) {
 
 /* ---- the store's side */
 
-void tails_register(store *s, uint64_t id, uint64_t length) {
+tail_stream *tails_register(store *s, uint64_t id, uint64_t length) {
     pthread_mutex_lock(&s->tails_mu);
     if (s->tcount >= s->tnbuckets) grow_table(s);
     tail_stream *e = xcalloc(1, sizeof *e);
@@ -551,6 +551,7 @@ void tails_register(store *s, uint64_t id, uint64_t length) {
     s->tbuckets[b] = e;
     s->tcount++;
     pthread_mutex_unlock(&s->tails_mu);
+    return e;
 }
 
 void tails_doom(store *s, uint64_t id, bool dying) {
@@ -592,14 +593,15 @@ bool tails_through(store *s) {
     return through;
 }
 
-int tails_check(store *s, uint64_t id, uint64_t pos, bool *through) {
+tail_stream *tails_check(store *s, uint64_t id, uint64_t pos, bool *through) {
     pthread_mutex_lock(&s->tails_mu);
     tail_stream *e = live_locked(s, id);
     int err = !e ? ENOENT : pos != e->length ? EINVAL : 0;
     *through = s->write_through;
     pthread_mutex_unlock(&s->tails_mu);
-    if (err) errno = err;
-    return err ? -1 : 0;
+    if (!err) return e;
+    errno = err;
+    return NULL;
 }
 
 int tails_write_through(store *s, uint64_t id, uint64_t pos, const uint8_t *data, size_t len) {
@@ -631,10 +633,8 @@ int tails_write_through(store *s, uint64_t id, uint64_t pos, const uint8_t *data
     return rc;
 }
 
-void tails_append(store *s, uint64_t id, const uint8_t *data, size_t len, bool through) {
+void tails_append(store *s, tail_stream *e, const uint8_t *data, size_t len, bool through) {
     pthread_mutex_lock(&s->tails_mu);
-    /* Present: the owner serialises an append with its stream's delete. */
-    tail_stream *e = tails_find_locked(s, id);
     e->length += len;
     if (through) {
         e->written = e->length;

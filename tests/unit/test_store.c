@@ -443,6 +443,17 @@ static bool recovered_matches(tctx *c) {
     return live == c->nrec;
 }
 
+/* Close the store and open it again (durable, default checkpoints): it must
+ * recover what the test wrote, and is closed again. */
+static void reopen_matches(tctx *c, const char *dir) {
+    close_store(c);
+    CHECK(open_store(c, dir, STORE_DURABLE, 0, true, NULL, 0) != NULL);
+    if (c->s) {
+        CHECK(recovered_matches(c));
+        close_store(c);
+    }
+}
+
 static void fill(uint8_t *p, size_t n, unsigned seed) {
     for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(seed * 31 + i * 7 + (i >> 8));
 }
@@ -639,12 +650,7 @@ static void test_durable_reports(void) {
     CHECK_EQ_INT(c.durable, last);
     CHECK(c.order_ok);
     CHECK(c.nreports >= 1 && c.nreports <= 301);
-    close_store(&c);
-    CHECK(open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0) != NULL);
-    if (c.s) {
-        CHECK(recovered_matches(&c));
-        close_store(&c);
-    }
+    reopen_matches(&c, dir);
 out:
     ctx_free(&c);
     rm_rf(dir);
@@ -712,12 +718,7 @@ static void test_group_commit(void) {
     bool data_ok = true;
     for (int i = 0; i < GC_THREADS; i++) data_ok = data_ok && read_back_ok(&c, i);
     CHECK(data_ok);
-    close_store(&c);
-    CHECK(open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0) != NULL);
-    if (c.s) {
-        CHECK(recovered_matches(&c));
-        close_store(&c);
-    }
+    reopen_matches(&c, dir);
 out:
     ctx_free(&c);
     rm_rf(dir);
@@ -1505,12 +1506,7 @@ static void test_tail_reads(void) {
     CHECK(all_ranges_ok(&c, a, 97));
     CHECK(read_back_ok(&c, a));
 
-    close_store(&c);
-    CHECK(open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0) != NULL);
-    if (c.s) {
-        CHECK(recovered_matches(&c));
-        close_store(&c);
-    }
+    reopen_matches(&c, dir);
 out:
     opt_tail_max = opt_tail_budget = 0;
     ctx_free(&c);
@@ -1629,12 +1625,7 @@ static void test_tail_budget(void) {
     ok = true;
     for (int i = 0; i < n; i++) ok = ok && spilled_of(&c, i) == 0 && file_exact_ok(&c, i);
     CHECK(ok);
-    close_store(&c);
-    CHECK(open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0) != NULL);
-    if (c.s) {
-        CHECK(recovered_matches(&c));
-        close_store(&c);
-    }
+    reopen_matches(&c, dir);
 out:
     opt_tail_max = opt_tail_budget = 0;
     ctx_free(&c);
@@ -1763,12 +1754,7 @@ static void test_spill_through(void) {
     CHECK(read_back_ok(&c, victim));
     CHECK_EQ_INT(store_checkpoint(c.s), 0);
 close:
-    close_store(&c);
-    CHECK(open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0) != NULL);
-    if (c.s) {
-        CHECK(recovered_matches(&c));
-        close_store(&c);
-    }
+    reopen_matches(&c, dir);
 out:
     opt_tail_max = opt_tail_budget = 0;
     ctx_free(&c);
@@ -1863,6 +1849,50 @@ out:
     ctx_free(&c);
     rm_rf(dir);
     rm_rf(crash);
+}
+
+/* Every checkpoint writes out each stream appended to since the one
+ * before: an append marks its stream dirty once per checkpoint (the mark
+ * lives in the stream's tail), and a checkpoint that gave its dirty set
+ * back must still have those streams written by the next one. */
+static void test_checkpoint_rounds(void) {
+    char dir[64];
+    make_tmpdir(dir, sizeof dir);
+    tctx c;
+    ctx_init(&c);
+    opt_tail_max = 1 << 20;
+    opt_tail_budget = 64 << 20;
+    if (!open_store(&c, dir, STORE_DURABLE, 0, true, NULL, 0)) goto out;
+    enum { N = 6 };
+    for (int i = 0; i < N; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "/rounds/%d", i);
+        t_create(&c, name, "m", "", 0, NULL);
+    }
+    for (int round = 0; round < 4; round++) {
+        /* Round 2 leaves streams 0 and 1 alone: they stay as they were. */
+        for (int k = 0; k < 3 * N; k++) {
+            int i = k % N;
+            if (round == 2 && i < 2) continue;
+            uint8_t data[300];
+            size_t len = 1 + (size_t)(k * 37 + round * 11) % sizeof data;
+            fill(data, len, (unsigned)(round * 1000 + k));
+            t_append(&c, i, data, len, NULL);
+        }
+        bool held = true;
+        for (int i = 0; i < N; i++)
+            held = held && store_written(c.s, c.st[i].id) < c.st[i].data.len;
+        CHECK(round == 2 || held);
+        CHECK_EQ_INT(store_checkpoint(c.s), 0);
+        bool ok = true;
+        for (int i = 0; i < N; i++) ok = ok && file_exact_ok(&c, i);
+        CHECK(ok);
+    }
+    reopen_matches(&c, dir);
+out:
+    opt_tail_max = opt_tail_budget = 0;
+    ctx_free(&c);
+    rm_rf(dir);
 }
 
 /* Deleting a stream drops its tail, also while a write-out of it runs. */
@@ -2465,6 +2495,7 @@ int main(void) {
     run("tail_crash", test_tail_crash);
     tail_crash_streams = SYNCFS_FILES + 36;
     run("tail_crash (many streams)", test_tail_crash);
+    run("checkpoint_rounds", test_checkpoint_rounds);
     run("tail_delete", test_tail_delete);
     run("write_through", test_write_through);
     run("prealloc", test_prealloc);
