@@ -27,6 +27,11 @@ LOADGEN = os.path.join(ROOT, "build", "loadgen")
 FLOOR = os.path.join(ROOT, "build", "floor")
 WEFT = os.path.join(ROOT, "build", "weft")
 TICK = os.sysconf("SC_CLK_TCK")
+# Against nginx, weft runs this many times in all, each time right before
+# nginx: the machine's speed drifts by tens of percent within minutes, so
+# the ratio is the median of back-to-back pairs, not of one pair of runs
+# minutes apart.
+PAIRS = {"smoke": 1, "quick": 1, "full": 3}
 
 # (workload, label, loadgen args, servers) per mode.
 PLANS = {
@@ -218,6 +223,28 @@ def table(rows):
             print("  weft/%s: throughput %.2fx%s" % (r["server"], weft["ops_per_sec"] / r["ops_per_sec"], cpu))
 
 
+def nginx_pairs(mode, workload, label, args, weft, nginx):
+    """More back-to-back weft, nginx runs; prints and returns the median
+    ratios over all pairs (the first is the table's)."""
+    pairs = [(weft, nginx)]
+    while len(pairs) < PAIRS[mode]:
+        w = run_one(mode, workload, label, args, "weft")
+        n = run_one(mode, workload, label, args, "nginx")
+        if not w or not n:
+            break
+        pairs.append((w, n))
+    cpu = sorted(w["server_cpu_us_per_op"] / n["server_cpu_us_per_op"] for w, n in pairs
+                 if w.get("server_cpu_us_per_op") and n.get("server_cpu_us_per_op"))
+    ops = sorted(w["ops_per_sec"] / n["ops_per_sec"] for w, n in pairs if n.get("ops_per_sec"))
+    median = lambda v: v[len(v) // 2] if v else None
+    print("  weft/nginx over %d back-to-back pairs: CPU/op %s (median %.2fx), throughput median %.2fx"
+          % (len(pairs), " ".join("%.2fx" % x for x in cpu), median(cpu) or 0, median(ops) or 0))
+    return {"server": "weft/nginx pairs", "case": label, "workload": workload, "pairs": len(pairs),
+            "cpu_per_op_ratios": cpu, "cpu_per_op_ratio_median": median(cpu),
+            "throughput_ratio_median": median(ops),
+            "runs": [{"weft": w, "nginx": n} for w, n in pairs[1:]]}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=sorted(PLANS))
@@ -255,6 +282,10 @@ def main():
                 failures += 1
         table(rows)
         results.extend(rows)
+        weft = next((r for r in rows if r["server"] == "weft"), None)
+        nginx = next((r for r in rows if r["server"] == "nginx"), None)
+        if weft and nginx and PAIRS[a.mode] > 1:
+            results.append(nginx_pairs(a.mode, workload, label, args, weft, nginx))
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump({"date": datetime.datetime.utcnow().isoformat() + "Z", "mode": a.mode,
