@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../util/hash.h"
 #include "../util/log.h"
 #include "../util/mem.h"
 
@@ -21,7 +22,8 @@ pthread_mutex_t streams_lock = PTHREAD_MUTEX_INITIALIZER;
 store *streams_store;
 weft_limits streams_limits;
 
-/* Registry: an intrusive chained hash table keyed by path. */
+/* Registry: an intrusive chained hash table keyed by path. Paths are the
+ * clients' choice, so the hash is keyed (util/hash.h). */
 static stream **table;
 static uint64_t table_size; /* power of two */
 static uint64_t nstreams;
@@ -51,15 +53,6 @@ int64_t wall_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint64_t hash_path(const char *p, size_t n) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t)p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static void table_grow(void) {
     uint64_t nsize = table_size ? table_size * 2 : 1024;
     stream **nt = xcalloc(nsize, sizeof *nt);
@@ -80,7 +73,7 @@ static void table_grow(void) {
 
 stream *stream_lookup(const char *path, size_t len) {
     if (!table_size) return NULL;
-    uint64_t h = hash_path(path, len);
+    uint64_t h = hash_keyed(path, len);
     for (stream *s = table[h & (table_size - 1)]; s; s = s->hnext)
         if (s->path_hash == h && strncmp(s->path, path, len) == 0 && s->path[len] == 0) return s;
     return NULL;
@@ -99,7 +92,7 @@ stream *stream_new(const char *path, size_t len, uint64_t id) {
     s->ttl = -1;
     s->refs = 1; /* the registry's */
     s->last_access = wall_ms();
-    s->path_hash = hash_path(path, len);
+    s->path_hash = hash_keyed(path, len);
     uint64_t b = s->path_hash & (table_size - 1);
     s->hnext = table[b];
     table[b] = s;
