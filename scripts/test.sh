@@ -2,8 +2,9 @@
 # The whole test suite, from a fresh Debian machine (as root): installs what
 # is missing, builds with gcc and clang (-Werror), runs the C unit tests
 # plain and under ASan+UBSan, a short run of every fuzz target, the public
-# Durable Streams conformance suite against the real binary, the crash test
-# and the bad-input test. Ends with "N passed, N failed" (steps).
+# Durable Streams conformance suite against the real binary, and the crash,
+# disk-full, bad-input, graceful-shutdown and expiry tests over real sockets,
+# then a 5 s benchmark smoke run. Ends with "N passed, N failed" (steps).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
