@@ -1,4 +1,5 @@
-/* fuzz_wal.c — libFuzzer target for the WAL scanner (store_wal_scan).
+/* fuzz_wal.c — libFuzzer target for the WAL scanner (store_wal_scan,
+ * wal_scan_records).
  *
  * Recovery trusts whatever the scanner accepts, so on arbitrary bytes it
  * must never read outside its input and must be consistent with itself:
@@ -10,8 +11,11 @@
  *     read past the prefix);
  *   - scanning the prefix without its last byte stops at the last record's
  *     start.
- * The input is also read as a list of records to encode: encoding then
- * scanning must give them all back unchanged.
+ * Read as a segment file, the input either has no header (0) or scans to
+ * the header plus exactly what its records region scans to under the
+ * header's salt. The input is also read as a list of records to encode:
+ * encoding, sealing and scanning them as a segment must give them all
+ * back unchanged, and under any other salt none of them.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,7 +59,7 @@ static size_t scan(const uint8_t *img, size_t len, seen *s) {
     memset(s, 0, sizeof *s);
     s->img = img;
     s->len = len;
-    size_t n = store_wal_scan(img, len, on_rec, s);
+    size_t n = wal_scan_records(img, len, 0, 0, on_rec, s);
     if (n > len || n != s->next) abort();
     return n;
 }
@@ -65,6 +69,20 @@ static bool same_rec(const store_rec *a, const seen *sa, const store_rec *b, con
            a->has_meta == b->has_meta && a->name_len == b->name_len &&
            a->meta_len == b->meta_len && a->data_len == b->data_len &&
            a->name - sa->img == b->name - sb->img;
+}
+
+static void check_segment(const uint8_t *data, size_t size) {
+    uint64_t seg = 0;
+    size_t n = store_wal_scan(data, size, &seg, NULL, NULL);
+    wal_seg_hdr h;
+    bool hdr = wal_seg_hdr_decode(data, size, &h);
+    if (!hdr) {
+        if (n != 0) abort();
+        return;
+    }
+    if (seg != h.seg || n < WAL_SEG_HDR || n > size) abort();
+    size_t recs = wal_scan_records(data + WAL_SEG_HDR, size - WAL_SEG_HDR, h.salt, 0, NULL, NULL);
+    if (n != WAL_SEG_HDR + recs) abort();
 }
 
 static void check_scanner(const uint8_t *data, size_t size) {
@@ -130,8 +148,24 @@ static void check_roundtrip(const uint8_t *data, size_t size) {
         wal_encode(&img, &r);
         want[n++] = r;
     }
+    uint32_t salt = size >= 4 ? codec_get_u32(data) : 0x5eedu;
+    wal_seal(img.data, img.len, salt);
+    buf seg;
+    buf_init(&seg);
+    wal_seg_hdr h = {.seg = 1 + size, .prev_end = size, .salt = salt};
+    uint8_t hdr[WAL_SEG_HDR];
+    wal_seg_hdr_encode(hdr, &h);
+    buf_append(&seg, hdr, sizeof hdr);
+    buf_append(&seg, img.data, img.len);
     static seen got;
-    if (scan(img.data, img.len, &got) != img.len || got.n != n) abort();
+    memset(&got, 0, sizeof got);
+    got.img = seg.data + WAL_SEG_HDR;
+    got.len = img.len;
+    uint64_t segno = 0;
+    if (store_wal_scan(seg.data, seg.len, &segno, on_rec, &got) != seg.len || got.n != n ||
+        segno != h.seg)
+        abort();
+    if (n > 0 && wal_scan_records(img.data, img.len, salt ^ 1, 0, NULL, NULL) != 0) abort();
     for (size_t i = 0; i < n; i++) {
         const store_rec *a = &want[i], *b = &got.recs[i];
         if (a->type != b->type || a->lsn != b->lsn || a->id != b->id || a->pos != b->pos ||
@@ -142,6 +176,7 @@ static void check_roundtrip(const uint8_t *data, size_t size) {
             memcmp(a->data, b->data, a->data_len) != 0)
             abort();
     }
+    buf_free(&seg);
     buf_free(&img);
 }
 
@@ -149,6 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check_scanner(data, size);
+    check_segment(data, size);
     check_roundtrip(data, size);
     return 0;
 }

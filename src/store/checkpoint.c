@@ -19,7 +19,8 @@
  *    is a device cache flush of its own, and 100,000 of them took most of a
  *    checkpoint's time.
  *
- * 3. Write the catalog atomically, then delete the segments it covers.
+ * 3. Write the catalog atomically, then delete the segments it covers,
+ *    but for one kept as the next spare segment (flush.c).
  *
  * A crash anywhere before the rename leaves the old catalog and all its
  * segments, so recovery simply replays more. A failed data file write or
@@ -28,14 +29,16 @@
  * the checkpoint is put off until a write-out fits (tail.c). Neither is a
  * failed catalog write: the old catalog and the WAL are still whole.
  *
- * Between checkpoints the checkpoint thread also zero-fills the spare WAL
- * segment (flush.c), which may take a while but never blocks a mutation.
+ * Without a covered segment to keep, the checkpoint thread zero-fills a
+ * spare between checkpoints instead, which may take a while but never
+ * blocks a mutation.
  */
 #include "store_int.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../util/log.h"
@@ -128,20 +131,42 @@ static int sync_data(store *s, const store_snapshot *snap) {
     return 0;
 }
 
-void wal_remove_segments_below(int dirfd, uint64_t below) {
+/* Unlink the segments below `below`, which the catalog covers, but make
+ * one of them the spare if none is ready: its blocks are allocated and
+ * synced, so the flusher overwrites them as cheaply as zeros, and nobody
+ * has to write a segment's worth of zeros (a segment the startup or a
+ * rotation without a spare created is too short to be worth keeping). */
+static void retire_segments(store *s, uint64_t below) {
     uint64_t *segs;
     size_t n;
-    if (wal_list_segments(dirfd, &segs, &n) < 0) {
+    if (wal_list_segments(s->dirfd, &segs, &n) < 0) {
         log_write(LOG_WARN, "store: cannot list WAL segments: %s", strerror(errno));
         return;
     }
+    pthread_mutex_lock(&s->mu);
+    bool keep = s->sync && s->spare == SPARE_NONE;
+    if (keep) s->spare = SPARE_PREPARING;
+    pthread_mutex_unlock(&s->mu);
+    bool kept = false;
     for (size_t i = 0; i < n && segs[i] < below; i++) {
         char path[WAL_PATH_LEN];
         wal_segment_path(path, segs[i]);
-        if (unlinkat(dirfd, path, 0) < 0)
+        struct stat st;
+        if (keep && !kept && fstatat(s->dirfd, path, &st, 0) == 0 &&
+            (uint64_t)st.st_size >= s->seg_size &&
+            renameat(s->dirfd, path, s->dirfd, WAL_SPARE_PATH) == 0) {
+            kept = true;
+            continue;
+        }
+        if (unlinkat(s->dirfd, path, 0) < 0)
             log_write(LOG_WARN, "store: cannot remove %s: %s", path, strerror(errno));
     }
     free(segs);
+    if (!keep) return;
+    pthread_mutex_lock(&s->mu);
+    s->spare = kept ? SPARE_READY : SPARE_NONE;
+    if (kept) s->stats.recycled++;
+    pthread_mutex_unlock(&s->mu);
 }
 
 int checkpoint_run(store *s) {
@@ -184,7 +209,7 @@ int checkpoint_run(store *s) {
         log_write(LOG_ERROR, "store: cannot write catalog: %s (will retry)", strerror(err));
         merge_dirty_back(s, &snap);
     } else {
-        wal_remove_segments_below(s->dirfd, snap.hdr.boundary_seg);
+        retire_segments(s, snap.hdr.boundary_seg);
         pthread_mutex_lock(&s->mu);
         s->stats.checkpoints++;
         /* A spare that could not be prepared before (no room) is tried

@@ -11,24 +11,30 @@
  *
  * Segments are preallocated. Appending to a file makes every fdatasync
  * write its inode (the new size, new blocks) as well, which costs about as
- * much again as the data; overwriting blocks that are already allocated and
- * zero does not. So the checkpoint thread keeps one spare segment,
- * zero-filled to s->seg_size and synced (wal_prepare_spare), and a rotation
- * renames it into place. Records go at a tracked offset; past the
+ * much again as the data; overwriting blocks that are already allocated
+ * does not. So a rotation renames a spare segment into place. The
+ * checkpoint keeps a segment it no longer needs as the spare (checkpoint.c)
+ * and only without one, as at startup, does the checkpoint thread write a
+ * new one full of zeros (wal_prepare_spare): 64 MiB of zeros per
+ * checkpoint had made every fdatasync meanwhile wait behind them, 5-50 ms
+ * instead of 0.2 here. Records go at a tracked offset; past the
  * preallocated end they simply extend the file (correct, only slower), and
  * the flusher moves on to a new segment at the next batch if a spare is
  * ready by then. That also covers the segment opened at startup, which is
- * not preallocated. Recovery reads the zeros after the last record as the
- * end of the segment. Zero-filling runs on the checkpoint thread, never in
- * the flusher's way; without a ready spare a rotation creates an empty file,
- * as before.
+ * not preallocated. A recycled spare still holds an older segment's bytes;
+ * each segment's header has a fresh salt that its records are sealed with
+ * as the flusher writes them (wal_seal), so recovery takes none of those
+ * bytes for records of this segment (store_int.h has the format). Spares
+ * are made on the checkpoint thread, never in the flusher's way; without
+ * a ready spare a rotation creates an empty file, as before.
  *
  * A checkpoint asks for a new segment by recording where in the pending
  * buffer the new segment starts (store_snapshot_begin). The flusher writes
  * and syncs the part before it to the old segment, then opens the new one
  * (and fsyncs wal/ so its name survives a crash) before writing the rest.
  * A new segment is only written once the previous one is synced, so only
- * the last segment can end in a torn record.
+ * the last segment can end in a torn record; the new one's header records
+ * where the previous one's records ended.
  *
  * In durable mode the segment is written with O_DIRECT. A buffered write
  * copies the batch into the page cache and fdatasync then finds, maps and
@@ -38,7 +44,7 @@
  * whole blocks, so the block the last batch ended in is written again with
  * the new records after it: its earlier bytes are the same, so a torn
  * write of it cannot change a record already made durable. Past the last
- * record the block is zero, as recovery expects. A file system without
+ * record the block is zero. A file system without
  * O_DIRECT, or one that refuses 4 KiB-aligned direct writes (larger
  * blocks), writes buffered from then on, as does --durability none, which
  * never syncs.
@@ -66,30 +72,42 @@
 #include "../util/log.h"
 #include "../util/mem.h"
 
-int wal_open_segment(store *s, uint64_t seg, uint64_t off, bool use_spare) {
+int wal_open_segment(store *s, uint64_t seg, uint32_t salt, bool use_spare) {
     char path[WAL_PATH_LEN];
     wal_segment_path(path, seg);
     /* Without its spare the segment is just not preallocated. */
     if (use_spare && renameat(s->dirfd, WAL_SPARE_PATH, s->dirfd, path) < 0)
         log_write(LOG_WARN, "store: cannot rename %s to %s: %s", WAL_SPARE_PATH, path,
                   strerror(errno));
-    bool direct = s->sync && !s->wal_buffered && off % WAL_BLOCK == 0;
+    bool direct = s->sync && !s->wal_buffered;
     int fd = direct ? openat(s->dirfd, path, O_WRONLY | O_CREAT | O_CLOEXEC | O_DIRECT, 0644) : -1;
     if (fd < 0) {
         direct = false;
         fd = openat(s->dirfd, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     }
+    wal_seg_hdr h = {.seg = seg, .prev_end = s->seg_fd >= 0 ? s->seg_off : 0, .salt = salt};
+    uint8_t hdr[WAL_SEG_HDR];
+    wal_seg_hdr_encode(hdr, &h);
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || (s->sync && io_fsync_dir(s->dirfd, "wal") < 0)) {
+    if (fd < 0 || fstat(fd, &st) < 0 || (!direct && io_pwrite_full(fd, hdr, sizeof hdr, 0) < 0) ||
+        (s->sync && io_fsync_dir(s->dirfd, "wal") < 0)) {
         int saved = errno;
         if (fd >= 0) close(fd);
         errno = saved;
         return -1;
     }
+    /* Written directly, the header is the start of the block the first
+     * batch rewrites whole (write_direct). */
+    if (direct && !s->wal_stage) {
+        s->wal_stage = xaligned(WAL_BLOCK, WAL_STAGE_CAP);
+        s->wal_stage_cap = WAL_STAGE_CAP;
+    }
+    if (direct) memcpy(s->wal_stage, hdr, sizeof hdr);
     if (s->seg_fd >= 0) close(s->seg_fd);
     s->seg_fd = fd;
     s->seg_direct = direct;
-    s->seg_off = off;
+    s->seg_off = WAL_SEG_HDR;
+    s->seg_salt = salt;
     s->seg_alloc = (uint64_t)st.st_size;
     return 0;
 }
@@ -138,15 +156,18 @@ static int write_direct(store *s, const uint8_t *p, size_t n) {
 }
 
 /* Direct writes do not work on this file system: write this segment, and
- * every later one, through the page cache. The bytes before seg_off are
- * on disk already, whichever way they went. */
-static void direct_stop(store *s) {
+ * every later one, through the page cache, starting with the part of the
+ * block the last direct write ended in (the segment header, if no batch
+ * was written yet). */
+static int direct_stop(store *s) {
     int fl = fcntl(s->seg_fd, F_GETFL);
     if (fl >= 0) fcntl(s->seg_fd, F_SETFL, fl & ~O_DIRECT);
     s->seg_direct = false;
     s->wal_buffered = true;
     log_write(LOG_WARN, "store: %s: direct WAL writes failed; writing through the page cache",
               s->dir);
+    size_t head = (size_t)(s->seg_off % WAL_BLOCK);
+    return io_pwrite_full(s->seg_fd, s->wal_stage, head, s->seg_off - head);
 }
 
 /* Write and sync one run of records. Returns 0 or an errno; *retry says
@@ -156,10 +177,8 @@ static int write_run(store *s, const uint8_t *p, size_t n, uint64_t *syncs, bool
     *retry = false;
     if (n == 0) return 0;
     int rc = s->seg_direct ? write_direct(s, p, n) : 1;
-    if (rc > 0) {
-        if (s->seg_direct) direct_stop(s);
-        rc = io_pwrite_full(s->seg_fd, p, n, s->seg_off);
-    }
+    if (rc > 0 && s->seg_direct) rc = direct_stop(s) < 0 ? -1 : 1;
+    if (rc > 0) rc = io_pwrite_full(s->seg_fd, p, n, s->seg_off);
     if (rc < 0) {
         *retry = store_no_room(errno);
         return errno;
@@ -177,6 +196,7 @@ typedef struct batch_progress {
     size_t done;     /* bytes written and synced */
     bool opened;     /* the new segment, if the batch rotates, is open */
     bool use_spare;  /* renaming the spare into place is still to try */
+    uint32_t salt;   /* the new segment's */
 } batch_progress;
 
 /* Write the batch: data[0..split) to the open segment, then, rotating, the
@@ -191,7 +211,7 @@ static int write_batch(store *s, const buf *b, size_t split, uint64_t new_seg, b
     if (!bp->opened) {
         bool spare = bp->use_spare;
         bp->use_spare = false;
-        if (wal_open_segment(s, new_seg, 0, spare) < 0) {
+        if (wal_open_segment(s, new_seg, bp->salt, spare) < 0) {
             *retry = store_no_room(errno);
             return errno;
         }
@@ -337,6 +357,12 @@ void *flush_main(void *arg) {
 
         uint64_t syncs = 0;
         batch_progress bp = {.done = 0, .opened = !rotate, .use_spare = use_spare};
+        /* Sealed once, before any attempt: a retry writes the same bytes. */
+        wal_seal(batch.data, split, s->seg_salt);
+        if (rotate) {
+            bp.salt = wal_salt_new();
+            wal_seal(batch.data + split, batch.len - split, bp.salt);
+        }
         int err;
         bool retry;
         for (unsigned ms = 50;; ms = ms < 1000 ? ms * 2 : 1000) {

@@ -12,13 +12,14 @@
  *     written with one pwritev at the segment's end: with many streams, a
  *     write (and an open and close) per record made recovery take as long
  *     as the load that filled the WAL.
- *  3. A segment ends at its first record that is not intact. If only zeros
- *     follow, that is where writing stopped in a preallocated segment, and
- *     the next segment continues the log. Anything else is a torn or
- *     corrupt record, which ends the WAL: its segment is truncated there and
- *     later segments are deleted (a later segment is only written after the
- *     previous one was synced, so records after a tear were never
- *     acknowledged).
+ *  3. A segment ends at its first record that is not intact: past it are
+ *     zeros (a preallocated segment), an older segment's bytes (a recycled
+ *     one, see flush.c) or a torn write. The next segment's header says
+ *     where the log really ended; ending before that is a corrupt record,
+ *     which ends the WAL: later segments are deleted (a later segment is
+ *     only written after the previous one was synced, so records after a
+ *     tear were never acknowledged). A segment without its header was
+ *     never written to.
  *  4. Reconcile data files with the table: unlink files of streams that do
  *     not exist, truncate files longer than the recovered length (bytes of
  *     appends that never became durable).
@@ -266,55 +267,64 @@ static void replay(void *arg, const store_rec *rec) {
     }
 }
 
-static bool all_zero(const uint8_t *p, size_t n) {
-    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
-/* Replay one segment file. Returns 0 and sets *torn if it ended in a torn
- * or corrupt record; -1 with a message on an I/O error. */
-static int replay_segment(recovery *rc, uint64_t seg, bool *torn, char *err, size_t errlen) {
+/* Replay one segment file; *end gets where its records end (WAL_SEG_HDR
+ * if it has no header of its own: it was never written to). With prev_end,
+ * the header must say that the previous segment's records ended there;
+ * otherwise that one ended early, at a torn or corrupt record, so this
+ * segment cannot be trusted: nothing is replayed and *stale is set. -1 with
+ * a message on an I/O error. */
+static int replay_segment(recovery *rc, uint64_t seg, const uint64_t *prev_end, uint64_t *end,
+                          bool *stale, char *err, size_t errlen) {
     store *s = rc->s;
     char path[WAL_PATH_LEN];
     wal_segment_path(path, seg);
-    int fd = openat(s->dirfd, path, O_RDWR | O_CLOEXEC);
+    int fd = openat(s->dirfd, path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         if (fd >= 0) close(fd);
         return -1;
     }
-    size_t size = (size_t)st.st_size, valid = 0;
-    *torn = false;
-    if (size > 0) {
-        void *img = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (img == MAP_FAILED) {
-            snprintf(err, errlen, "cannot map %s: %s", path, strerror(errno));
-            close(fd);
-            return -1;
-        }
-        valid = wal_scan_after(img, size, rc->last_lsn, replay, rc);
-        runs_write(rc);
-        *torn = !all_zero((const uint8_t *)img + valid, size - valid);
-        munmap(img, size);
-    }
-    if (rc->err) {
-        snprintf(err, errlen, "WAL replay failed: %s", rc->err_msg);
-        close(fd);
+    size_t size = (size_t)st.st_size;
+    *end = WAL_SEG_HDR;
+    *stale = false;
+    void *img = size > 0 ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+    close(fd);
+    if (img == MAP_FAILED) {
+        snprintf(err, errlen, "cannot map %s: %s", path, strerror(errno));
         return -1;
     }
-    if (*torn) {
-        log_write(LOG_WARN, "store: %s: torn or corrupt record at offset %zu, %zu bytes dropped",
-                  path, valid, size - valid);
-        if (ftruncate(fd, (off_t)valid) < 0 || (s->sync && fdatasync(fd) < 0)) {
-            snprintf(err, errlen, "cannot truncate %s: %s", path, strerror(errno));
-            close(fd);
-            return -1;
+    wal_seg_hdr h;
+    if (img && wal_seg_hdr_decode(img, size, &h) && h.seg == seg) {
+        if (prev_end && h.prev_end != *prev_end) {
+            log_write(LOG_WARN,
+                      "store: the WAL segment before %s ends at offset %llu, not at %llu: "
+                      "a torn or corrupt record",
+                      path, (unsigned long long)*prev_end, (unsigned long long)h.prev_end);
+            *stale = true;
+        } else {
+            const uint8_t *recs = (const uint8_t *)img + WAL_SEG_HDR;
+            *end += wal_scan_records(recs, size - WAL_SEG_HDR, h.salt, rc->last_lsn, replay, rc);
+            runs_write(rc);
         }
+    } else if (img && wal_scan_records(img, size, 0, rc->last_lsn, NULL, NULL) > 0) {
+        /* Records with no header before them: a segment from before
+         * segments had headers. Taken for an unwritten one, its records
+         * would be lost. */
+        snprintf(err, errlen,
+                 "%s was written by an older weft (no segment header); open the data "
+                 "directory with that version and stop it cleanly first",
+                 path);
+        munmap(img, size);
+        return -1;
     }
-    close(fd);
+    if (img) munmap(img, size);
+    if (rc->err) {
+        snprintf(err, errlen, "WAL replay failed: %s", rc->err_msg);
+        return -1;
+    }
     return 0;
 }
-
 
 /* Make one existing data file agree with the table. */
 static int reconcile_file(recovery *rc, int dfd, const char *name, uint64_t id) {
@@ -449,8 +459,8 @@ static int replay_wal(recovery *rc, uint64_t boundary_seg, uint64_t *last_seg, c
         snprintf(err, errlen, "cannot list WAL segments: %s", strerror(errno));
         return -1;
     }
-    bool torn = false;
-    uint64_t expected = boundary_seg;
+    bool stale = false, have_prev = false;
+    uint64_t expected = boundary_seg, prev_end = 0;
     *last_seg = boundary_seg;
     int res = 0;
     for (size_t i = 0; i < n; i++) {
@@ -461,26 +471,32 @@ static int replay_wal(recovery *rc, uint64_t boundary_seg, uint64_t *last_seg, c
             unlinkat(s->dirfd, path, 0);
             continue;
         }
-        if (!torn && segs[i] != expected) {
+        if (!stale && segs[i] != expected) {
             log_write(LOG_WARN, "store: WAL segment %llx missing, later segments dropped",
                       (unsigned long long)expected);
-            torn = true;
+            stale = true;
         }
-        if (torn) {
-            log_write(LOG_WARN, "store: dropping %s (after a torn WAL)", path);
-            if (unlinkat(s->dirfd, path, 0) < 0) {
-                snprintf(err, errlen, "cannot remove %s: %s", path, strerror(errno));
+        if (!stale) {
+            uint64_t end;
+            if (replay_segment(rc, segs[i], have_prev ? &prev_end : NULL, &end, &stale, err,
+                               errlen) < 0) {
                 res = -1;
                 break;
             }
-            continue;
+            if (!stale) {
+                *last_seg = segs[i];
+                expected++;
+                prev_end = end;
+                have_prev = true;
+                continue;
+            }
         }
-        if (replay_segment(rc, segs[i], &torn, err, errlen) < 0) {
+        log_write(LOG_WARN, "store: dropping %s (after a torn WAL)", path);
+        if (unlinkat(s->dirfd, path, 0) < 0) {
+            snprintf(err, errlen, "cannot remove %s: %s", path, strerror(errno));
             res = -1;
             break;
         }
-        *last_seg = segs[i];
-        expected++;
     }
     free(segs);
     return res;
@@ -557,8 +573,8 @@ int store_recover(store *s, char *err, size_t errlen) {
         }
     }
     /* Every other segment is now covered by the catalog or empty. A kept
-     * boundary segment holds no record, so writing starts at its offset 0;
-     * anything but zeros after that was truncated above. */
+     * boundary segment holds no record, so writing starts at its start,
+     * under a new salt. */
     uint64_t *segs;
     size_t n;
     if (wal_list_segments(s->dirfd, &segs, &n) == 0) {
@@ -570,7 +586,7 @@ int store_recover(store *s, char *err, size_t errlen) {
         }
         free(segs);
     }
-    if (wal_open_segment(s, seg, 0, false) < 0) {
+    if (wal_open_segment(s, seg, wal_salt_new(), false) < 0) {
         snprintf(err, errlen, "cannot open WAL segment: %s", strerror(errno));
         free(live);
         goto fail;

@@ -204,8 +204,11 @@ void store_snapshot_add(store_snapshot *snap, uint64_t id, const uint8_t *name, 
 int store_checkpoint(store *s);
 
 /* Recovery reader, exposed for the unit tests and fuzz/fuzz_wal.c: scan a
- * WAL segment image, calling fn for each intact record in order. Returns the
- * byte length of the valid prefix (where a torn/corrupt tail begins). */
+ * WAL segment file's image, calling fn for each intact record in order.
+ * Returns the byte length of the valid prefix (the header and the records
+ * up to where a torn, corrupt or older tail begins), or 0 if the image
+ * does not start with a segment header; *seg (if not NULL) gets the
+ * header's segment number. */
 typedef enum store_rec_type {
     STORE_REC_CREATE = 1,
     STORE_REC_APPEND = 2,
@@ -224,7 +227,7 @@ typedef struct store_rec {
     const uint8_t *data; size_t data_len;  /* CREATE, APPEND */
 } store_rec;
 
-size_t store_wal_scan(const uint8_t *img, size_t len,
+size_t store_wal_scan(const uint8_t *img, size_t len, uint64_t *seg,
                       void (*fn)(void *arg, const store_rec *r), void *arg);
 
 #endif

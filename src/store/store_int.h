@@ -82,12 +82,21 @@ int io_pwritev_full(int fd, struct iovec *iov, size_t n, uint64_t off);
 /* fsync a directory (relative to dirfd; "." for dirfd itself). */
 int io_fsync_dir(int dirfd, const char *path);
 
-/* ---- wal.c: the record format.
+/* ---- wal.c: the segment and record formats.
  *
- * Every record is a 48-byte header followed by name, meta and data bytes.
- * All integers are little-endian.
+ * A segment file starts with a WAL_SEG_HDR-byte header, then holds records
+ * back to back. All integers are little-endian.
  *
- *   0  u32 crc       crc32 of bytes [4, len) of the record
+ *   0  8   magic     "WEFTWAL1"
+ *   8  u64 seg       the segment's number (its file name)
+ *  16  u64 prev_end  where the previous segment's last record ended, or 0
+ *                    when this segment starts the log
+ *  24  u32 salt      random, drawn when the segment was opened
+ *  28  u32 crc       crc32 of bytes [0, 28)
+ *
+ * Every record is a 48-byte header followed by name, meta and data bytes:
+ *
+ *   0  u32 crc       crc32 of bytes [4, len) of the record, XOR the salt
  *   4  u32 len       whole record length, header included
  *   8  u8  type      store_rec_type
  *   9  u8  flags     WAL_FLAG_META: the record carries a meta blob
@@ -99,20 +108,41 @@ int io_fsync_dir(int dirfd, const char *path);
  *  32  u64 id
  *  40  u64 pos       APPEND: position of data in the stream
  *
- * A segment file is nothing but records back to back; a zero-filled or
- * partially written tail fails the length or CRC check and ends the scan. */
+ * Segment files are reused: the checkpoint recycles a covered segment as
+ * the next spare, so past the last record lie an older segment's bytes,
+ * and clients chose many of them. The salt is why none of them can pass
+ * for a record: an older segment's records, or a record a client wrote
+ * into its data, check out only under their own segment's salt, which no
+ * client can know. A later segment's prev_end tells recovery where this
+ * one's log really ended, so an end before it is a torn or corrupt
+ * record, not the end of the log. */
 
+#define WAL_SEG_HDR 32
 #define WAL_HDR_SIZE 48
 #define WAL_FLAG_META 1u
 #define WAL_REC_MAX (1u << 30) /* largest record, header included */
 
+typedef struct wal_seg_hdr {
+    uint64_t seg;
+    uint64_t prev_end;
+    uint32_t salt;
+} wal_seg_hdr;
+
+void wal_seg_hdr_encode(uint8_t out[WAL_SEG_HDR], const wal_seg_hdr *h);
+/* False unless img starts with an intact segment header. */
+bool wal_seg_hdr_decode(const uint8_t *img, size_t len, wal_seg_hdr *h);
 /* Bytes the record will take. */
 size_t wal_rec_size(const store_rec *r);
-/* Append the encoded record (r->lsn already set) to out. */
+/* Append the encoded record (r->lsn already set) to out, its CRC not yet
+ * salted: records are encoded before it is known which segment they go to. */
 void wal_encode(buf *out, const store_rec *r);
-/* store_wal_scan, requiring the first record's LSN to be > prev_lsn. */
-size_t wal_scan_after(const uint8_t *img, size_t len, store_lsn prev_lsn,
-                      void (*fn)(void *arg, const store_rec *r), void *arg);
+/* Salt every record in p[0..n) (whole records, as wal_encode left them)
+ * for the segment they are written to. */
+void wal_seal(uint8_t *p, size_t n, uint32_t salt);
+/* The records of a segment, after its header: calls fn for each intact
+ * one, the first with an LSN > prev_lsn, and returns the bytes they span. */
+size_t wal_scan_records(const uint8_t *img, size_t len, uint32_t salt, store_lsn prev_lsn,
+                        void (*fn)(void *arg, const store_rec *r), void *arg);
 
 /* WAL segment file name "wal/<16 hex>.log" and its parser. */
 #define WAL_PATH_LEN 32
@@ -180,20 +210,25 @@ void datafile_close(store *s, int fd, store_file *cached);
  * a burst grows it, and it shrinks back after. */
 #define WAL_STAGE_CAP (64 * WAL_BLOCK)
 
-/* The zero-filled segment prepared for the next rotation. Not a segment
- * name, so recovery never reads it; store_open removes a leftover one. */
+/* The segment prepared for the next rotation: zero-filled, or an old one
+ * a checkpoint recycled. Not a segment name, so recovery never reads it;
+ * store_open removes a leftover one. */
 #define WAL_SPARE_PATH "wal/spare"
 
-/* Only the checkpoint thread writes the spare (NONE -> PREPARING -> READY
+/* Only the checkpoint thread makes the spare (NONE -> PREPARING -> READY
  * or back to NONE), only the flusher takes it (READY -> TAKEN -> NONE once
  * renamed into place), so neither touches a file the other is using. */
 typedef enum spare_state { SPARE_NONE, SPARE_PREPARING, SPARE_READY, SPARE_TAKEN } spare_state;
 
 void *flush_main(void *arg);
-/* Make segment seg the one the flusher writes (s->seg_fd), writing from
- * byte off on: the spare renamed into place if use_spare, else the file
- * opened or created as it is. */
-int wal_open_segment(store *s, uint64_t seg, uint64_t off, bool use_spare);
+/* Make segment seg the one the flusher writes (s->seg_fd), from its start:
+ * the spare renamed into place if use_spare, else the file opened or
+ * created as it is. Its header gets the salt the records written to it
+ * are sealed with; it is written with the first of them (at once when
+ * the segment is not written directly). */
+int wal_open_segment(store *s, uint64_t seg, uint32_t salt, bool use_spare);
+/* A new segment's salt (from the kernel's random source). */
+uint32_t wal_salt_new(void);
 /* Checkpoint thread: zero-fill and sync a new spare segment. */
 void wal_prepare_spare(store *s);
 
@@ -211,8 +246,6 @@ struct store_snapshot {
 
 void *checkpoint_main(void *arg);
 int checkpoint_run(store *s);
-/* Unlink the WAL segments numbered below `below` (a checkpoint covers them). */
-void wal_remove_segments_below(int dirfd, uint64_t below);
 
 /* ---- spill.c: scratch files for tails (tails_mu held unless noted).
  *
@@ -380,6 +413,7 @@ typedef struct store_stats {
     uint64_t syncs;       /* WAL fdatasync calls */
     uint64_t checkpoints; /* completed checkpoints */
     uint64_t spares;      /* zero-filled WAL segments prepared */
+    uint64_t recycled;    /* covered WAL segments kept as the spare */
     uint64_t tail_bytes;  /* appended bytes held in memory now */
     uint64_t tail_writes; /* write-outs of tails to data files */
     uint64_t spill_bytes; /* in spill files now (headers and dropped extents too) */
@@ -435,6 +469,7 @@ struct store {
     uint8_t *wal_stage;     /* WAL_BLOCK-aligned buffer for direct writes */
     size_t wal_stage_cap;
     uint64_t seg_off;       /* where the next record goes */
+    uint32_t seg_salt;      /* the open segment's salt */
     uint64_t seg_alloc;     /* size of the segment file when opened: zeros
                                past seg_off that writes overwrite cheaply */
 

@@ -1,4 +1,5 @@
-/* wal.c — the WAL record format: encoding, and the scanner recovery trusts.
+/* wal.c — the WAL segment and record formats: encoding, and the scanner
+ * recovery trusts.
  *
  * The layout is documented in store_int.h. The scanner is the only code
  * that reads WAL bytes back, so it is written to be safe on any input (it is
@@ -13,9 +14,14 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "../util/log.h"
 #include "../util/mem.h"
+
+#define SEG_MAGIC "WEFTWAL1"
 
 static void put_u16(uint8_t *p, uint16_t v) {
     p[0] = (uint8_t)v;
@@ -23,6 +29,44 @@ static void put_u16(uint8_t *p, uint16_t v) {
 }
 
 static uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+void wal_seg_hdr_encode(uint8_t out[WAL_SEG_HDR], const wal_seg_hdr *h) {
+    memcpy(out, SEG_MAGIC, 8);
+    codec_put_u64(out + 8, h->seg);
+    codec_put_u64(out + 16, h->prev_end);
+    codec_put_u32(out + 24, h->salt);
+    codec_put_u32(out + 28, codec_crc(0, out, 28));
+}
+
+bool wal_seg_hdr_decode(const uint8_t *img, size_t len, wal_seg_hdr *h) {
+    if (len < WAL_SEG_HDR || memcmp(img, SEG_MAGIC, 8) != 0) return false;
+    if (codec_crc(0, img, 28) != codec_get_u32(img + 28)) return false;
+    h->seg = codec_get_u64(img + 8);
+    h->prev_end = codec_get_u64(img + 16);
+    h->salt = codec_get_u32(img + 24);
+    return true;
+}
+
+uint32_t wal_salt_new(void) {
+    uint32_t salt;
+    if (getrandom(&salt, sizeof salt, 0) == (ssize_t)sizeof salt) return salt;
+    /* Only on a kernel without getrandom (before 3.17): a salt from the
+     * clock still differs from the segment before's, which is what keeps
+     * an older segment's records out; chosen records it does not stop. */
+    log_write(LOG_WARN, "store: getrandom failed; WAL salt from the clock");
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (uint32_t)t.tv_nsec ^ (uint32_t)t.tv_sec;
+}
+
+void wal_seal(uint8_t *p, size_t n, uint32_t salt) {
+    for (size_t off = 0; n - off >= WAL_HDR_SIZE;) {
+        uint32_t total = codec_get_u32(p + off + 4);
+        if (total < WAL_HDR_SIZE || total > n - off) break;
+        codec_put_u32(p + off, codec_get_u32(p + off) ^ salt);
+        off += total;
+    }
+}
 
 size_t wal_rec_size(const store_rec *r) {
     return WAL_HDR_SIZE + r->name_len + r->meta_len + r->data_len;
@@ -74,15 +118,15 @@ static bool rec_valid(const store_rec *r, uint8_t flags, uint16_t zero) {
     return false;
 }
 
-size_t wal_scan_after(const uint8_t *img, size_t len, store_lsn prev_lsn,
-                      void (*fn)(void *arg, const store_rec *r), void *arg) {
+size_t wal_scan_records(const uint8_t *img, size_t len, uint32_t salt, store_lsn prev_lsn,
+                        void (*fn)(void *arg, const store_rec *r), void *arg) {
     size_t off = 0;
     while (len - off >= WAL_HDR_SIZE) {
         const uint8_t *h = img + off;
         uint32_t total = codec_get_u32(h + 4);
         if (total < WAL_HDR_SIZE || total > WAL_REC_MAX || total > len - off) break;
         uint32_t crc = codec_crc(0, h + 4, total - 4);
-        if (crc != codec_get_u32(h)) break;
+        if ((crc ^ salt) != codec_get_u32(h)) break;
 
         store_rec r;
         r.type = (store_rec_type)h[8];
@@ -107,9 +151,12 @@ size_t wal_scan_after(const uint8_t *img, size_t len, store_lsn prev_lsn,
     return off;
 }
 
-size_t store_wal_scan(const uint8_t *img, size_t len,
+size_t store_wal_scan(const uint8_t *img, size_t len, uint64_t *seg,
                       void (*fn)(void *arg, const store_rec *r), void *arg) {
-    return wal_scan_after(img, len, 0, fn, arg);
+    wal_seg_hdr h;
+    if (!wal_seg_hdr_decode(img, len, &h)) return 0;
+    if (seg) *seg = h.seg;
+    return WAL_SEG_HDR + wal_scan_records(img + WAL_SEG_HDR, len - WAL_SEG_HDR, h.salt, 0, fn, arg);
 }
 
 void wal_segment_path(char out[WAL_PATH_LEN], uint64_t seg) {

@@ -496,7 +496,7 @@ static void test_wal_format(void) {
     CHECK_EQ_INT(img.len, total);
 
     scan_log l = {.n = 0};
-    CHECK_EQ_INT(store_wal_scan(img.data, img.len, log_rec, &l), total);
+    CHECK_EQ_INT(wal_scan_records(img.data, img.len, 0, 0, log_rec, &l), total);
     CHECK_EQ_INT(l.n, 4);
     CHECK_EQ_INT(l.r[0].type, STORE_REC_CREATE);
     CHECK_EQ_INT(l.r[0].lsn, 5);
@@ -515,7 +515,7 @@ static void test_wal_format(void) {
     size_t good = img.len;
     uint8_t zeros[100] = {0};
     buf_append(&img, zeros, sizeof zeros);
-    CHECK_EQ_INT(store_wal_scan(img.data, img.len, NULL, NULL), good);
+    CHECK_EQ_INT(wal_scan_records(img.data, img.len, 0, 0, NULL, NULL), good);
     img.len = good;
 
     /* Every truncation stops at the last whole record. */
@@ -527,7 +527,7 @@ static void test_wal_format(void) {
         size_t want = 0;
         for (int k = 0; k < 4; k++)
             if (ends[k] <= cut) want = ends[k];
-        if (store_wal_scan(img.data, cut, NULL, NULL) != want) all_ok = false;
+        if (wal_scan_records(img.data, cut, 0, 0, NULL, NULL) != want) all_ok = false;
     }
     CHECK(all_ok);
 
@@ -536,7 +536,7 @@ static void test_wal_format(void) {
     for (size_t i = ends[0]; i < ends[1]; i++) {
         for (int bit = 0; bit < 8; bit++) {
             img.data[i] ^= (uint8_t)(1 << bit);
-            if (store_wal_scan(img.data, img.len, NULL, NULL) != ends[0]) all_ok = false;
+            if (wal_scan_records(img.data, img.len, 0, 0, NULL, NULL) != ends[0]) all_ok = false;
             img.data[i] ^= (uint8_t)(1 << bit);
         }
     }
@@ -549,9 +549,9 @@ static void test_wal_format(void) {
     store_rec same = b;
     same.lsn = 5;
     wal_encode(&dup, &same);
-    CHECK_EQ_INT(store_wal_scan(dup.data, dup.len, NULL, NULL), wal_rec_size(&a));
-    CHECK_EQ_INT(wal_scan_after(img.data, img.len, 5, NULL, NULL), 0);
-    CHECK_EQ_INT(wal_scan_after(img.data, img.len, 4, NULL, NULL), total);
+    CHECK_EQ_INT(wal_scan_records(dup.data, dup.len, 0, 0, NULL, NULL), wal_rec_size(&a));
+    CHECK_EQ_INT(wal_scan_records(img.data, img.len, 0, 5, NULL, NULL), 0);
+    CHECK_EQ_INT(wal_scan_records(img.data, img.len, 0, 4, NULL, NULL), total);
 
     /* Records that break the per-type rules are corrupt even if intact. */
     buf_reset(&dup);
@@ -559,12 +559,69 @@ static void test_wal_format(void) {
     bad.data = data;
     bad.data_len = 3; /* a delete never carries data */
     wal_encode(&dup, &bad);
-    CHECK_EQ_INT(store_wal_scan(dup.data, dup.len, NULL, NULL), 0);
+    CHECK_EQ_INT(wal_scan_records(dup.data, dup.len, 0, 0, NULL, NULL), 0);
     buf_reset(&dup);
     bad = a;
     bad.id = 0;
     wal_encode(&dup, &bad);
-    CHECK_EQ_INT(store_wal_scan(dup.data, dup.len, NULL, NULL), 0);
+    CHECK_EQ_INT(wal_scan_records(dup.data, dup.len, 0, 0, NULL, NULL), 0);
+
+    /* A segment: its header, then records sealed with its salt. */
+    buf seg;
+    buf_init(&seg);
+    wal_seg_hdr h = {.seg = 3, .prev_end = 777, .salt = 0x9e3779b9u}, got;
+    uint8_t hdr[WAL_SEG_HDR];
+    wal_seg_hdr_encode(hdr, &h);
+    buf_append(&seg, hdr, sizeof hdr);
+    buf_append(&seg, img.data, img.len);
+    wal_seal(seg.data + WAL_SEG_HDR, img.len, h.salt);
+    CHECK(wal_seg_hdr_decode(seg.data, seg.len, &got));
+    CHECK(got.seg == 3 && got.prev_end == 777 && got.salt == h.salt);
+    uint64_t segno = 0;
+    l.n = 0;
+    CHECK_EQ_INT(store_wal_scan(seg.data, seg.len, &segno, log_rec, &l), WAL_SEG_HDR + total);
+    CHECK(segno == 3 && l.n == 4 && l.r[3].lsn == 10);
+    /* Unsealed, or sealed for another segment, no record counts. */
+    CHECK_EQ_INT(wal_scan_records(img.data, img.len, h.salt, 0, NULL, NULL), 0);
+    CHECK_EQ_INT(wal_scan_records(seg.data + WAL_SEG_HDR, img.len, h.salt ^ 1, 0, NULL, NULL), 0);
+    /* Any flipped bit in the header: not a segment. */
+    all_ok = true;
+    for (size_t i = 0; i < WAL_SEG_HDR; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            seg.data[i] ^= (uint8_t)(1 << bit);
+            if (store_wal_scan(seg.data, seg.len, NULL, NULL, NULL) != 0) all_ok = false;
+            seg.data[i] ^= (uint8_t)(1 << bit);
+        }
+    CHECK(all_ok);
+
+    /* Recycled: a new segment written over an old one. Right after the new
+     * segment's last record lie either an old record, intact under its own
+     * segment's salt and with a higher LSN, or a record a client put in its
+     * data (unsealed): neither counts. Sealed with the new segment's salt,
+     * the same bytes would. */
+    store_rec fresh = {.type = STORE_REC_META, .lsn = 2, .id = 7, .meta = meta, .meta_len = 2,
+                       .has_meta = true};
+    store_rec later = {.type = STORE_REC_DELETE, .lsn = 1000, .id = 7};
+    wal_seg_hdr h2 = {.seg = 9, .prev_end = 0, .salt = 0x1234u};
+    buf over;
+    buf_init(&over);
+    for (int k = 0; k < 3; k++) {
+        buf_reset(&over);
+        wal_seg_hdr_encode(hdr, &h2);
+        buf_append(&over, hdr, sizeof hdr);
+        wal_encode(&over, &fresh);
+        size_t fresh_end = over.len;
+        wal_encode(&over, &later);
+        wal_seal(over.data + WAL_SEG_HDR, fresh_end - WAL_SEG_HDR, h2.salt);
+        uint32_t salt = k == 0 ? h.salt : k == 1 ? 0 : h2.salt;
+        wal_seal(over.data + fresh_end, over.len - fresh_end, salt);
+        l.n = 0;
+        size_t want = k < 2 ? fresh_end : over.len;
+        CHECK_EQ_INT(store_wal_scan(over.data, over.len, &segno, log_rec, &l), want);
+        CHECK(segno == 9 && l.n == (k < 2 ? 1 : 2) && l.r[0].lsn == 2);
+    }
+    buf_free(&over);
+    buf_free(&seg);
     buf_free(&dup);
     buf_free(&img);
 }
@@ -937,7 +994,7 @@ static void test_torn_tail(void) {
     CHECK_EQ_INT(wal_files(dir, seg, 1), 1);
     CHECK(read_file(seg[0], &img));
     offsets o = {.n = 0, .img = img.data};
-    CHECK_EQ_INT(store_wal_scan(img.data, img.len, rec_offset, &o), img.len);
+    CHECK_EQ_INT(store_wal_scan(img.data, img.len, NULL, rec_offset, &o), img.len);
     CHECK_EQ_INT(o.n, 7);
     size_t rec_start = o.start[o.n - 1], rec_end = img.len;
     CHECK_EQ_INT(rec_end - rec_start, WAL_HDR_SIZE + 6 + 16);
@@ -981,25 +1038,54 @@ static void test_torn_tail(void) {
     CHECK_EQ_INT(flip_bad, 0);
     CHECK_EQ_INT(flip_ok, (int)(rec_end - rec_start));
 
-    /* A torn segment followed by a later one: the later one is not applied
-     * (it cannot hold acknowledged records) and is removed. */
-    rm_rf(dir);
-    copy_tree(pristine, dir);
-    read_file(seg[0], &img);
+    /* A segment 2 that continues the log: its header says segment 1 ended
+     * at rec_end. Applied after a whole segment 1; after a torn one it is
+     * not applied (it cannot hold acknowledged records) and is removed. */
     char seg2[512];
     snprintf(seg2, sizeof seg2, "%.*s2.log", (int)(strlen(seg[0]) - 5), seg[0]);
-    CHECK(write_file(seg2, img.data + rec_start, rec_end - rec_start));
-    CHECK_EQ_INT(truncate(seg[0], (off_t)(rec_start + 5)), 0);
-    c.st[a].data.len = len_before;
-    buf_reset(&c.st[a].meta);
-    buf_append(&c.st[a].meta, meta_before.data, meta_before.len);
-    CHECK(open_store(&c, dir, STORE_NOSYNC, 0, false, NULL, 0) != NULL);
-    if (c.s) {
+    buf next;
+    buf_init(&next);
+    wal_seg_hdr h2 = {.seg = 2, .prev_end = rec_end, .salt = 0x51u};
+    uint8_t hdr2[WAL_SEG_HDR];
+    wal_seg_hdr_encode(hdr2, &h2);
+    buf_append(&next, hdr2, sizeof hdr2);
+    store_rec m3 = {.type = STORE_REC_META, .lsn = last + 1, .id = c.st[b].id,
+                    .meta = (const uint8_t *)"mb3", .meta_len = 3, .has_meta = true};
+    wal_encode(&next, &m3);
+    wal_seal(next.data + WAL_SEG_HDR, next.len - WAL_SEG_HDR, h2.salt);
+    for (int torn = 0; torn < 2; torn++) {
+        rm_rf(dir);
+        copy_tree(pristine, dir);
+        CHECK(write_file(seg2, next.data, next.len));
+        if (torn) CHECK_EQ_INT(truncate(seg[0], (off_t)(rec_start + 5)), 0);
+        c.st[a].data.len = torn ? len_before : len_after;
+        buf_reset(&c.st[a].meta);
+        if (torn) buf_append(&c.st[a].meta, meta_before.data, meta_before.len);
+        else buf_append(&c.st[a].meta, meta_after.data, meta_after.len);
+        buf_reset(&c.st[b].meta);
+        buf_append(&c.st[b].meta, torn ? "mb2" : "mb3", 3);
+        CHECK(open_store(&c, dir, STORE_NOSYNC, 0, false, NULL, 0) != NULL);
+        if (!c.s) continue;
         CHECK(recovered_matches(&c));
-        /* Segment 2 now is the fresh, empty segment after the checkpoint. */
-        CHECK_EQ_INT(file_size(seg2), 0);
+        /* Torn: segment 2 is now the fresh segment after the checkpoint. */
+        if (torn) CHECK_EQ_INT(file_size(seg2), WAL_SEG_HDR);
         close_store(&c);
     }
+    buf_free(&next);
+
+    /* A segment from before segments had headers, with a record that
+     * continues the log: refused, not taken for an unwritten segment. */
+    rm_rf(dir);
+    copy_tree(pristine, dir);
+    buf legacy;
+    buf_init(&legacy);
+    wal_encode(&legacy, &m3);
+    CHECK(write_file(seg2, legacy.data, legacy.len));
+    buf_free(&legacy);
+    char err[256];
+    CHECK(open_store(&c, dir, STORE_NOSYNC, 0, false, err, sizeof err) == NULL);
+    CHECK(strstr(err, "older weft") != NULL);
+    if (c.s) close_store(&c);
     rm_rf(pristine);
     buf_free(&meta_before);
 out:
@@ -2080,7 +2166,7 @@ static bool segment_shape(const char *path, size_t *valid, size_t *size) {
     buf_init(&img);
     bool ok = read_file(path, &img);
     *size = img.len;
-    *valid = ok ? store_wal_scan(img.data, img.len, NULL, NULL) : 0;
+    *valid = ok ? store_wal_scan(img.data, img.len, NULL, NULL, NULL) : 0;
     for (size_t i = *valid; ok && i < img.len; i++)
         if (img.data[i]) ok = false;
     buf_free(&img);
@@ -2214,6 +2300,96 @@ out:
     ctx_free(&c);
     rm_rf(dir);
     rm_rf(crash);
+}
+
+/* Checkpoints keep a covered segment as the next spare instead of writing
+ * a new one full of zeros, so a live segment holds an older segment's
+ * bytes past its last record. Recovery reads on up to the last record and
+ * not a byte further: a record placed right there counts only when sealed
+ * with the segment's own salt. */
+static void test_recycle(void) {
+    char dir[64], crash[80], pristine[96], segs[16][512];
+    make_tmpdir(dir, sizeof dir);
+    snprintf(crash, sizeof crash, "%s.crash", dir);
+    snprintf(pristine, sizeof pristine, "%s.pristine", dir);
+    tctx c;
+    ctx_init(&c);
+    buf img;
+    buf_init(&img);
+    if (!open_store(&c, dir, STORE_DURABLE, PA_CKPT, true, NULL, 0)) goto out;
+    int a = t_create(&c, "/rc/a", "m", NULL, 0, NULL);
+    int b = t_create(&c, "/rc/b", "m", NULL, 0, NULL);
+    store_stats st;
+    store_get_stats(c.s, &st);
+    for (int k = 0; k < 4000 && st.recycled < 3; k++) {
+        uint8_t data[1000];
+        fill(data, sizeof data, (unsigned)k);
+        store_lsn lsn = t_append(&c, k % 2 ? b : a, data, sizeof data, k % 5 ? NULL : "m5");
+        if (k % 10 == 9) wait_durable(&c, lsn);
+        store_get_stats(c.s, &st);
+    }
+    store_lsn lsn = t_meta(&c, b, "last");
+    CHECK(wait_durable(&c, lsn));
+    CHECK(st.recycled >= 3);
+    /* Zero-filled spares only at startup (the segment opened then is not
+     * preallocated and hands over to one at once); recycled ones after. */
+    CHECK(st.spares <= 2);
+    size_t n = wal_files(dir, segs, 16), old_tail = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t valid, size;
+        if (!segment_shape(segs[i], &valid, &size) && valid > WAL_SEG_HDR) old_tail++;
+    }
+    CHECK(old_tail >= 1);
+    rm_rf(pristine);
+    CHECK(copy_tree(dir, pristine));
+    close_store(&c);
+
+    /* After the last record: nothing, a record unsealed (as a client could
+     * have written it into its data), sealed with another salt (an older
+     * segment's), or with the segment's own. */
+    n = wal_files(pristine, segs, 16);
+    CHECK(n >= 1);
+    if (n < 1) goto out;
+    char last_seg[512];
+    snprintf(last_seg, sizeof last_seg, "%s/wal/%s", crash, strrchr(segs[n - 1], '/') + 1);
+    for (int k = 0; k < 4; k++) {
+        rm_rf(crash);
+        CHECK(copy_tree(pristine, crash));
+        buf_reset(&img);
+        CHECK(read_file(last_seg, &img));
+        wal_seg_hdr h;
+        CHECK(wal_seg_hdr_decode(img.data, img.len, &h));
+        size_t end = store_wal_scan(img.data, img.len, NULL, NULL, NULL);
+        CHECK(end > WAL_SEG_HDR);
+        if (k > 0) {
+            store_rec evil = {.type = STORE_REC_APPEND, .lsn = lsn + 1000, .id = c.st[a].id,
+                              .pos = c.st[a].data.len, .data = (const uint8_t *)"EVIL",
+                              .data_len = 4};
+            buf rec;
+            buf_init(&rec);
+            wal_encode(&rec, &evil);
+            wal_seal(rec.data, rec.len, k == 1 ? 0 : k == 2 ? h.salt ^ 0x80u : h.salt);
+            if (img.len < end + rec.len) {
+                buf_reserve(&img, end + rec.len - img.len);
+                img.len = end + rec.len;
+            }
+            memcpy(img.data + end, rec.data, rec.len);
+            buf_free(&rec);
+            CHECK(write_file(last_seg, img.data, img.len));
+        }
+        if (k == 3) buf_append(&c.st[a].data, "EVIL", 4);
+        CHECK(open_store(&c, crash, STORE_DURABLE, PA_CKPT, true, NULL, 0) != NULL);
+        if (!c.s) break;
+        CHECK(recovered_matches(&c));
+        close_store(&c);
+        if (k == 3) c.st[a].data.len -= 4;
+    }
+out:
+    buf_free(&img);
+    ctx_free(&c);
+    rm_rf(dir);
+    rm_rf(crash);
+    rm_rf(pristine);
 }
 
 /* ---- kill -9 ---- */
@@ -2500,6 +2676,7 @@ int main(void) {
     run("write_through", test_write_through);
     run("prealloc", test_prealloc);
     run("prealloc_segments", test_prealloc_segments);
+    run("recycle", test_recycle);
     run("kill9", test_kill9);
     return check_summary("test_store");
 }
