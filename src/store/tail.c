@@ -47,6 +47,7 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -310,6 +311,14 @@ static int write_out(store *s, tail_mem *m, int fd) {
         struct iovec iov[2] = {{gathered, spilled}, {m->flight, m->flight_len}};
         int first = spilled ? 0 : 1;
         if (wfd < 0 || io_pwritev_full(wfd, iov + first, 2 - first, off) < 0) err = errno;
+        /* Start writing the bytes back now. Left to the kernel they stay
+         * dirty until the checkpoint's syncfs writes a whole checkpoint's
+         * worth at once, and every WAL fdatasync queued behind that took
+         * 20-80 ms instead of 0.2. A checkpoint's own write-outs (fd given)
+         * are synced right after anyway. */
+        if (!err && fd < 0 && s->sync)
+            sync_file_range(wfd, (off_t)off, (off_t)(spilled + m->flight_len),
+                            SYNC_FILE_RANGE_WRITE);
     }
     if (fd < 0 && wfd >= 0) datafile_close(s, wfd, cached);
     free(gathered);
