@@ -7,7 +7,9 @@ Producer-Epoch, Producer-Seq).
 
 Then the same over many streams with a small --checkpoint-size, so that
 kills land during checkpoints: the snapshot a checkpoint takes while appends
-go on must still be the streams as they were at its WAL boundary."""
+go on must still be the streams as they were at its WAL boundary, and the
+WAL segments checkpoints recycle (holding older records past the new ones)
+must give back nothing but the new ones."""
 import http.client
 import os
 import random
@@ -167,7 +169,18 @@ def many_streams(binary, check):
         time.sleep(random.uniform(0.8, 1.6))
         w.kill()
         w.start()
-    time.sleep(0.5)
+    # A checkpoint keeps a segment it covers as the next spare: then the
+    # spare starts with that segment's header, not with zeros.
+    spare = os.path.join(w.data_dir, "wal", "spare")
+    recycled = False
+    deadline = time.time() + 15
+    while not recycled and time.time() < deadline and not errors:
+        try:
+            with open(spare, "rb") as f:
+                recycled = f.read(8) == b"WEFTWAL1"
+        except OSError:
+            pass
+        time.sleep(0.05)
     stop.set()
     for t in threads:
         t.join()
@@ -183,6 +196,7 @@ def many_streams(binary, check):
             bad.append("%s: status %d, %d bytes, want %d" % (p, status, len(data), len(want)))
     check(not bad, "many streams: %d streams differ from what was acknowledged: %s" %
           (len(bad), bad[:3]))
+    check(recycled, "many streams: no checkpoint kept a covered WAL segment as the spare")
     # Checkpoints ran: they delete the WAL segments they cover.
     segs = sorted(f for f in os.listdir(os.path.join(w.data_dir, "wal")) if f.endswith(".log"))
     check(segs and int(segs[0][:-4], 16) > 4, "many streams: no checkpoint removed a WAL segment "
