@@ -85,24 +85,27 @@ int wal_open_segment(store *s, uint64_t seg, uint32_t salt, bool use_spare) {
         direct = false;
         fd = openat(s->dirfd, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     }
-    wal_seg_hdr h = {.seg = seg, .prev_end = s->seg_fd >= 0 ? s->seg_off : 0, .salt = salt};
-    uint8_t hdr[WAL_SEG_HDR];
-    wal_seg_hdr_encode(hdr, &h);
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || (!direct && io_pwrite_full(fd, hdr, sizeof hdr, 0) < 0) ||
-        (s->sync && io_fsync_dir(s->dirfd, "wal") < 0)) {
+    if (fd < 0 || fstat(fd, &st) < 0 || (s->sync && io_fsync_dir(s->dirfd, "wal") < 0)) {
         int saved = errno;
         if (fd >= 0) close(fd);
         errno = saved;
         return -1;
     }
+    /* A segment that got no records has no header, and recovery passes
+     * over it: the next one names the end of the last one written to. */
+    uint64_t prev_end = s->seg_fd >= 0 && !s->seg_hdr_pending ? s->seg_off : s->seg_prev_end;
+    wal_seg_hdr h = {.seg = seg, .prev_end = prev_end, .salt = salt};
+    wal_seg_hdr_encode(s->seg_hdr, &h);
+    s->seg_prev_end = prev_end;
+    s->seg_hdr_pending = true;
     /* Written directly, the header is the start of the block the first
      * batch rewrites whole (write_direct). */
     if (direct && !s->wal_stage) {
         s->wal_stage = xaligned(WAL_BLOCK, WAL_STAGE_CAP);
         s->wal_stage_cap = WAL_STAGE_CAP;
     }
-    if (direct) memcpy(s->wal_stage, hdr, sizeof hdr);
+    if (direct) memcpy(s->wal_stage, s->seg_hdr, WAL_SEG_HDR);
     if (s->seg_fd >= 0) close(s->seg_fd);
     s->seg_fd = fd;
     s->seg_direct = direct;
@@ -156,18 +159,16 @@ static int write_direct(store *s, const uint8_t *p, size_t n) {
 }
 
 /* Direct writes do not work on this file system: write this segment, and
- * every later one, through the page cache, starting with the part of the
- * block the last direct write ended in (the segment header, if no batch
- * was written yet). */
-static int direct_stop(store *s) {
+ * every later one, through the page cache. The bytes before seg_off are
+ * on disk already, whichever way they went, but for a header still to be
+ * written. */
+static void direct_stop(store *s) {
     int fl = fcntl(s->seg_fd, F_GETFL);
     if (fl >= 0) fcntl(s->seg_fd, F_SETFL, fl & ~O_DIRECT);
     s->seg_direct = false;
     s->wal_buffered = true;
     log_write(LOG_WARN, "store: %s: direct WAL writes failed; writing through the page cache",
               s->dir);
-    size_t head = (size_t)(s->seg_off % WAL_BLOCK);
-    return io_pwrite_full(s->seg_fd, s->wal_stage, head, s->seg_off - head);
 }
 
 /* Write and sync one run of records. Returns 0 or an errno; *retry says
@@ -177,12 +178,19 @@ static int write_run(store *s, const uint8_t *p, size_t n, uint64_t *syncs, bool
     *retry = false;
     if (n == 0) return 0;
     int rc = s->seg_direct ? write_direct(s, p, n) : 1;
-    if (rc > 0 && s->seg_direct) rc = direct_stop(s) < 0 ? -1 : 1;
-    if (rc > 0) rc = io_pwrite_full(s->seg_fd, p, n, s->seg_off);
+    if (rc > 0) {
+        if (s->seg_direct) direct_stop(s);
+        /* The segment's first records: its header goes in front, in the
+         * same write, so that a retry writes it again too. */
+        size_t hl = s->seg_hdr_pending ? WAL_SEG_HDR : 0;
+        struct iovec iov[2] = {{s->seg_hdr, hl}, {(void *)p, n}};
+        rc = io_pwritev_full(s->seg_fd, iov, 2, s->seg_off - hl);
+    }
     if (rc < 0) {
         *retry = store_no_room(errno);
         return errno;
     }
+    s->seg_hdr_pending = false;
     s->seg_off += n;
     if (s->sync) {
         if (fdatasync(s->seg_fd) < 0) return errno;

@@ -267,12 +267,12 @@ static void replay(void *arg, const store_rec *rec) {
     }
 }
 
-/* Replay one segment file; *end gets where its records end (WAL_SEG_HDR
- * if it has no header of its own: it was never written to). With prev_end,
- * the header must say that the previous segment's records ended there;
- * otherwise that one ended early, at a torn or corrupt record, so this
- * segment cannot be trusted: nothing is replayed and *stale is set. -1 with
- * a message on an I/O error. */
+/* Replay one segment file; *end gets where its records end, or 0 if it has
+ * no header of its own (it was never written to). With prev_end, the
+ * header must say that the last segment written before this one ended
+ * there; otherwise that one ended early, at a torn or corrupt record, so
+ * this segment cannot be trusted: nothing is replayed and *stale is set.
+ * -1 with a message on an I/O error. */
 static int replay_segment(recovery *rc, uint64_t seg, const uint64_t *prev_end, uint64_t *end,
                           bool *stale, char *err, size_t errlen) {
     store *s = rc->s;
@@ -286,7 +286,7 @@ static int replay_segment(recovery *rc, uint64_t seg, const uint64_t *prev_end, 
         return -1;
     }
     size_t size = (size_t)st.st_size;
-    *end = WAL_SEG_HDR;
+    *end = 0;
     *stale = false;
     void *img = size > 0 ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
     close(fd);
@@ -295,7 +295,8 @@ static int replay_segment(recovery *rc, uint64_t seg, const uint64_t *prev_end, 
         return -1;
     }
     wal_seg_hdr h;
-    if (img && wal_seg_hdr_decode(img, size, &h) && h.seg == seg) {
+    bool has_hdr = img && wal_seg_hdr_decode(img, size, &h);
+    if (has_hdr && h.seg == seg) {
         if (prev_end && h.prev_end != *prev_end) {
             log_write(LOG_WARN,
                       "store: the WAL segment before %s ends at offset %llu, not at %llu: "
@@ -304,10 +305,11 @@ static int replay_segment(recovery *rc, uint64_t seg, const uint64_t *prev_end, 
             *stale = true;
         } else {
             const uint8_t *recs = (const uint8_t *)img + WAL_SEG_HDR;
-            *end += wal_scan_records(recs, size - WAL_SEG_HDR, h.salt, rc->last_lsn, replay, rc);
+            *end = WAL_SEG_HDR +
+                   wal_scan_records(recs, size - WAL_SEG_HDR, h.salt, rc->last_lsn, replay, rc);
             runs_write(rc);
         }
-    } else if (img && wal_scan_records(img, size, 0, rc->last_lsn, NULL, NULL) > 0) {
+    } else if (img && !has_hdr && wal_scan_records(img, size, 0, rc->last_lsn, NULL, NULL) > 0) {
         /* Records with no header before them: a segment from before
          * segments had headers. Taken for an unwritten one, its records
          * would be lost. */
@@ -486,8 +488,10 @@ static int replay_wal(recovery *rc, uint64_t boundary_seg, uint64_t *last_seg, c
             if (!stale) {
                 *last_seg = segs[i];
                 expected++;
-                prev_end = end;
-                have_prev = true;
+                if (end) {
+                    prev_end = end;
+                    have_prev = true;
+                }
                 continue;
             }
         }

@@ -89,8 +89,9 @@ int io_fsync_dir(int dirfd, const char *path);
  *
  *   0  8   magic     "WEFTWAL1"
  *   8  u64 seg       the segment's number (its file name)
- *  16  u64 prev_end  where the previous segment's last record ended, or 0
- *                    when this segment starts the log
+ *  16  u64 prev_end  where the records of the last segment written before
+ *                    this one ended, or 0 when this one starts the log (a
+ *                    segment that got no records has no header either)
  *  24  u32 salt      random, drawn when the segment was opened
  *  28  u32 crc       crc32 of bytes [0, 28)
  *
@@ -224,8 +225,7 @@ void *flush_main(void *arg);
 /* Make segment seg the one the flusher writes (s->seg_fd), from its start:
  * the spare renamed into place if use_spare, else the file opened or
  * created as it is. Its header gets the salt the records written to it
- * are sealed with; it is written with the first of them (at once when
- * the segment is not written directly). */
+ * are sealed with, and is written with the first of them. */
 int wal_open_segment(store *s, uint64_t seg, uint32_t salt, bool use_spare);
 /* A new segment's salt (from the kernel's random source). */
 uint32_t wal_salt_new(void);
@@ -470,6 +470,9 @@ struct store {
     size_t wal_stage_cap;
     uint64_t seg_off;       /* where the next record goes */
     uint32_t seg_salt;      /* the open segment's salt */
+    uint8_t seg_hdr[WAL_SEG_HDR]; /* its header, */
+    bool seg_hdr_pending;   /* not written yet: it goes with the first records */
+    uint64_t seg_prev_end;  /* the header's prev_end */
     uint64_t seg_alloc;     /* size of the segment file when opened: zeros
                                past seg_off that writes overwrite cheaply */
 

@@ -48,15 +48,17 @@ bool wal_seg_hdr_decode(const uint8_t *img, size_t len, wal_seg_hdr *h) {
 }
 
 uint32_t wal_salt_new(void) {
+    /* Never 0: sealed with it, records would read like unsealed ones, which
+     * a client can write into its data. */
     uint32_t salt;
-    if (getrandom(&salt, sizeof salt, 0) == (ssize_t)sizeof salt) return salt;
+    if (getrandom(&salt, sizeof salt, 0) == (ssize_t)sizeof salt) return salt ? salt : 1;
     /* Only on a kernel without getrandom (before 3.17): a salt from the
      * clock still differs from the segment before's, which is what keeps
      * an older segment's records out; chosen records it does not stop. */
     log_write(LOG_WARN, "store: getrandom failed; WAL salt from the clock");
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
-    return (uint32_t)t.tv_nsec ^ (uint32_t)t.tv_sec;
+    return ((uint32_t)t.tv_nsec ^ (uint32_t)t.tv_sec) | 1;
 }
 
 void wal_seal(uint8_t *p, size_t n, uint32_t salt) {

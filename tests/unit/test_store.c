@@ -1038,25 +1038,32 @@ static void test_torn_tail(void) {
     CHECK_EQ_INT(flip_bad, 0);
     CHECK_EQ_INT(flip_ok, (int)(rec_end - rec_start));
 
-    /* A segment 2 that continues the log: its header says segment 1 ended
-     * at rec_end. Applied after a whole segment 1; after a torn one it is
-     * not applied (it cannot hold acknowledged records) and is removed. */
-    char seg2[512];
+    /* A later segment that continues the log: its header says segment 1
+     * ended at rec_end. Applied after a whole segment 1; after a torn one
+     * it is not applied (it cannot hold acknowledged records) and is
+     * removed. The same with a segment 2 in between that got no records
+     * (no header): recovery passes over it. */
+    char seg2[512], seg3[512];
     snprintf(seg2, sizeof seg2, "%.*s2.log", (int)(strlen(seg[0]) - 5), seg[0]);
-    buf next;
-    buf_init(&next);
-    wal_seg_hdr h2 = {.seg = 2, .prev_end = rec_end, .salt = 0x51u};
-    uint8_t hdr2[WAL_SEG_HDR];
-    wal_seg_hdr_encode(hdr2, &h2);
-    buf_append(&next, hdr2, sizeof hdr2);
+    snprintf(seg3, sizeof seg3, "%.*s3.log", (int)(strlen(seg[0]) - 5), seg[0]);
     store_rec m3 = {.type = STORE_REC_META, .lsn = last + 1, .id = c.st[b].id,
                     .meta = (const uint8_t *)"mb3", .meta_len = 3, .has_meta = true};
-    wal_encode(&next, &m3);
-    wal_seal(next.data + WAL_SEG_HDR, next.len - WAL_SEG_HDR, h2.salt);
-    for (int torn = 0; torn < 2; torn++) {
+    buf next;
+    buf_init(&next);
+    for (int k = 0; k < 4; k++) {
+        bool torn = k & 1, gap = k & 2;
         rm_rf(dir);
         copy_tree(pristine, dir);
-        CHECK(write_file(seg2, next.data, next.len));
+        buf_reset(&next);
+        wal_seg_hdr h2 = {.seg = gap ? 3 : 2, .prev_end = rec_end, .salt = 0x51u};
+        uint8_t hdr2[WAL_SEG_HDR];
+        wal_seg_hdr_encode(hdr2, &h2);
+        buf_append(&next, hdr2, sizeof hdr2);
+        wal_encode(&next, &m3);
+        wal_seal(next.data + WAL_SEG_HDR, next.len - WAL_SEG_HDR, h2.salt);
+        CHECK(write_file(gap ? seg3 : seg2, next.data, next.len));
+        static const uint8_t unwritten[WAL_BLOCK];
+        if (gap) CHECK(write_file(seg2, unwritten, sizeof unwritten));
         if (torn) CHECK_EQ_INT(truncate(seg[0], (off_t)(rec_start + 5)), 0);
         c.st[a].data.len = torn ? len_before : len_after;
         buf_reset(&c.st[a].meta);
@@ -1067,8 +1074,8 @@ static void test_torn_tail(void) {
         CHECK(open_store(&c, dir, STORE_NOSYNC, 0, false, NULL, 0) != NULL);
         if (!c.s) continue;
         CHECK(recovered_matches(&c));
-        /* Torn: segment 2 is now the fresh segment after the checkpoint. */
-        if (torn) CHECK_EQ_INT(file_size(seg2), WAL_SEG_HDR);
+        /* Torn: that segment is now the fresh one after the checkpoint. */
+        if (torn) CHECK_EQ_INT(file_size(gap ? seg3 : seg2), 0);
         close_store(&c);
     }
     buf_free(&next);
@@ -2343,6 +2350,24 @@ static void test_recycle(void) {
     rm_rf(pristine);
     CHECK(copy_tree(dir, pristine));
     close_store(&c);
+
+    /* A clean close rotates into the spare, a recycled segment with an
+     * older segment's header and records: the next open writes it from
+     * its start, and the one after that finds only the new records. */
+    CHECK(open_store(&c, dir, STORE_DURABLE, PA_CKPT, true, NULL, 0) != NULL);
+    if (!c.s) goto out;
+    CHECK(recovered_matches(&c));
+    uint8_t more[300];
+    fill(more, sizeof more, 99);
+    CHECK(wait_durable(&c, t_append(&c, a, more, sizeof more, "after")));
+    close_store(&c);
+    CHECK(open_store(&c, dir, STORE_DURABLE, PA_CKPT, true, NULL, 0) != NULL);
+    if (!c.s) goto out;
+    CHECK(recovered_matches(&c));
+    close_store(&c);
+    c.st[a].data.len -= sizeof more;
+    buf_reset(&c.st[a].meta);
+    buf_append(&c.st[a].meta, "m5", 2);
 
     /* After the last record: nothing, a record unsealed (as a client could
      * have written it into its data), sealed with another salt (an older
