@@ -769,20 +769,21 @@ void http_stream_begin(http_conn *c, int status) {
     conn_flush_later(c);
 }
 
-void http_stream_write(http_conn *c, const void *p, size_t n) {
+void http_stream_write(http_conn *c, const struct iovec *iov, int iovcnt) {
+    size_t n = 0;
+    for (int i = 0; i < iovcnt; i++) n += iov[i].iov_len;
     if (c->closed || n == 0) return;
-    if (c->stream_raw) {
-        queue_mem(c->w, &c->out, p, n);
-        c->out_bytes += n;
-        conn_flush_later(c);
-        return;
+    if (!c->stream_raw) {
+        char hdr[20];
+        size_t h = sizeof hdr - 2;
+        memcpy(hdr + h, "\r\n", 2);
+        for (size_t v = n; v; v >>= 4) hdr[--h] = "0123456789abcdef"[v & 15];
+        queue_mem(c->w, &c->out, hdr + h, sizeof hdr - h);
+        c->out_bytes += sizeof hdr - h + 2;
     }
-    char hdr[24];
-    int h = snprintf(hdr, sizeof hdr, "%zx\r\n", n);
-    queue_mem(c->w, &c->out, hdr, (size_t)h);
-    queue_mem(c->w, &c->out, p, n);
-    queue_mem(c->w, &c->out, "\r\n", 2);
-    c->out_bytes += (size_t)h + n + 2;
+    for (int i = 0; i < iovcnt; i++) queue_mem(c->w, &c->out, iov[i].iov_base, iov[i].iov_len);
+    if (!c->stream_raw) queue_mem(c->w, &c->out, "\r\n", 2);
+    c->out_bytes += n;
     conn_flush_later(c);
 }
 

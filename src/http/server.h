@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "../net/loop.h"
 #include "../util/buf.h"
@@ -102,7 +103,8 @@ void http_conn_unpark(http_conn *c, void *arg);
 
 /* --- chunked event streams (SSE) --- */
 void http_stream_begin(http_conn *c, int status); /* after respond_header calls */
-void http_stream_write(http_conn *c, const void *p, size_t n);
+/* One chunk holding the iovcnt pieces, copied: the caller keeps its memory. */
+void http_stream_write(http_conn *c, const struct iovec *iov, int iovcnt);
 /* Final zero-length chunk; the connection closes once it is sent. */
 void http_stream_end(http_conn *c);
 /* Bytes queued but not yet written to the socket. */

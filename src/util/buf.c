@@ -25,14 +25,20 @@ void buf_grow(buf *b, size_t extra) {
     b->cap = cap;
 }
 
-void buf_append_u64(buf *b, uint64_t v) {
+size_t u64_format(char out[20], uint64_t v) {
     char tmp[20];
     size_t n = 0;
     do {
         tmp[sizeof tmp - 1 - n++] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    buf_append(b, tmp + sizeof tmp - n, n);
+    memcpy(out, tmp + sizeof tmp - n, n);
+    return n;
+}
+
+void buf_append_u64(buf *b, uint64_t v) {
+    char tmp[20];
+    buf_append(b, tmp, u64_format(tmp, v));
 }
 
 void buf_printf(buf *b, const char *fmt, ...) {

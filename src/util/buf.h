@@ -47,6 +47,8 @@ static inline void buf_append_byte(buf *b, uint8_t c) {
 
 /* Decimal digits of v (the hot path's alternative to buf_printf). */
 void buf_append_u64(buf *b, uint64_t v);
+/* v in decimal at out (at most 20 bytes, no NUL); returns the length. */
+size_t u64_format(char out[20], uint64_t v);
 /* printf-style append. */
 void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drop the first n bytes (n <= len). */
