@@ -144,6 +144,7 @@ struct worker {
      * per connection: an idle or streaming connection then holds no read
      * buffer at all. */
     uint8_t scratch[65536];
+    buf handler_scratch; /* see http_conn_scratch */
 };
 
 struct http_server {
@@ -309,6 +310,13 @@ loop *http_conn_loop(const http_conn *c) { return c->w->l; }
 http_request *http_conn_request(http_conn *c) { return c->req; }
 const char *http_conn_peer(const http_conn *c) { return c->peer; }
 size_t http_conn_pending(const http_conn *c) { return c->out_bytes; }
+
+buf *http_conn_scratch(http_conn *c) {
+    buf *b = &c->w->handler_scratch;
+    if (b->cap > 65536) buf_free(b); /* after a large body: don't keep it */
+    buf_reset(b);
+    return b;
+}
 
 void http_conn_on_drain(http_conn *c, void (*on_drain)(void *), void *arg) {
     c->on_drain = on_drain;
@@ -1219,6 +1227,7 @@ void http_server_free(http_server *s) {
         free(s->workers[i].flush_streams.v);
         for (int k = 0; k < s->workers[i].nspare; k++) free(s->workers[i].spare[k]);
         for (int k = 0; k < s->workers[i].nbufs; k++) free(s->workers[i].bufs[k]);
+        buf_free(&s->workers[i].handler_scratch);
     }
     free(s->workers);
     free(s);

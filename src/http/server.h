@@ -121,6 +121,12 @@ loop *http_conn_loop(const http_conn *c);
 http_request *http_conn_request(http_conn *c);
 /* Remote address as text, for logs. */
 const char *http_conn_peer(const http_conn *c);
+/* An empty buffer for bytes needed only until the caller returns to the
+ * loop: owned by c's worker thread, the only thread that may call this,
+ * and handed out again (emptied) by its next call, so one caller must be
+ * done with it before another asks. Short-lived data then costs no
+ * allocation per request. */
+buf *http_conn_scratch(http_conn *c);
 
 const char *http_status_reason(int status);
 

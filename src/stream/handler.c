@@ -446,15 +446,14 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
     /* A JSON body is split into messages before taking the lock, on the
      * assumption that it goes to a JSON stream; whether it does (else 409),
      * and what comes first when both are wrong, is decided under the lock. */
-    buf data;
-    buf_init(&data);
+    buf *data = http_conn_scratch(c);
     bool json_body = has_body && ct && media_type_eq(ct, ct_len, "application/json", 16);
     json_status jst = JSON_OK;
     json_error jerr = {0};
     if (json_body) {
         size_t count;
         jst = json_split_messages(req->body.data, req->body.len, streams_limits.json_max_depth,
-                                  &data, &count, &jerr);
+                                  data, &count, &jerr);
     }
 
     pthread_mutex_lock(&streams_lock);
@@ -553,8 +552,8 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
             respond_error(c, 400, path, msg);
             goto out;
         }
-        bytes = data.data;
-        nbytes = data.len;
+        bytes = data->data;
+        nbytes = data->len;
     }
     /* Accepted: apply to the in-memory state, log it, and put the state back
      * if the log refuses (the client is told nothing was stored). */
@@ -618,7 +617,6 @@ static void handle_post(http_conn *c, http_request *req, const char *path, size_
     if (p.present) producer_headers(c, p.epoch, p.seq);
     respond_when_durable(c, s, lsn);
 out:
-    buf_free(&data);
     pthread_mutex_unlock(&streams_lock);
 }
 

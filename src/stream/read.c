@@ -231,7 +231,6 @@ typedef struct sse_reader {
     bool ending;   /* max duration reached: end at the next chance */
     bool done;
     loop_timer timer;
-    buf raw;
 } sse_reader;
 
 static void sse_free(sse_reader *r) {
@@ -240,7 +239,6 @@ static void sse_free(sse_reader *r) {
     waiter_unlink(&r->w);
     stream_unref(r->s);
     http_conn_unref(r->w.conn);
-    buf_free(&r->raw);
     free(r);
 }
 
@@ -333,7 +331,6 @@ void sse_cache_free(struct sse_cache *sc) {
 static const buf *sse_event_for(stream *s, uint64_t start, uint64_t end, buf *raw) {
     struct sse_cache *sc = s->sse_cache;
     if (sc && sc->start == start && sc->end == end) return &sc->ev;
-    buf_reset(raw);
     buf_reserve(raw, (size_t)(end - start));
     if (!stream_pread(s, start, (size_t)(end - start), raw->data)) return NULL;
     raw->len = (size_t)(end - start);
@@ -364,7 +361,7 @@ static bool sse_pump(sse_reader *r, bool first) {
             return true;
         }
         uint64_t end = read_end(s, r->pos, SSE_EVENT_BYTES);
-        const buf *data = sse_event_for(s, r->pos, end, &r->raw);
+        const buf *data = sse_event_for(s, r->pos, end, http_conn_scratch(c));
         if (!data) {
             log_write(LOG_ERROR, "%s: SSE read failed", s->path);
             http_stream_end(c);
@@ -388,8 +385,6 @@ static bool sse_pump(sse_reader *r, bool first) {
         http_stream_end(c);
         return false;
     }
-    /* Thousands of subscribers wait here: hold no event buffers meanwhile. */
-    buf_free(&r->raw);
     waiter_link(&r->w, s);
     return true;
 }
@@ -440,7 +435,6 @@ static void sse_start(http_conn *c, stream *s, uint64_t start, const buf *cursor
     stream_ref(s);
     r->pos = start;
     r->cursor = cursor_next((const char *)cursor->data, cursor->len, wall_ms());
-    buf_init(&r->raw);
     loop_timer_init(&r->timer, sse_timeout, r);
     if (!sse_pump(r, true)) {
         sse_free(r);
