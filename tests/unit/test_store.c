@@ -93,6 +93,27 @@ static bool copy_tree(const char *src, const char *dst) {
     return nftw(src, copy_one, 16, FTW_PHYS) == 0;
 }
 
+/* Copy a live store's directory as a crash would leave it. Only a copy
+ * made while nothing rewrites the directory is one: a checkpoint writes
+ * data files and the catalog and then renames a covered segment to the
+ * spare, and a copy that read the old catalog but missed the renamed
+ * segment lost records no crash could lose. So checkpoints (ckpt_mu) and
+ * spare preparation (which starts under mu) wait; the caller has waited
+ * for its appends to be durable. */
+static bool copy_tree_quiet(store *s, const char *src, const char *dst) {
+    pthread_mutex_lock(&s->ckpt_mu);
+    pthread_mutex_lock(&s->mu);
+    while (s->spare == SPARE_PREPARING) {
+        pthread_mutex_unlock(&s->mu);
+        poll(NULL, 0, 1);
+        pthread_mutex_lock(&s->mu);
+    }
+    bool ok = copy_tree(src, dst);
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->ckpt_mu);
+    return ok;
+}
+
 /* Put dir back to the state saved in pristine. Recovery only rewrites
  * files (catalog, WAL segments, data files), so copying the saved files
  * over it after dropping the WAL is enough, and much cheaper than
@@ -1460,7 +1481,7 @@ static void test_no_room(void) {
     loud();
 
     rm_rf(crash);
-    CHECK(copy_tree(dir, crash));
+    CHECK(copy_tree_quiet(c.s, dir, crash));
     close_store(&c);
     CHECK(open_store(&c, crash, STORE_DURABLE, 64 << 10, true, NULL, 0) != NULL);
     if (c.s) {
@@ -1767,7 +1788,7 @@ static void test_spill_files(void) {
     store_lsn last = t_append(&c, 1, "x", 1, NULL);
     CHECK(wait_durable(&c, last));
     rm_rf(crash);
-    CHECK(copy_tree(dir, crash));
+    CHECK(copy_tree_quiet(c.s, dir, crash));
 
     /* After the checkpoint only the current file is left open. */
     CHECK(spill_files_open(&c) >= 3);
@@ -1910,7 +1931,7 @@ static void test_tail_crash(void) {
     last = t_append(&c, late, "and more", 8, NULL);
     CHECK(wait_durable(&c, last));
     rm_rf(crash);
-    CHECK(copy_tree(dir, crash));
+    CHECK(copy_tree_quiet(c.s, dir, crash));
     /* The image really lacks the tails: its files stop at the checkpoint. */
     ok = true;
     for (int i = 0; i < n; i++) {
@@ -2213,7 +2234,7 @@ static void test_prealloc(void) {
      * holds a valid record: recovery must not replay it. */
     CHECK(spare_ready(&c));
     rm_rf(crash);
-    CHECK(copy_tree(dir, crash));
+    CHECK(copy_tree_quiet(c.s, dir, crash));
     buf_reset(&img);
     store_rec evil = {.type = STORE_REC_APPEND, .lsn = lsn + 1, .id = c.st[a].id, .pos = 12,
                       .data = (const uint8_t *)"EVIL", .data_len = 4};
@@ -2252,7 +2273,7 @@ static void test_prealloc(void) {
     CHECK(wait_durable(&c, lsn));
     CHECK(segment_shape(segs[0], &valid, &size) && valid > 0 && size == PA_SEG);
     rm_rf(crash);
-    CHECK(copy_tree(dir, crash));
+    CHECK(copy_tree_quiet(c.s, dir, crash));
     close_store(&c);
     CHECK(open_store(&c, crash, STORE_DURABLE, PA_CKPT, true, NULL, 0) != NULL);
     if (c.s) {
@@ -2295,7 +2316,7 @@ static void test_prealloc_segments(void) {
     CHECK(n >= 4);
     CHECK(zero_ended >= 2);
     rm_rf(crash);
-    CHECK(copy_tree(dir, crash));
+    CHECK(copy_tree_quiet(c.s, dir, crash));
     close_store(&c);
     CHECK(open_store(&c, crash, STORE_DURABLE, 64 << 10, false, NULL, 0) != NULL);
     if (c.s) {
@@ -2348,7 +2369,7 @@ static void test_recycle(void) {
     }
     CHECK(old_tail >= 1);
     rm_rf(pristine);
-    CHECK(copy_tree(dir, pristine));
+    CHECK(copy_tree_quiet(c.s, dir, pristine));
     close_store(&c);
 
     /* A clean close rotates into the spare, a recycled segment with an
