@@ -225,8 +225,7 @@ static int serve(void) {
     }
     int cors = opt_on_off("cors"), io_uring = opt_on_off("io-uring");
     if (cors < 0 || io_uring < 0) return 2;
-    streams_limits = (weft_limits){
-        .max_body = opt_num("max-body"),
+    streams_limits limits = {
         .long_poll_timeout_ms = (unsigned)opt_num("long-poll-timeout"),
         .sse_max_duration_ms = (unsigned)opt_num("sse-max-duration"),
         .read_chunk = opt_num("read-chunk") ? opt_num("read-chunk") : 1,
@@ -247,7 +246,14 @@ static int serve(void) {
 
     char err[512];
     const char *dir = opt_str("data-dir");
-    if (streams_open(dir, durability, checkpoint_bytes, err, sizeof err) != 0) {
+    streams_config scfg = {
+        .dir = dir,
+        .durability = durability,
+        .checkpoint_bytes = checkpoint_bytes,
+        .limits = limits,
+    };
+    streams *st = streams_open(&scfg, err, sizeof err);
+    if (!st) {
         fprintf(stderr, "weft: cannot open data directory %s: %s\n", dir, err);
         return 1;
     }
@@ -267,11 +273,12 @@ static int serve(void) {
         .max_conns = (unsigned)opt_num("max-connections"),
         .io_uring = io_uring,
         .handler = streams_handle,
+        .handler_ctx = st,
     };
     http_server *srv = http_server_start(&cfg, err, sizeof err);
     if (!srv) {
         fprintf(stderr, "weft: %s\n", err);
-        streams_close();
+        streams_close(st);
         return 1;
     }
     fprintf(stderr, "weft %s listening on http://%s:%d/v1/stream/ (data: %s, durability: %s, %d threads)\n",
@@ -281,11 +288,11 @@ static int serve(void) {
     sigwait(&set, &sig);
     log_write(LOG_INFO, "signal %d: shutting down", sig);
     http_server_stop_accepting(srv);
-    for (int i = 0; i < 1000 && http_server_busy(srv) > 0 && !streams_waiting_for_space(); i++)
+    for (int i = 0; i < 1000 && http_server_busy(srv) > 0 && !streams_waiting_for_space(st); i++)
         usleep(10000);
-    streams_detach();
+    streams_detach(st);
     http_server_free(srv);
-    streams_close();
+    streams_close(st);
     log_write(LOG_INFO, "shutdown complete");
     return 0;
 }

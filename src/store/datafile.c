@@ -93,6 +93,7 @@ static store_file *insert(store *s, uint64_t id, int fd) {
         lru_push_head(s, f);
     } else {
         f = xcalloc(1, sizeof *f);
+        f->owner = s;
         f->id = id;
         f->fd = fd;
         f->refs = 1;
@@ -143,6 +144,11 @@ void store_file_release(store *s, store_file *f) {
     int fd = unref_locked(f);
     pthread_mutex_unlock(&s->files_mu);
     if (fd >= 0) close(fd);
+}
+
+void store_file_done(void *f) {
+    store_file *file = f;
+    store_file_release(file->owner, file);
 }
 
 int datafile_create(store *s, uint64_t id, const uint8_t *data, size_t len) {

@@ -194,6 +194,9 @@ typedef struct store_file store_file;
 store_file *store_file_acquire(store *s, uint64_t id);  /* NULL + errno on failure */
 int store_file_fd(const store_file *f);
 void store_file_release(store *s, store_file *f);
+/* store_file_release for a callback that takes one pointer (a response's
+ * release function): a file knows its store. */
+void store_file_done(void *f);
 
 /* Snapshot (see options.snapshot). */
 void store_snapshot_begin(store_snapshot *snap);

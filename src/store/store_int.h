@@ -176,6 +176,7 @@ int catalog_load(int dirfd, catalog_hdr *h,
 /* ---- datafile.c */
 
 struct store_file {
+    store *owner;
     uint64_t id;
     int fd;
     unsigned refs;   /* the cache holds one while cached */

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "stream.h"
+#include "stream_int.h"
 
 /* Offsets are "<16 digits>_<16 digits>": zero, then the logical byte
  * position in decimal. Fixed width, so lexicographic order is stream order;

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "stream/stream.h"
+#include "stream/stream_int.h"
 
 /* Expected bytes, built independently of the encoder. */
 typedef struct expect {
