@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "http/server.h"
-#include "stream/stream.h"
+#include "router.h"
 #include "util/log.h"
 
 #define WEFT_VERSION "0.1.0"
@@ -52,6 +52,11 @@ static option_def options[] = {
     {"max-streams", OPT_INT, "100000000", "streams that may exist at once", NULL},
     {"read-chunk", OPT_SIZE, "4MiB", "largest body of one catch-up read response", NULL},
     {"json-max-depth", OPT_INT, "128", "deepest JSON nesting accepted in JSON streams", NULL},
+    {"max-sessions", OPT_INT, "1000000", "sessions that may exist at once", NULL},
+    {"session-max-event", OPT_SIZE, "1MiB",
+     "largest session request body: one message, chunk batch or run", NULL},
+    {"run-lease", OPT_DURATION, "30s",
+     "a run with no chunk or heartbeat from its agent for this long ends with reason error", NULL},
     {"request-timeout", OPT_DURATION, "30s", "time to receive a whole request once it began", NULL},
     {"idle-timeout", OPT_DURATION, "120s", "keep-alive connections idle this long are closed", NULL},
     {"write-timeout", OPT_DURATION, "60s", "clients that stop reading a response are dropped", NULL},
@@ -88,7 +93,8 @@ static void usage(FILE *f) {
     }
     fprintf(f,
             "\nSizes take B, KiB, MiB, GiB (or k, m, g); durations take ms, s, m (plain numbers are seconds).\n"
-            "Streams are served under /v1/stream/<path>.\n");
+            "Streams are served under /v1/stream/<path>, sessions under /v1/session/<id>\n"
+            "(docs/sessions.md).\n");
 }
 
 static option_def *find_option(const char *name, size_t n) {
@@ -257,6 +263,12 @@ static int serve(void) {
         fprintf(stderr, "weft: cannot open data directory %s: %s\n", dir, err);
         return 1;
     }
+    sessions_limits slimits = {
+        .max_event_bytes = opt_num("session-max-event"),
+        .run_lease_ms = (unsigned)opt_num("run-lease"),
+        .max_sessions = (unsigned)opt_num("max-sessions"),
+    };
+    router rt = {.st = st, .ss = sessions_open(st, &slimits)};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = (int)opt_num("threads");
     if (threads <= 0) threads = cores > 0 ? (int)cores : 1;
@@ -272,12 +284,13 @@ static int serve(void) {
         .write_timeout_ms = (unsigned)opt_num("write-timeout"),
         .max_conns = (unsigned)opt_num("max-connections"),
         .io_uring = io_uring,
-        .handler = streams_handle,
-        .handler_ctx = st,
+        .handler = router_handle,
+        .handler_ctx = &rt,
     };
     http_server *srv = http_server_start(&cfg, err, sizeof err);
     if (!srv) {
         fprintf(stderr, "weft: %s\n", err);
+        sessions_close(rt.ss);
         streams_close(st);
         return 1;
     }
@@ -292,6 +305,7 @@ static int serve(void) {
         usleep(10000);
     streams_detach(st);
     http_server_free(srv);
+    sessions_close(rt.ss);
     streams_close(st);
     log_write(LOG_INFO, "shutdown complete");
     return 0;

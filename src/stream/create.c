@@ -234,19 +234,12 @@ static void create_stream(streams *st, http_conn *c, http_request *req, const cr
     configure(s, r, src, point, now);
     s->tail = s->fork_off + data.len;
     s->visible = s->fork_off;
-    buf meta;
-    buf_init(&meta);
-    stream_meta_encode(s, &meta);
-    store_lsn lsn = store_create(st->store, s->id, (const uint8_t *)path, path_len, meta.data,
-                                 meta.len, data.data, data.len);
-    buf_free(&meta);
+    store_lsn lsn = stream_log_create(st, s, data.data, data.len);
     buf_free(&data);
     if (lsn == 0) {
-        stream_discard(st, s);
         respond_storage_error(st, c, path);
         return;
     }
-    stream_watch_expiry(st, s);
     respond_begin(st, c, 201);
     size_t host_len;
     const char *host = hdr(req, "host", &host_len);

@@ -1,6 +1,6 @@
-/* handler.c — the stream layer's HTTP entry: routing, the GET query (reads
- * are answered by read.c and live.c), DELETE, HEAD, CORS preflight and
- * /healthz. Creates and appends are in create.c and append.c.
+/* handler.c — the stream layer's HTTP entry: routing, DELETE, HEAD, CORS
+ * preflight and /healthz. Creates, appends and reads are in create.c,
+ * append.c and get.c.
  */
 #include <stdio.h>
 #include <string.h>
@@ -31,95 +31,6 @@ static void handle_healthz(streams *st, http_conn *c) {
     http_respond_header(c, "Cache-Control", "no-store");
     http_respond_body(c, msg, strlen(msg));
     http_respond_end(c);
-}
-
-/* --- GET --- */
-
-/* 1 with the decoded value if `name` occurs once, 0 if it does not occur,
- * -1 if it occurs more than once or does not decode (a NUL, say). */
-static int query_param(const http_target *t, const char *name, buf *value) {
-    if (!t->query) return 0;
-    size_t n = strlen(name), count = 0;
-    const char *q = t->query, *end = t->query + t->query_len;
-    while (q < end) {
-        const char *amp = memchr(q, '&', (size_t)(end - q));
-        const char *e = amp ? amp : end;
-        if ((size_t)(e - q) >= n && memcmp(q, name, n) == 0 && (q + n == e || q[n] == '=')) count++;
-        q = e + 1;
-    }
-    if (count == 0) return 0;
-    if (count > 1 || !http_query_get(t->query, t->query_len, name, value)) return -1;
-    return 1;
-}
-
-typedef enum live_mode { LIVE_NONE, LIVE_LP, LIVE_SSE } live_mode;
-
-/* What a GET asks for: where to start, and whether to wait for more. */
-typedef struct get_req {
-    offset_kind kind;
-    uint64_t pos;
-    live_mode mode;
-    buf cursor;
-} get_req;
-
-/* Parse the query; returns what is wrong with it, or NULL. */
-static const char *get_parse(const http_target *t, get_req *g) {
-    buf off, live;
-    buf_init(&off);
-    buf_init(&live);
-    int has_off = query_param(t, "offset", &off);
-    int has_live = query_param(t, "live", &live);
-    if (query_param(t, "cursor", &g->cursor) < 0) buf_reset(&g->cursor);
-    const char *bad = NULL;
-    if (has_off < 0) bad = "invalid offset: give it once, URL-encoded";
-    else if (has_live < 0) bad = "invalid live parameter";
-    else if (has_live) {
-        if (live.len == 9 && memcmp(live.data, "long-poll", 9) == 0) g->mode = LIVE_LP;
-        else if (live.len == 3 && memcmp(live.data, "sse", 3) == 0) g->mode = LIVE_SSE;
-        else bad = "invalid live mode: expected long-poll or sse";
-    }
-    if (!bad && has_off > 0) {
-        g->kind = offset_parse((const char *)off.data, off.len, &g->pos);
-        if (g->kind == OFFSET_INVALID) bad = "invalid offset";
-    } else if (!bad && g->mode != LIVE_NONE) {
-        bad = "live reads need an offset";
-    }
-    buf_free(&off);
-    buf_free(&live);
-    return bad;
-}
-
-static void handle_get(streams *st, http_conn *c, http_request *req, const char *path,
-                       size_t path_len) {
-    get_req g = {.kind = OFFSET_START, .mode = LIVE_NONE};
-    buf_init(&g.cursor);
-    const char *bad = get_parse(&req->target, &g);
-    if (bad) {
-        respond_error(st, c, 400, path, bad);
-        buf_free(&g.cursor);
-        return;
-    }
-    pthread_mutex_lock(&st->lock);
-    int64_t now = wall_ms();
-    stream *s = stream_for_client(st, c, path, path_len, now);
-    if (s) {
-        stream_touch(s, now);
-        uint64_t start = g.kind == OFFSET_START ? 0 : g.kind == OFFSET_NOW ? s->visible : g.pos;
-        if (start > s->visible)
-            respond_error(st, c, 400, path, "offset is beyond the end of the stream");
-        else if (!stream_at_boundary(st, s, start))
-            respond_error(st, c, 400, path, "offset is not a message boundary of this JSON stream");
-        else if (g.mode == LIVE_LP)
-            live_long_poll(st, c, s, start, &g.cursor);
-        else if (g.mode == LIVE_SSE)
-            live_sse(st, c, s, start, &g.cursor);
-        else if (g.kind == OFFSET_NOW)
-            read_respond_now(st, c, s);
-        else
-            read_respond_data(st, c, s, start, false, &g.cursor);
-    }
-    pthread_mutex_unlock(&st->lock);
-    buf_free(&g.cursor);
 }
 
 /* --- DELETE, HEAD, OPTIONS --- */
@@ -233,13 +144,17 @@ static void wake_store(void *arg) {
     store_wake(st->store);
 }
 
-void streams_handle(void *ctx, http_conn *c, http_request *req) {
-    streams *st = ctx;
-    /* The records that handlers log during one loop iteration go to the
-     * flusher together when the iteration ends: one fdatasync and one
-     * flusher wake-up for all of them, instead of a wake-up per request. */
+/* The records that handlers log during one loop iteration go to the
+ * flusher together when the iteration ends: one fdatasync and one flusher
+ * wake-up for all of them, instead of a wake-up per request. */
+void streams_defer_wakes(streams *st, http_conn *c) {
     store_defer_wake(true);
     loop_defer(http_conn_loop(c), wake_store, st);
+}
+
+void streams_handle(void *ctx, http_conn *c, http_request *req) {
+    streams *st = ctx;
+    streams_defer_wakes(st, c);
     /* Decoded on the stack unless the path is long: this runs per request. */
     const http_target *t = &req->target;
     char small[512];

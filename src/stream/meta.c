@@ -10,6 +10,7 @@
 
 #include "../util/mem.h"
 #include "protocol.h"
+#include "stream_int.h"
 
 enum { META_VERSION = 1 };
 enum { F_CLOSED = 1, F_DELETED = 2 };

@@ -1,5 +1,6 @@
 /* protocol.c — value formats of the Durable Streams protocol (see protocol.h). */
 #include "protocol.h"
+#include "stream_int.h"
 
 #include <ctype.h>
 #include <stdlib.h>

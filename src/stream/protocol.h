@@ -1,6 +1,7 @@
 /* protocol.h — the Durable Streams protocol's value formats: offsets,
  * cursors, content types, TTL and RFC 3339 timestamps, producer numbers.
- * Pure functions, no state; unit-tested in tests/unit/test_protocol.c.
+ * Pure functions, no state; unit-tested in tests/unit/test_protocol.c. The
+ * layers above use them too (a session's log offsets are stream offsets).
  */
 #ifndef WEFT_PROTOCOL_H
 #define WEFT_PROTOCOL_H
@@ -9,7 +10,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "stream_int.h"
 
 /* Offsets are "<16 digits>_<16 digits>": zero, then the logical byte
  * position in decimal. Fixed width, so lexicographic order is stream order;
@@ -26,7 +26,6 @@ offset_kind offset_parse(const char *s, size_t n, uint64_t *pos);
 bool media_type_eq(const char *a, size_t an, const char *b, size_t bn);
 /* A media type token/token, syntactically. */
 bool media_type_valid(const char *s, size_t n);
-void stream_set_content_type_flags(stream *s);
 
 /* Stream-TTL: non-negative decimal, no sign, no leading zeros. */
 bool ttl_parse(const char *s, size_t n, int64_t *secs);

@@ -78,8 +78,16 @@ stream *stream_for_client(streams *st, http_conn *c, const char *path, size_t pa
     return s;
 }
 
+/* Logged but not yet published to readers: either not durable, or durable
+ * with the call that publishes it waiting for the lock (it then also takes
+ * this entry, whose LSN is no newer). */
+void respond_hold(streams *st, http_conn *c, stream *s) {
+    if (s->visible != s->tail || s->last_lsn > store_durable_lsn(st->store))
+        stream_commit(st, s, s->last_lsn, c);
+}
+
 void respond_after_pending(streams *st, http_conn *c, stream *s) {
-    if (s->last_lsn > store_durable_lsn(st->store)) stream_commit(st, s, s->last_lsn, c);
+    respond_hold(st, c, s);
     http_respond_end(c);
 }
 

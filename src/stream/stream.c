@@ -157,6 +157,23 @@ void stream_discard(streams *st, stream *s) {
     stream_unref(s);
 }
 
+store_lsn stream_log_create(streams *st, stream *s, const uint8_t *data, size_t len) {
+    buf meta;
+    buf_init(&meta);
+    stream_meta_encode(s, &meta);
+    store_lsn lsn = store_create(st->store, s->id, (const uint8_t *)s->path, strlen(s->path),
+                                 meta.data, meta.len, data, len);
+    buf_free(&meta);
+    if (lsn == 0) {
+        int err = errno;
+        stream_discard(st, s);
+        errno = err;
+        return 0;
+    }
+    stream_watch_expiry(st, s);
+    return lsn;
+}
+
 stream *stream_lookup_live(streams *st, const char *path, size_t len, int64_t now_ms) {
     stream *s = stream_lookup(st, path, len);
     if (s && !s->deleted && stream_expired(s, now_ms)) {

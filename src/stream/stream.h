@@ -83,4 +83,51 @@ uint64_t streams_count(streams *st);
  * stream routes under /v1/stream/, CORS preflight and /healthz. */
 void streams_handle(void *ctx, http_conn *c, http_request *req);
 
+/* --- For the layers above (sessions): streams by path, without the stream
+ * routes. Paths outside /v1/stream/ are theirs: HTTP clients cannot write
+ * to them directly. Each call takes the lock; call it without. Calls that
+ * take an http_conn make its answer wait until what they logged is durable:
+ * the caller then writes the answer and ends it as usual. --- */
+
+/* Begin an answer: the status line and the headers every answer of this
+ * server carries (CORS when on, browser security headers). */
+void streams_respond_begin(streams *st, http_conn *c, int status);
+
+/* Records logged while handling c's request reach the flusher when its
+ * loop iteration ends, with the others of that iteration (one write and
+ * one fdatasync for all). Call first in a handler that logs through here. */
+void streams_defer_wakes(streams *st, http_conn *c);
+
+/* Create a JSON stream at path unless it exists; ttl_s < 0 for none.
+ * Returns 1 if created, 0 if a JSON stream was there, -1 with errno:
+ * EEXIST (a stream of another type is there), EMLINK (--max-streams),
+ * ENOSPC / EIO (the store refused). */
+int streams_create_json(streams *st, const char *path, int64_t ttl_s, http_conn *c);
+
+/* Append JSON messages already in stored form (each minified value followed
+ * by ",
+", see util/json.h) to the JSON stream at path. *end (if not NULL)
+ * gets the stream's offset after them. 0, or -1 with errno: ENOENT (no such
+ * stream), EPIPE (closed), ENOSPC / EIO. */
+int streams_append(streams *st, const char *path, const void *data, size_t len, http_conn *c,
+                   uint64_t *end);
+
+/* The offset after everything logged to path (durable or not); hold c's
+ * answer until all of it is durable. 0, or -1 with errno ENOENT. */
+int streams_hold_tail(streams *st, const char *path, http_conn *c, uint64_t *tail);
+
+/* Delete the stream at path. 0, or -1 with errno ENOENT, ENOSPC / EIO. */
+int streams_delete(streams *st, const char *path, http_conn *c);
+
+/* Answer a Durable Streams read (GET with offset, live and cursor in the
+ * query) of the stream at path, as the stream routes do. */
+void streams_serve_read(streams *st, http_conn *c, http_request *req, const char *path);
+
+/* Call fn for every stream whose path starts with prefix, with its whole
+ * durable data (at open, to rebuild state kept beside the streams). fn runs
+ * with the lock held and must not call back into the layer. */
+void streams_each(streams *st, const char *prefix,
+                  void (*fn)(void *arg, const char *path, const uint8_t *data, size_t len),
+                  void *arg);
+
 #endif

@@ -2,9 +2,11 @@
  * (layers above include stream.h).
  *
  * Files. The request side, each calling only the ones below it:
- *   handler.c   routing, DELETE, HEAD, OPTIONS, /healthz, the GET query
+ *   handler.c   routing, DELETE, HEAD, OPTIONS, /healthz
+ *   api.c       the calls for the layers above (stream.h)
  *   create.c    PUT: create and fork
  *   append.c    POST: append and close, producers, Stream-Seq
+ *   get.c       GET: the query, then a catch-up or live read
  *   live.c      long-poll and SSE readers
  *   read.c      catch-up answers (what a read of a range says)
  *   respond.c   the answer helpers every request uses
@@ -158,6 +160,10 @@ store_lsn stream_delete(streams *st, stream *s);
 store_lsn stream_destroy(streams *st, stream *s);
 /* Forget a stream whose creation was never logged. */
 void stream_discard(streams *st, stream *s);
+/* Log the creation of a new stream with its initial data (s->tail must
+ * already count it) and hand it to the sweeper. Returns the LSN, or 0 with
+ * errno after discarding s (the store refused). */
+store_lsn stream_log_create(streams *st, stream *s, const uint8_t *data, size_t len);
 void stream_touch(stream *s, int64_t now_ms);
 bool stream_expired(const stream *s, int64_t now_ms);
 /* Copy bytes [off, off+len) of the stream's logical data (through the fork
@@ -167,6 +173,10 @@ bool stream_pread(streams *st, stream *s, uint64_t off, size_t len, uint8_t *dst
  * position is a boundary of other streams. */
 bool stream_at_boundary(streams *st, stream *s, uint64_t pos);
 int64_t wall_ms(void);
+
+/* --- protocol.c --- */
+/* Set s->json and s->text from s->content_type. */
+void stream_set_content_type_flags(stream *s);
 
 /* --- meta.c --- */
 void stream_meta_encode(const stream *s, buf *out);
@@ -227,6 +237,9 @@ void respond_config(http_conn *c, const stream *s);
  * (soft-deleted). */
 stream *stream_for_client(streams *st, http_conn *c, const char *path, size_t path_len,
                           int64_t now);
+/* Hold c's answer until everything logged for s so far is durable and
+ * visible to readers. */
+void respond_hold(streams *st, http_conn *c, stream *s);
 /* Send the prepared answer once everything logged for s so far is durable
  * (an idempotent retry must not be told "stored" before the original is). */
 void respond_after_pending(streams *st, http_conn *c, stream *s);
@@ -253,8 +266,9 @@ void live_long_poll(streams *st, http_conn *c, stream *s, uint64_t start, const 
 void live_sse(streams *st, http_conn *c, stream *s, uint64_t start, const buf *cursor);
 void sse_cache_free(struct sse_cache *sc);
 
-/* --- create.c, append.c (called without the lock) --- */
+/* --- create.c, append.c, get.c (called without the lock) --- */
 void handle_put(streams *st, http_conn *c, http_request *req, const char *path, size_t path_len);
 void handle_post(streams *st, http_conn *c, http_request *req, const char *path, size_t path_len);
+void handle_get(streams *st, http_conn *c, http_request *req, const char *path, size_t path_len);
 
 #endif

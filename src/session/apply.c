@@ -1,0 +1,111 @@
+/* apply.c — a session's state as its log materialises it.
+ *
+ * One function applies an event to the state, live (after the event is
+ * logged) and at recovery (replaying the log), so the two cannot differ.
+ * The state follows the State Protocol exactly: insert and update set
+ * state[type][key] to the value, delete removes it. Beside it the layer
+ * keeps what the protocol does not carry: every chunk of the runs still
+ * going (a late joiner gets their output so far at attach) and, for those
+ * runs, their owner and lease.
+ */
+#include <string.h>
+#include <time.h>
+
+#include "../stream/protocol.h"
+#include "../util/mem.h"
+#include "session_int.h"
+
+json_t *session_timestamp(void) {
+    char ts[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_string(ts);
+}
+
+json_t *session_event(const char *type, const char *key, const char *op, json_t *value,
+                      const char *client) {
+    json_t *headers = json_pack("{s:s, s:o}", "operation", op, "timestamp", session_timestamp());
+    if (client) json_object_set_new(headers, "client", json_string(client));
+    return json_pack("{s:s, s:s, s:o, s:o}", "type", type, "key", key, "value",
+                     value ? value : json_null(), "headers", headers);
+}
+
+void session_event_frame(json_t *ev, buf *out) {
+    char *s = json_dumps(ev, JSON_COMPACT | JSON_ENSURE_ASCII);
+    buf_append_str(out, s);
+    buf_append(out, ",\n", 2);
+    free(s);
+}
+
+live_run *session_live_run(session *s, const char *id) {
+    for (size_t i = 0; i < s->nruns; i++)
+        if (strcmp(s->runs[i].id, id) == 0) return &s->runs[i];
+    return NULL;
+}
+
+/* The run entity changed: track it while it is running. */
+static void track_run(sessions *ss, session *s, const char *id, json_t *value) {
+    const char *status = json_string_value(json_object_get(value, "status"));
+    live_run *r = session_live_run(s, id);
+    bool running = status && strcmp(status, "running") == 0;
+    if (running && !r) {
+        if (s->nruns == s->runs_cap) {
+            s->runs_cap = s->runs_cap ? s->runs_cap * 2 : 4;
+            s->runs = xrealloc(s->runs, s->runs_cap * sizeof *s->runs);
+        }
+        const char *owner = json_string_value(json_object_get(value, "owner"));
+        s->runs[s->nruns++] = (live_run){
+            .id = xstrndup(id, strlen(id)),
+            .owner = xstrndup(owner ? owner : "", owner ? strlen(owner) : 0),
+            .lease_until = session_now_ms() + ss->limits.run_lease_ms,
+        };
+    } else if (!running && r) {
+        free(r->id);
+        free(r->owner);
+        *r = s->runs[--s->nruns];
+        json_object_del(s->output, id);
+    }
+}
+
+bool session_apply(sessions *ss, session *s, json_t *ev) {
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    const char *key = json_string_value(json_object_get(ev, "key"));
+    json_t *value = json_object_get(ev, "value");
+    const char *op = json_string_value(json_object_get(json_object_get(ev, "headers"), "operation"));
+    if (!type || !key || !op || !value) return false;
+    json_t *table = json_object_get(s->state, type);
+    if (!table) return false;
+    bool del = strcmp(op, "delete") == 0;
+    if (!del && strcmp(op, "insert") != 0 && strcmp(op, "update") != 0) return false;
+    if (del) json_object_del(table, key);
+    else json_object_set(table, key, value);
+    if (strcmp(type, "run") == 0 && !del) {
+        track_run(ss, s, key, value);
+    } else if (strcmp(type, "chunk") == 0 && !del) {
+        json_t *out = json_object_get(s->output, key);
+        if (!out) json_object_set_new(s->output, key, out = json_array());
+        json_array_extend(out, json_object_get(value, "chunks"));
+    }
+    return true;
+}
+
+int session_commit(sessions *ss, session *s, json_t *events, http_conn *c, uint64_t *offset) {
+    buf out;
+    buf_init(&out);
+    size_t i;
+    json_t *ev;
+    json_array_foreach(events, i, ev) session_event_frame(ev, &out);
+    int rc = streams_append(ss->st, s->log_path, out.data, out.len, c, offset);
+    buf_free(&out);
+    if (rc == 0) json_array_foreach(events, i, ev) session_apply(ss, s, ev);
+    return rc;
+}
+
+json_t *session_snapshot(session *s, uint64_t offset) {
+    char off[OFFSET_LEN + 1];
+    offset_format(offset, off);
+    return json_pack("{s:s, s:s, s:O, s:O}", "id", s->id, "offset", off, "state", s->state,
+                     "output", s->output);
+}

@@ -1,0 +1,151 @@
+/* session.c — the sessions object: the registry of sessions by id, opening
+ * (every session rebuilt by replaying its log) and closing, and the thread
+ * that ends runs whose agent went quiet for longer than their lease. */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "../util/json.h"
+#include "../util/log.h"
+#include "../util/mem.h"
+#include "session_int.h"
+
+int64_t session_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+session *session_find(sessions *ss, const char *id) {
+    for (session *s = ss->list; s; s = s->next)
+        if (strcmp(s->id, id) == 0) return s;
+    return NULL;
+}
+
+session *session_add(sessions *ss, const char *id) {
+    session *s = xcalloc(1, sizeof *s);
+    s->id = xstrndup(id, strlen(id));
+    size_t n = strlen(SESSION_PREFIX) + strlen(id) + 1;
+    s->log_path = xmalloc(n);
+    snprintf(s->log_path, n, "%s%s", SESSION_PREFIX, id);
+    s->state = json_pack("{s:{}, s:{}, s:{}}", "message", "run", "chunk");
+    s->output = json_object();
+    s->next = ss->list;
+    ss->list = s;
+    ss->count++;
+    return s;
+}
+
+static void session_free(session *s) {
+    for (size_t i = 0; i < s->nruns; i++) {
+        free(s->runs[i].id);
+        free(s->runs[i].owner);
+    }
+    free(s->runs);
+    json_decref(s->state);
+    json_decref(s->output);
+    free(s->log_path);
+    free(s->id);
+    free(s);
+}
+
+void session_remove(sessions *ss, session *s) {
+    for (session **pp = &ss->list; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            ss->count--;
+            break;
+        }
+    }
+    session_free(s);
+}
+
+/* --- recovery --- */
+
+/* One session's log, replayed: each stored message is one line. */
+static void replay(void *arg, const char *path, const uint8_t *data, size_t len) {
+    sessions *ss = arg;
+    session *s = session_add(ss, path + strlen(SESSION_PREFIX));
+    size_t skipped = 0;
+    for (size_t i = 0; i < len;) {
+        const uint8_t *nl = memchr(data + i, '\n', len - i);
+        size_t end = nl ? (size_t)(nl - data) : len;
+        /* Stored form: the value, then ",\n". */
+        size_t vlen = end - i >= 1 ? end - i - 1 : 0;
+        json_t *ev = json_loadb((const char *)data + i, vlen, 0, NULL);
+        if (!ev || !session_apply(ss, s, ev)) skipped++;
+        json_decref(ev);
+        i = end + 1;
+    }
+    if (skipped) log_write(LOG_ERROR, "session %s: %zu log entries not understood, skipped", s->id, skipped);
+}
+
+/* --- leases --- */
+
+/* A run whose agent sent no chunk or heartbeat for its lease ends in
+ * error, so that no reader waits for it forever. */
+static void end_expired(sessions *ss, session *s, live_run *r) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "agent lost: no chunk or heartbeat for %u ms", ss->limits.run_lease_ms);
+    char *id = xstrndup(r->id, strlen(r->id));
+    if (run_end(ss, s, id, "error", msg, NULL, NULL, NULL) != 0) {
+        log_write(LOG_ERROR, "session %s: run %s: lease ended but not logged: %s", s->id, id,
+                  strerror(errno));
+        r->lease_until = session_now_ms() + 1000; /* try again */
+    } else {
+        log_write(LOG_INFO, "session %s: run %s ended: %s", s->id, id, msg);
+    }
+    free(id);
+}
+
+static void *lease_main(void *arg) {
+    sessions *ss = arg;
+    pthread_setname_np(pthread_self(), "weft-leases");
+    pthread_mutex_lock(&ss->lock);
+    while (!ss->leaser_quit) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&ss->leaser_cv, &ss->lock, &ts);
+        int64_t now = session_now_ms();
+        for (session *s = ss->list; s; s = s->next)
+            for (size_t i = 0; i < s->nruns;)
+                if (s->runs[i].lease_until <= now) end_expired(ss, s, &s->runs[i]);
+                else i++;
+    }
+    pthread_mutex_unlock(&ss->lock);
+    return NULL;
+}
+
+sessions *sessions_open(streams *st, const sessions_limits *limits) {
+    sessions *ss = xcalloc(1, sizeof *ss);
+    pthread_mutex_init(&ss->lock, NULL);
+    pthread_cond_init(&ss->leaser_cv, NULL);
+    ss->st = st;
+    ss->limits = *limits;
+    pthread_mutex_lock(&ss->lock);
+    streams_each(st, SESSION_PREFIX, replay, ss);
+    pthread_mutex_unlock(&ss->lock);
+    if (ss->count) log_write(LOG_INFO, "sessions: %zu recovered", ss->count);
+    ss->leaser_running = pthread_create(&ss->leaser, NULL, lease_main, ss) == 0;
+    if (!ss->leaser_running) log_write(LOG_ERROR, "cannot start the run lease thread");
+    return ss;
+}
+
+void sessions_close(sessions *ss) {
+    if (ss->leaser_running) {
+        pthread_mutex_lock(&ss->lock);
+        ss->leaser_quit = true;
+        pthread_cond_signal(&ss->leaser_cv);
+        pthread_mutex_unlock(&ss->lock);
+        pthread_join(ss->leaser, NULL);
+    }
+    while (ss->list) session_remove(ss, ss->list);
+    pthread_cond_destroy(&ss->leaser_cv);
+    pthread_mutex_destroy(&ss->lock);
+    free(ss);
+}

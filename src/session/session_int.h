@@ -1,0 +1,94 @@
+/* session_int.h — the session layer's internals, shared by its own files
+ * only (the server includes session.h).
+ *
+ * Files, each calling only the ones below it:
+ *   handler.c   the routes: parse, check, build events, answer
+ *   session.c   the registry, open and close, recovery, the lease thread
+ *   run.c       a run's end (by its owner, a cancel, or a lost lease)
+ *   apply.c     events logged and applied to a session's state (live and
+ *               replay, one function); the attach snapshot
+ *   compact.c   a run's UI message chunks folded into one UI message
+ *
+ * State is JSON (jansson), kept exactly as the log's State Protocol
+ * materialises it: state[type][key] = value, in insertion order.
+ */
+#ifndef WEFT_SESSION_INT_H
+#define WEFT_SESSION_INT_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "../util/buf.h"
+#include "session.h"
+
+typedef struct session session;
+
+/* A run still going: who may stream into it, and until when it is alive
+ * without a chunk or heartbeat. */
+typedef struct live_run {
+    char *id;
+    char *owner;
+    int64_t lease_until; /* ms since the epoch */
+} live_run;
+
+struct session {
+    session *next;  /* registry list */
+    char *id;
+    char *log_path; /* SESSION_PREFIX <id>: the log stream */
+    json_t *state;  /* {"message": {...}, "run": {...}, "chunk": {...}} */
+    json_t *output; /* run id -> every chunk so far, for runs still going */
+    live_run *runs;
+    size_t nruns, runs_cap;
+};
+
+struct sessions {
+    pthread_mutex_t lock;
+    streams *st;
+    sessions_limits limits;
+    session *list;
+    size_t count;
+    pthread_t leaser;
+    bool leaser_running, leaser_quit;
+    pthread_cond_t leaser_cv;
+};
+
+/* --- session.c --- */
+session *session_find(sessions *ss, const char *id);
+session *session_add(sessions *ss, const char *id);
+void session_remove(sessions *ss, session *s);
+int64_t session_now_ms(void);
+
+/* --- apply.c --- */
+/* Apply one State Protocol event (as logged) to s. Returns false if it is
+ * not an event this layer writes (replay logs and skips it). */
+bool session_apply(sessions *ss, session *s, json_t *ev);
+/* An event: {type, key, value, headers: {operation, client?, timestamp}};
+ * steals value. */
+json_t *session_event(const char *type, const char *key, const char *op, json_t *value,
+                      const char *client);
+/* Now, as an RFC 3339 JSON string (UTC, seconds). */
+json_t *session_timestamp(void);
+/* Append ev in stored form (minified, then ",\n") to out. */
+void session_event_frame(json_t *ev, buf *out);
+/* Log events (an array, one store record: all or none) to s's log and
+ * apply them. If c, its answer waits until they are durable. *offset gets
+ * the log's offset after them. 0, or -1 with errno (see streams_append). */
+int session_commit(sessions *ss, session *s, json_t *events, http_conn *c, uint64_t *offset);
+/* The attach body: {id, offset, state, output}. */
+json_t *session_snapshot(session *s, uint64_t offset);
+live_run *session_live_run(session *s, const char *id);
+
+/* --- run.c --- */
+/* End a running run: its compacted message, the removal of its chunk
+ * entity and the run's new value (status = reason; error and cancelled_by
+ * if given), logged together. */
+int run_end(sessions *ss, session *s, const char *id, const char *reason, const char *error,
+            const char *cancelled_by, http_conn *c, uint64_t *offset);
+
+/* --- compact.c --- */
+/* The UI message (role assistant, id message_id) that the chunks build, as
+ * the AI SDK's client would; NULL if the chunks build nothing. */
+json_t *compact_chunks(json_t *chunks, const char *message_id);
+
+#endif

@@ -1,0 +1,124 @@
+/* api.c — the stream layer's calls for the layers above (see stream.h):
+ * create, append, hold, delete, read and walk streams by path, with the
+ * same durability rules as the stream routes but no HTTP request of their
+ * own to parse. */
+#include <errno.h>
+#include <string.h>
+
+#include "../util/mem.h"
+#include "protocol.h"
+#include "stream_int.h"
+
+int streams_create_json(streams *st, const char *path, int64_t ttl_s, http_conn *c) {
+    size_t len = strlen(path);
+    int rc = -1;
+    int64_t now = wall_ms();
+    pthread_mutex_lock(&st->lock);
+    stream *s = stream_lookup_live(st, path, len, now);
+    if (s) {
+        if (s->json && !s->deleted) {
+            if (c) respond_hold(st, c, s);
+            rc = 0;
+        } else {
+            errno = EEXIST;
+        }
+    } else if (st->nstreams >= st->limits.max_streams) {
+        errno = EMLINK;
+    } else {
+        s = stream_new(st, path, len, store_id_next(st->store));
+        s->content_type = xstrndup("application/json", 16);
+        stream_set_content_type_flags(s);
+        s->ttl = ttl_s;
+        s->last_access = now;
+        store_lsn lsn = stream_log_create(st, s, NULL, 0);
+        if (lsn) {
+            stream_commit(st, s, lsn, c);
+            rc = 1;
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+int streams_append(streams *st, const char *path, const void *data, size_t len, http_conn *c,
+                   uint64_t *end) {
+    int rc = -1;
+    pthread_mutex_lock(&st->lock);
+    int64_t now = wall_ms();
+    stream *s = stream_lookup_live(st, path, strlen(path), now);
+    if (!s || s->deleted) {
+        errno = ENOENT;
+    } else if (s->closed) {
+        errno = EPIPE;
+    } else {
+        stream_touch(s, now);
+        stream_will_change(st, s);
+        store_lsn lsn = store_append(st->store, s->id, s->tail - s->fork_off, data, len, NULL, 0);
+        if (lsn) {
+            s->tail += len;
+            stream_commit(st, s, lsn, c);
+            if (end) *end = s->tail;
+            rc = 0;
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+int streams_hold_tail(streams *st, const char *path, http_conn *c, uint64_t *tail) {
+    pthread_mutex_lock(&st->lock);
+    stream *s = stream_lookup_live(st, path, strlen(path), wall_ms());
+    bool ok = s && !s->deleted;
+    if (ok) {
+        *tail = s->tail;
+        respond_hold(st, c, s);
+    }
+    pthread_mutex_unlock(&st->lock);
+    if (!ok) errno = ENOENT;
+    return ok ? 0 : -1;
+}
+
+int streams_delete(streams *st, const char *path, http_conn *c) {
+    int rc = -1;
+    pthread_mutex_lock(&st->lock);
+    stream *s = stream_lookup(st, path, strlen(path));
+    if (!s || s->deleted) {
+        errno = ENOENT;
+    } else {
+        stream_ref(s);
+        store_lsn lsn = stream_delete(st, s);
+        if (lsn) {
+            stream_commit(st, s, lsn, c);
+            rc = 0;
+        }
+        stream_unref(s);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+void streams_respond_begin(streams *st, http_conn *c, int status) { respond_begin(st, c, status); }
+
+void streams_serve_read(streams *st, http_conn *c, http_request *req, const char *path) {
+    handle_get(st, c, req, path, strlen(path));
+}
+
+void streams_each(streams *st, const char *prefix,
+                  void (*fn)(void *arg, const char *path, const uint8_t *data, size_t len),
+                  void *arg) {
+    size_t plen = strlen(prefix);
+    buf data;
+    buf_init(&data);
+    pthread_mutex_lock(&st->lock);
+    for (uint64_t i = 0; i < st->table_size; i++) {
+        for (stream *s = st->table[i]; s; s = s->hnext) {
+            if (s->deleted || strncmp(s->path, prefix, plen) != 0) continue;
+            buf_reset(&data);
+            buf_reserve(&data, (size_t)s->visible);
+            if (!stream_pread(st, s, 0, (size_t)s->visible, data.data)) continue;
+            fn(arg, s->path, data.data, (size_t)s->visible);
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    buf_free(&data);
+}
