@@ -55,6 +55,10 @@ static option_def options[] = {
     {"max-sessions", OPT_INT, "1000000", "sessions that may exist at once", NULL},
     {"session-max-event", OPT_SIZE, "1MiB",
      "largest session request body: one message, chunk batch or run", NULL},
+    {"session-max-object", OPT_SIZE, "256KiB", "largest shared object of a session, as JSON", NULL},
+    {"presence-grace", OPT_DURATION, "15s",
+     "a session member whose last connection closed leaves after this (a refresh does not flap)",
+     NULL},
     {"run-lease", OPT_DURATION, "30s",
      "a run with no chunk or heartbeat from its agent for this long ends with reason error", NULL},
     {"request-timeout", OPT_DURATION, "30s", "time to receive a whole request once it began", NULL},
@@ -267,6 +271,8 @@ static int serve(void) {
         .max_event_bytes = opt_num("session-max-event"),
         .run_lease_ms = (unsigned)opt_num("run-lease"),
         .max_sessions = (unsigned)opt_num("max-sessions"),
+        .max_object_bytes = opt_num("session-max-object"),
+        .presence_grace_ms = (unsigned)opt_num("presence-grace"),
     };
     router rt = {.st = st, .ss = sessions_open(st, &slimits)};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);

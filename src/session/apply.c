@@ -69,11 +69,23 @@ static void track_run(sessions *ss, session *s, const char *id, json_t *value) {
     }
 }
 
+/* An object batch's id, kept (the newest SESSION_BATCHES_KEPT) so that a
+ * retry is answered, not applied again. */
+static void remember_batch(session *s, const char *id) {
+    if (json_object_get(s->batches, id)) return;
+    if (json_object_size(s->batches) >= SESSION_BATCHES_KEPT) {
+        void *oldest = json_object_iter(s->batches);
+        json_object_del(s->batches, json_object_iter_key(oldest));
+    }
+    json_object_set_new(s->batches, id, json_true());
+}
+
 bool session_apply(sessions *ss, session *s, json_t *ev) {
     const char *type = json_string_value(json_object_get(ev, "type"));
     const char *key = json_string_value(json_object_get(ev, "key"));
     json_t *value = json_object_get(ev, "value");
-    const char *op = json_string_value(json_object_get(json_object_get(ev, "headers"), "operation"));
+    json_t *headers = json_object_get(ev, "headers");
+    const char *op = json_string_value(json_object_get(headers, "operation"));
     if (!type || !key || !op || !value) return false;
     json_t *table = json_object_get(s->state, type);
     if (!table) return false;
@@ -83,6 +95,8 @@ bool session_apply(sessions *ss, session *s, json_t *ev) {
     else json_object_set(table, key, value);
     if (strcmp(type, "run") == 0 && !del) {
         track_run(ss, s, key, value);
+    } else if (strcmp(type, "object") == 0 && json_is_string(json_object_get(headers, "txid"))) {
+        remember_batch(s, json_string_value(json_object_get(headers, "txid")));
     } else if (strcmp(type, "chunk") == 0 && !del) {
         json_t *out = json_object_get(s->output, key);
         if (!out) json_object_set_new(s->output, key, out = json_array());

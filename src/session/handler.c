@@ -375,6 +375,94 @@ static void post_end(req_ctx *r, session *s, const char *rid, bool cancel) {
     json_decref(b);
 }
 
+/* --- shared objects --- */
+
+static void post_objects(req_ctx *r, session *s) {
+    if (!need_client(r)) return;
+    json_t *b = body_object(r, false);
+    if (!b) return;
+    bool bad = false;
+    const char *batch = str_member(b, "batch", &bad);
+    if (bad) {
+        fail(r, 400, "batch must be a non-empty string of at most 256 bytes");
+        json_decref(b);
+        return;
+    }
+    uint64_t off;
+    if (batch && json_object_get(s->batches, batch)) { /* a retry: applied once */
+        if (streams_hold_tail(r->ss->st, s->log_path, r->c, &off) != 0) fail_storage(r);
+        else answer(r, 200, json_pack("{s:s, s:b}", "batch", batch, "duplicate", 1), &off);
+        json_decref(b);
+        return;
+    }
+    json_t *objects = json_object_get(s->state, "object"), *result, *applied;
+    char err[400];
+    int status;
+    const char *why = objects_batch(objects, json_object_get(b, "ops"), r->ss->limits.max_object_bytes,
+                                    &result, &applied, err, sizeof err, &status);
+    if (why) {
+        fail(r, status, why);
+        json_decref(b);
+        return;
+    }
+    json_t *events = json_array();
+    const char *name;
+    json_t *v;
+    json_object_foreach(result, name, v) {
+        bool had = json_object_get(objects, name) != NULL;
+        if (json_is_null(v) && !had) continue;
+        json_t *ev = session_event("object", name, json_is_null(v) ? "delete" : had ? "update" : "insert",
+                                   json_incref(v), r->client);
+        json_t *h = json_object_get(ev, "headers");
+        if (batch) json_object_set_new(h, "txid", json_string(batch));
+        json_object_set(h, "ops", json_object_get(applied, name));
+        json_array_append_new(events, ev);
+    }
+    int rc = json_array_size(events) ? session_commit(r->ss, s, events, r->c, &off)
+                                     : streams_hold_tail(r->ss->st, s->log_path, r->c, &off);
+    if (rc != 0) fail_storage(r);
+    else answer(r, 200, json_pack("{s:s?, s:O}", "batch", batch, "applied", applied), &off);
+    json_decref(events);
+    json_decref(result);
+    json_decref(applied);
+    json_decref(b);
+}
+
+/* A snapshot read of the objects (all, or one by name). */
+static void get_objects(req_ctx *r, session *s, const char *name) {
+    json_t *objects = json_object_get(s->state, "object");
+    json_t *v = name ? json_object_get(objects, name) : objects;
+    uint64_t off;
+    if (!v) fail(r, 404, "no such object");
+    else if (streams_hold_tail(r->ss->st, s->log_path, r->c, &off) != 0) fail_storage(r);
+    else answer(r, 200, json_pack(name ? "{s:O}" : "{s:O}", name ? "value" : "objects", v), &off);
+}
+
+/* --- presence --- */
+
+static void post_presence(req_ctx *r, session *s) {
+    if (!need_client(r)) return;
+    json_t *b = body_object(r, false);
+    if (!b) return;
+    const char *action = json_string_value(json_object_get(b, "action"));
+    json_t *data = json_object_get(b, "data");
+    uint64_t off;
+    bool changed = true;
+    int rc;
+    if (action && strcmp(action, "leave") == 0) {
+        rc = presence_leave(r->ss, s, r->client, r->c, &off);
+    } else if (action && (strcmp(action, "enter") == 0 || strcmp(action, "update") == 0)) {
+        rc = presence_set(r->ss, s, r->client, data ? data : json_null(), r->c, &off, &changed);
+    } else {
+        fail(r, 400, "action must be \"enter\", \"update\" or \"leave\"");
+        json_decref(b);
+        return;
+    }
+    if (rc != 0) fail_storage(r);
+    else answer(r, 200, json_pack("{s:s, s:s, s:b}", "client", r->client, "action", action, "changed", changed), &off);
+    json_decref(b);
+}
+
 /* --- routing --- */
 
 static bool valid_id(const char *s, size_t n) {
@@ -417,6 +505,8 @@ static void route_run(req_ctx *r, session *s, const char *rest) {
 static void route_post(req_ctx *r, session *s) {
     if (strcmp(r->rest, "/messages") == 0) post_message(r, s);
     else if (strcmp(r->rest, "/runs") == 0) post_run(r, s);
+    else if (strcmp(r->rest, "/objects") == 0) post_objects(r, s);
+    else if (strcmp(r->rest, "/presence") == 0) post_presence(r, s);
     else if (strncmp(r->rest, "/runs/", 6) == 0) route_run(r, s, r->rest + 6);
     else fail(r, 404, "not found: no such session route");
 }
@@ -438,7 +528,11 @@ static void route(req_ctx *r) {
         route_session(r, m);
     } else if (strcmp(r->rest, "/log") == 0) {
         if (m != HTTP_GET && m != HTTP_HEAD) fail(r, 405, "method not allowed: GET the log");
-        else if ((s = find(r))) streams_serve_read(r->ss->st, r->c, r->req, s->log_path);
+        else if ((s = find(r))) presence_serve_read(r->ss, s, r->client, r->c, r->req);
+    } else if (strncmp(r->rest, "/objects", 8) == 0 && (m == HTTP_GET || m == HTTP_HEAD)) {
+        const char *name = r->rest[8] == '/' && r->rest[9] ? r->rest + 9 : NULL;
+        if (r->rest[8] && !name) fail(r, 404, "not found: no such session route");
+        else if ((s = find(r))) get_objects(r, s, name);
     } else if (m != HTTP_POST) {
         fail(r, 405, "method not allowed: POST");
     } else if ((s = find(r))) {
@@ -470,6 +564,7 @@ void sessions_handle(void *ctx, http_conn *c, http_request *req) {
             fail(&r, 400, "invalid session id: 1-128 of A-Z a-z 0-9 - _ . ~");
         } else {
             pthread_mutex_lock(&ss->lock);
+            presence_drain(ss);
             route(&r);
             pthread_mutex_unlock(&ss->lock);
         }

@@ -28,8 +28,10 @@ session *session_add(sessions *ss, const char *id) {
     size_t n = strlen(SESSION_PREFIX) + strlen(id) + 1;
     s->log_path = xmalloc(n);
     snprintf(s->log_path, n, "%s%s", SESSION_PREFIX, id);
-    s->state = json_pack("{s:{}, s:{}, s:{}}", "message", "run", "chunk");
+    s->state = json_pack("{s:{}, s:{}, s:{}, s:{}, s:{}}", "message", "run", "chunk", "object",
+                         "presence");
     s->output = json_object();
+    s->batches = json_object();
     s->next = ss->list;
     ss->list = s;
     ss->count++;
@@ -42,6 +44,8 @@ static void session_free(session *s) {
         free(s->runs[i].owner);
     }
     free(s->runs);
+    presence_free(s);
+    json_decref(s->batches);
     json_decref(s->state);
     json_decref(s->output);
     free(s->log_path);
@@ -80,7 +84,7 @@ static void replay(void *arg, const char *path, const uint8_t *data, size_t len)
     if (skipped) log_write(LOG_ERROR, "session %s: %zu log entries not understood, skipped", s->id, skipped);
 }
 
-/* --- leases --- */
+/* --- the timer thread: leases and presence --- */
 
 /* A run whose agent sent no chunk or heartbeat for its lease ends in
  * error, so that no reader waits for it forever. */
@@ -111,11 +115,14 @@ static void *lease_main(void *arg) {
             ts.tv_nsec -= 1000000000L;
         }
         pthread_cond_timedwait(&ss->leaser_cv, &ss->lock, &ts);
+        presence_drain(ss);
         int64_t now = session_now_ms();
-        for (session *s = ss->list; s; s = s->next)
+        for (session *s = ss->list; s; s = s->next) {
             for (size_t i = 0; i < s->nruns;)
                 if (s->runs[i].lease_until <= now) end_expired(ss, s, &s->runs[i]);
                 else i++;
+            presence_expire(ss, s, now);
+        }
     }
     pthread_mutex_unlock(&ss->lock);
     return NULL;
@@ -125,6 +132,7 @@ sessions *sessions_open(streams *st, const sessions_limits *limits) {
     sessions *ss = xcalloc(1, sizeof *ss);
     pthread_mutex_init(&ss->lock, NULL);
     pthread_cond_init(&ss->leaser_cv, NULL);
+    pthread_mutex_init(&ss->conn_mu, NULL);
     ss->st = st;
     ss->limits = *limits;
     pthread_mutex_lock(&ss->lock);
@@ -144,7 +152,9 @@ void sessions_close(sessions *ss) {
         pthread_mutex_unlock(&ss->lock);
         pthread_join(ss->leaser, NULL);
     }
+    presence_drain(ss);
     while (ss->list) session_remove(ss, ss->list);
+    pthread_mutex_destroy(&ss->conn_mu);
     pthread_cond_destroy(&ss->leaser_cv);
     pthread_mutex_destroy(&ss->lock);
     free(ss);

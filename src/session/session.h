@@ -39,6 +39,8 @@ typedef struct sessions_limits {
     uint64_t max_event_bytes;  /* one message, chunk batch or run value */
     unsigned run_lease_ms;     /* a run with no chunk or heartbeat for this long ends in error */
     unsigned max_sessions;
+    uint64_t max_object_bytes;  /* one shared object, as JSON */
+    unsigned presence_grace_ms; /* a member with no connection leaves after this */
 } sessions_limits;
 
 /* Open the layer on st (which must outlive it) and rebuild every session

@@ -4,6 +4,8 @@
  * Files, each calling only the ones below it:
  *   handler.c   the routes: parse, check, build events, answer
  *   session.c   the registry, open and close, recovery, the lease thread
+ *   presence.c  members, their connections and grace period
+ *   objects.c   batches of ops on maps, counters and lists
  *   run.c       a run's end (by its owner, a cancel, or a lost lease)
  *   apply.c     events logged and applied to a session's state (live and
  *               replay, one function); the attach snapshot
@@ -32,14 +34,26 @@ typedef struct live_run {
     int64_t lease_until; /* ms since the epoch */
 } live_run;
 
+/* A person's live connections to a session's log (presence.c). */
+typedef struct presence_conn {
+    char *client;
+    unsigned live;      /* readers waiting on the log */
+    int64_t idle_since; /* ms since the epoch when live last became 0 */
+} presence_conn;
+
+typedef struct conn_note conn_note;
+
 struct session {
     session *next;  /* registry list */
     char *id;
     char *log_path; /* SESSION_PREFIX <id>: the log stream */
-    json_t *state;  /* {"message": {...}, "run": {...}, "chunk": {...}} */
-    json_t *output; /* run id -> every chunk so far, for runs still going */
+    json_t *state;   /* {"message", "run", "chunk", "object", "presence": {key: value}} */
+    json_t *output;  /* run id -> every chunk so far, for runs still going */
+    json_t *batches; /* object batch ids applied (newest last), for retries */
     live_run *runs;
     size_t nruns, runs_cap;
+    presence_conn *conns;
+    size_t nconns, conns_cap;
 };
 
 struct sessions {
@@ -51,7 +65,16 @@ struct sessions {
     pthread_t leaser;
     bool leaser_running, leaser_quit;
     pthread_cond_t leaser_cv;
+    /* Innermost lock: readers' ends reported by the stream layer, waiting
+     * to be counted (presence.c). */
+    pthread_mutex_t conn_mu;
+    conn_note *ended;
 };
+
+/* Object batch ids remembered per session for retries. */
+#define SESSION_BATCHES_KEPT 10000
+/* Ops in one object batch. */
+#define OBJECTS_MAX_OPS 1000
 
 /* --- session.c --- */
 session *session_find(sessions *ss, const char *id);
@@ -85,6 +108,29 @@ live_run *session_live_run(session *s, const char *id);
  * if given), logged together. */
 int run_end(sessions *ss, session *s, const char *id, const char *reason, const char *error,
             const char *cancelled_by, http_conn *c, uint64_t *offset);
+
+/* --- presence.c --- */
+/* Serve a read of s's log; a live one counts as a connection of client
+ * (if not NULL) until it ends. Returns whether it waits. */
+bool presence_serve_read(sessions *ss, session *s, const char *client, http_conn *c,
+                         http_request *req);
+/* Count the readers that ended since the last call. */
+void presence_drain(sessions *ss);
+/* Enter or update client's data (no event if unchanged: *changed false). */
+int presence_set(sessions *ss, session *s, const char *client, json_t *data, http_conn *c,
+                 uint64_t *offset, bool *changed);
+int presence_leave(sessions *ss, session *s, const char *client, http_conn *c, uint64_t *offset);
+/* Members with no connection for the grace period leave. */
+void presence_expire(sessions *ss, session *s, int64_t now);
+void presence_free(session *s);
+
+/* --- objects.c --- */
+/* Apply a batch of ops to copies of the objects they touch. On success
+ * *result maps each touched name to its new value (json null: deleted) and
+ * *applied each to its ops as applied (with the item ids the server
+ * chose); returns NULL. Else the error (in err) and *status 400 or 413. */
+const char *objects_batch(json_t *objects, json_t *ops, size_t max_object_bytes, json_t **result,
+                          json_t **applied, char *err, size_t errlen, int *status);
 
 /* --- compact.c --- */
 /* The UI message (role assistant, id message_id) that the chunks build, as

@@ -99,8 +99,10 @@ int streams_delete(streams *st, const char *path, http_conn *c) {
 
 void streams_respond_begin(streams *st, http_conn *c, int status) { respond_begin(st, c, status); }
 
-void streams_serve_read(streams *st, http_conn *c, http_request *req, const char *path) {
-    handle_get(st, c, req, path, strlen(path));
+bool streams_serve_read(streams *st, http_conn *c, http_request *req, const char *path,
+                        void (*on_end)(void *arg), void *arg) {
+    live_end end = {on_end, arg};
+    return handle_get(st, c, req, path, strlen(path), &end);
 }
 
 void streams_each(streams *st, const char *prefix,

@@ -61,15 +61,16 @@ static const char *get_parse(const http_target *t, get_req *g) {
     return bad;
 }
 
-void handle_get(streams *st, http_conn *c, http_request *req, const char *path,
-                       size_t path_len) {
+bool handle_get(streams *st, http_conn *c, http_request *req, const char *path, size_t path_len,
+                const live_end *end) {
+    bool waits = false;
     get_req g = {.kind = OFFSET_START, .mode = LIVE_NONE};
     buf_init(&g.cursor);
     const char *bad = get_parse(&req->target, &g);
     if (bad) {
         respond_error(st, c, 400, path, bad);
         buf_free(&g.cursor);
-        return;
+        return false;
     }
     pthread_mutex_lock(&st->lock);
     int64_t now = wall_ms();
@@ -82,9 +83,9 @@ void handle_get(streams *st, http_conn *c, http_request *req, const char *path,
         else if (!stream_at_boundary(st, s, start))
             respond_error(st, c, 400, path, "offset is not a message boundary of this JSON stream");
         else if (g.mode == LIVE_LP)
-            live_long_poll(st, c, s, start, &g.cursor);
+            waits = live_long_poll(st, c, s, start, &g.cursor, end);
         else if (g.mode == LIVE_SSE)
-            live_sse(st, c, s, start, &g.cursor);
+            waits = live_sse(st, c, s, start, &g.cursor, end);
         else if (g.kind == OFFSET_NOW)
             read_respond_now(st, c, s);
         else
@@ -92,4 +93,5 @@ void handle_get(streams *st, http_conn *c, http_request *req, const char *path,
     }
     pthread_mutex_unlock(&st->lock);
     buf_free(&g.cursor);
+    return waits;
 }

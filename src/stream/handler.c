@@ -133,7 +133,7 @@ static void route(streams *st, http_conn *c, http_request *req, const char *p, s
     case HTTP_POST: handle_post(st, c, req, p, len); break;
     case HTTP_DELETE: handle_delete(st, c, p, len); break;
     case HTTP_HEAD: handle_head(st, c, p, len); break;
-    case HTTP_GET: handle_get(st, c, req, p, len); break;
+    case HTTP_GET: handle_get(st, c, req, p, len, NULL); break;
     case HTTP_OPTIONS: handle_options(st, c, req); break;
     default: method_not_allowed(st, c, req, p); break;
     }

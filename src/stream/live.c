@@ -30,6 +30,7 @@ struct live {
     loop_timer timer;
     bool draining;              /* SSE: waiting for the socket to drain */
     void (*destroy)(live *r);   /* release and free the whole reader */
+    live_end end;               /* told when the reader ends, if it waited */
 };
 
 static void live_init(live *r, streams *st, http_conn *c, stream *s, void (*wake)(waiter *),
@@ -57,13 +58,15 @@ static void live_abort(void *arg) {
 }
 
 /* Park the connection with the deadline armed. */
-static void live_park(live *r, unsigned timeout_ms) {
+static void live_park(live *r, unsigned timeout_ms, const live_end *end) {
+    if (end) r->end = *end;
     loop_timer_set(http_conn_loop(r->w.conn), &r->timer, timeout_ms);
     http_conn_park(r->w.conn, live_abort, r);
 }
 
 /* Drop everything the reader holds; the caller frees its memory. */
 static void live_release(live *r) {
+    if (r->end.fn) r->end.fn(r->end.arg);
     loop_timer_cancel(http_conn_loop(r->w.conn), &r->timer);
     http_conn_unpark(r->w.conn, r);
     waiter_unlink(&r->w);
@@ -130,14 +133,15 @@ static void lp_timeout(void *arg) {
     pthread_mutex_unlock(&st->lock);
 }
 
-void live_long_poll(streams *st, http_conn *c, stream *s, uint64_t start, const buf *cursor) {
+bool live_long_poll(streams *st, http_conn *c, stream *s, uint64_t start, const buf *cursor,
+                    const live_end *end) {
     if (start < s->visible) {
         read_respond_data(st, c, s, start, true, cursor);
-        return;
+        return false;
     }
     if (s->closed_visible) {
         read_respond_no_data(st, c, s, cursor);
-        return;
+        return false;
     }
     lp_wait *lp = xcalloc(1, sizeof *lp);
     live_init(&lp->r, st, c, s, lp_wake, lp_timeout, lp_free);
@@ -145,7 +149,8 @@ void live_long_poll(streams *st, http_conn *c, stream *s, uint64_t start, const 
     buf_init(&lp->cursor);
     buf_append(&lp->cursor, cursor->data, cursor->len);
     waiter_link(&lp->r.w, s);
-    live_park(&lp->r, st->limits.long_poll_timeout_ms);
+    live_park(&lp->r, st->limits.long_poll_timeout_ms, end);
+    return true;
 }
 
 /* --- SSE --- */
@@ -335,7 +340,8 @@ static void sse_timeout(void *arg) {
     pthread_mutex_unlock(&st->lock);
 }
 
-void live_sse(streams *st, http_conn *c, stream *s, uint64_t start, const buf *cursor) {
+bool live_sse(streams *st, http_conn *c, stream *s, uint64_t start, const buf *cursor,
+              const live_end *end) {
     respond_begin(st, c, 200);
     http_respond_header(c, "Content-Type", "text/event-stream");
     http_respond_header(c, "Cache-Control", "no-cache");
@@ -347,7 +353,8 @@ void live_sse(streams *st, http_conn *c, stream *s, uint64_t start, const buf *c
     r->cursor = cursor_next((const char *)cursor->data, cursor->len, wall_ms());
     if (!sse_pump(r, true)) {
         sse_free(&r->r);
-        return;
+        return false;
     }
-    live_park(&r->r, st->limits.sse_max_duration_ms);
+    live_park(&r->r, st->limits.sse_max_duration_ms, end);
+    return true;
 }

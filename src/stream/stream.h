@@ -120,8 +120,13 @@ int streams_hold_tail(streams *st, const char *path, http_conn *c, uint64_t *tai
 int streams_delete(streams *st, const char *path, http_conn *c);
 
 /* Answer a Durable Streams read (GET with offset, live and cursor in the
- * query) of the stream at path, as the stream routes do. */
-void streams_serve_read(streams *st, http_conn *c, http_request *req, const char *path);
+ * query) of the stream at path, as the stream routes do. Returns true if
+ * the request became a live reader waiting for the stream (long-poll or
+ * SSE): then on_end(arg), if given, is called once when that reader ends
+ * (answered, timed out, or its connection closed) — with the layer's lock
+ * held, so it must only take locks no other call here is made under. */
+bool streams_serve_read(streams *st, http_conn *c, http_request *req, const char *path,
+                        void (*on_end)(void *arg), void *arg);
 
 /* Call fn for every stream whose path starts with prefix, with its whole
  * durable data (at open, to rebuild state kept beside the streams). fn runs

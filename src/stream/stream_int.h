@@ -262,13 +262,24 @@ void read_respond_now(streams *st, http_conn *c, stream *s);
 void read_respond_no_data(streams *st, http_conn *c, stream *s, const buf *cursor);
 
 /* --- live.c --- */
-void live_long_poll(streams *st, http_conn *c, stream *s, uint64_t start, const buf *cursor);
-void live_sse(streams *st, http_conn *c, stream *s, uint64_t start, const buf *cursor);
+/* Called once when a live reader that waited ends (see streams_serve_read). */
+typedef struct live_end {
+    void (*fn)(void *arg);
+    void *arg;
+} live_end;
+/* Each returns true if the reader waits (then end, if any, is called once
+ * when it ends), false if the request was answered at once. */
+bool live_long_poll(streams *st, http_conn *c, stream *s, uint64_t start, const buf *cursor,
+                    const live_end *end);
+bool live_sse(streams *st, http_conn *c, stream *s, uint64_t start, const buf *cursor,
+              const live_end *end);
 void sse_cache_free(struct sse_cache *sc);
 
 /* --- create.c, append.c, get.c (called without the lock) --- */
 void handle_put(streams *st, http_conn *c, http_request *req, const char *path, size_t path_len);
 void handle_post(streams *st, http_conn *c, http_request *req, const char *path, size_t path_len);
-void handle_get(streams *st, http_conn *c, http_request *req, const char *path, size_t path_len);
+/* Returns whether the request became a waiting live reader. */
+bool handle_get(streams *st, http_conn *c, http_request *req, const char *path, size_t path_len,
+                const live_end *end);
 
 #endif
