@@ -73,7 +73,7 @@ static void fold_tool(json_t *parts, const char *type, json_t *c) {
     }
     if (strcmp(type, "tool-output-error") == 0 || strcmp(type, "tool-input-error") == 0) {
         json_t *err = json_object_get(c, "errorText");
-        json_object_set(part, "errorText", err ? err : json_string(""));
+        json_object_set_new(part, "errorText", err ? json_incref(err) : json_string(""));
         json_object_set_new(part, "state", json_string("output-error"));
     }
 }

@@ -58,6 +58,10 @@ static void fail_storage(req_ctx *r) {
         fail(r, 404, "session not found");
         return;
     }
+    if (errno == EMLINK) {
+        fail(r, 507, "stream limit reached (--max-streams)");
+        return;
+    }
     snprintf(msg, sizeof msg, "storage error: %s; nothing was stored", strerror(errno));
     fail(r, errno == ENOSPC || errno == EDQUOT ? 507 : 500, msg);
 }
