@@ -54,7 +54,9 @@ static void fail(req_ctx *r, int status, const char *msg) {
 /* The store refused the write: nothing was logged. */
 static void fail_storage(req_ctx *r) {
     char msg[160];
-    if (errno == ENOENT) {
+    if (errno == ENOENT) { /* its log expired or was deleted */
+        session *gone = session_find(r->ss, r->id);
+        if (gone) session_remove(r->ss, gone);
         fail(r, 404, "session not found");
         return;
     }
@@ -177,12 +179,8 @@ static void session_attach(req_ctx *r) {
     session *s = find(r);
     if (!s) return;
     uint64_t tail;
-    if (streams_hold_tail(r->ss->st, s->log_path, r->c, &tail) != 0) {
-        session_remove(r->ss, s);
-        fail(r, 404, "session not found");
-        return;
-    }
-    answer(r, 200, session_snapshot(s, tail), &tail);
+    if (streams_hold_tail(r->ss->st, s->log_path, r->c, &tail) != 0) fail_storage(r);
+    else answer(r, 200, session_snapshot(s, tail), &tail);
 }
 
 static void session_delete(req_ctx *r) {

@@ -2,10 +2,11 @@
  * (every session rebuilt by replaying its log) and closing, and the thread
  * that ends runs whose agent went quiet for longer than their lease. */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
-#include "../util/json.h"
+#include "../util/hash.h"
 #include "../util/log.h"
 #include "../util/mem.h"
 #include "session_int.h"
@@ -17,14 +18,27 @@ int64_t session_now_ms(void) {
 }
 
 session *session_find(sessions *ss, const char *id) {
-    for (session *s = ss->list; s; s = s->next)
-        if (strcmp(s->id, id) == 0) return s;
+    uint64_t h = hash_keyed(id, strlen(id));
+    for (session *s = ss->table[h & (ss->table_size - 1)]; s; s = s->hnext)
+        if (s->hash == h && strcmp(s->id, id) == 0) return s;
     return NULL;
+}
+
+static void table_grow(sessions *ss) {
+    size_t n = ss->table_size ? ss->table_size * 2 : 1024;
+    free(ss->table);
+    ss->table = xcalloc(n, sizeof *ss->table);
+    ss->table_size = n;
+    for (session *s = ss->list; s; s = s->next) {
+        s->hnext = ss->table[s->hash & (n - 1)];
+        ss->table[s->hash & (n - 1)] = s;
+    }
 }
 
 session *session_add(sessions *ss, const char *id) {
     session *s = xcalloc(1, sizeof *s);
     s->id = xstrndup(id, strlen(id));
+    s->hash = hash_keyed(id, strlen(id));
     size_t n = strlen(SESSION_PREFIX) + strlen(id) + 1;
     s->log_path = xmalloc(n);
     snprintf(s->log_path, n, "%s%s", SESSION_PREFIX, id);
@@ -35,6 +49,12 @@ session *session_add(sessions *ss, const char *id) {
     s->next = ss->list;
     ss->list = s;
     ss->count++;
+    if (ss->count > ss->table_size) {
+        table_grow(ss); /* links s too */
+    } else {
+        s->hnext = ss->table[s->hash & (ss->table_size - 1)];
+        ss->table[s->hash & (ss->table_size - 1)] = s;
+    }
     return s;
 }
 
@@ -53,14 +73,20 @@ static void session_free(session *s) {
     free(s);
 }
 
-void session_remove(sessions *ss, session *s) {
-    for (session **pp = &ss->list; *pp; pp = &(*pp)->next) {
+/* Unlink s from a list threaded through the field at offset `link`. */
+static void unlink_from(session **head, session *s, size_t link) {
+    for (session **pp = head; *pp; pp = (session **)((char *)*pp + link)) {
         if (*pp == s) {
-            *pp = s->next;
-            ss->count--;
-            break;
+            *pp = *(session **)((char *)s + link);
+            return;
         }
     }
+}
+
+void session_remove(sessions *ss, session *s) {
+    unlink_from(&ss->list, s, offsetof(session, next));
+    unlink_from(&ss->table[s->hash & (ss->table_size - 1)], s, offsetof(session, hnext));
+    ss->count--;
     session_free(s);
 }
 
@@ -104,7 +130,8 @@ static void end_expired(sessions *ss, session *s, live_run *r) {
 
 static void *lease_main(void *arg) {
     sessions *ss = arg;
-    pthread_setname_np(pthread_self(), "weft-leases");
+    pthread_setname_np(pthread_self(), "weft-sessions");
+    int64_t next_check = 0;
     pthread_mutex_lock(&ss->lock);
     while (!ss->leaser_quit) {
         struct timespec ts;
@@ -117,6 +144,13 @@ static void *lease_main(void *arg) {
         pthread_cond_timedwait(&ss->leaser_cv, &ss->lock, &ts);
         presence_drain(ss);
         int64_t now = session_now_ms();
+        if (now >= next_check) { /* sessions whose log expired go */
+            next_check = now + 5000;
+            for (session *s = ss->list, *next; s; s = next) {
+                next = s->next;
+                if (!streams_exists(ss->st, s->log_path)) session_remove(ss, s);
+            }
+        }
         for (session *s = ss->list; s; s = s->next) {
             for (size_t i = 0; i < s->nruns;)
                 if (s->runs[i].lease_until <= now) end_expired(ss, s, &s->runs[i]);
@@ -135,6 +169,7 @@ sessions *sessions_open(streams *st, const sessions_limits *limits) {
     pthread_mutex_init(&ss->conn_mu, NULL);
     ss->st = st;
     ss->limits = *limits;
+    table_grow(ss);
     pthread_mutex_lock(&ss->lock);
     streams_each(st, SESSION_PREFIX, replay, ss);
     pthread_mutex_unlock(&ss->lock);
@@ -154,6 +189,7 @@ void sessions_close(sessions *ss) {
     }
     presence_drain(ss);
     while (ss->list) session_remove(ss, ss->list);
+    free(ss->table);
     pthread_mutex_destroy(&ss->conn_mu);
     pthread_cond_destroy(&ss->leaser_cv);
     pthread_mutex_destroy(&ss->lock);

@@ -45,6 +45,8 @@ typedef struct conn_note conn_note;
 
 struct session {
     session *next;  /* registry list */
+    session *hnext; /* hash chain */
+    uint64_t hash;  /* of id */
     char *id;
     char *log_path; /* SESSION_PREFIX <id>: the log stream */
     json_t *state;   /* {"message", "run", "chunk", "object", "presence": {key: value}} */
@@ -61,7 +63,8 @@ struct sessions {
     streams *st;
     sessions_limits limits;
     session *list;
-    size_t count;
+    session **table; /* by id: a chained hash, grown at load 1 */
+    size_t count, table_size;
     pthread_t leaser;
     bool leaser_running, leaser_quit;
     pthread_cond_t leaser_cv;

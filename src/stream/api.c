@@ -67,15 +67,25 @@ int streams_append(streams *st, const char *path, const void *data, size_t len, 
 
 int streams_hold_tail(streams *st, const char *path, http_conn *c, uint64_t *tail) {
     pthread_mutex_lock(&st->lock);
-    stream *s = stream_lookup_live(st, path, strlen(path), wall_ms());
+    int64_t now = wall_ms();
+    stream *s = stream_lookup_live(st, path, strlen(path), now);
     bool ok = s && !s->deleted;
     if (ok) {
+        stream_touch(s, now);
         *tail = s->tail;
-        respond_hold(st, c, s);
+        if (c) respond_hold(st, c, s);
     }
     pthread_mutex_unlock(&st->lock);
     if (!ok) errno = ENOENT;
     return ok ? 0 : -1;
+}
+
+bool streams_exists(streams *st, const char *path) {
+    pthread_mutex_lock(&st->lock);
+    stream *s = stream_lookup(st, path, strlen(path));
+    bool yes = s && !s->deleted;
+    pthread_mutex_unlock(&st->lock);
+    return yes;
 }
 
 int streams_delete(streams *st, const char *path, http_conn *c) {

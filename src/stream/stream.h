@@ -112,9 +112,13 @@ int streams_create_json(streams *st, const char *path, int64_t ttl_s, http_conn 
 int streams_append(streams *st, const char *path, const void *data, size_t len, http_conn *c,
                    uint64_t *end);
 
-/* The offset after everything logged to path (durable or not); hold c's
- * answer until all of it is durable. 0, or -1 with errno ENOENT. */
+/* The offset after everything logged to path (durable or not), and a touch
+ * (as a read) for its TTL; hold c's answer (if any) until all of it is
+ * durable. 0, or -1 with errno ENOENT. */
 int streams_hold_tail(streams *st, const char *path, http_conn *c, uint64_t *tail);
+
+/* Whether a stream is at path (expiry is left to the sweeper). */
+bool streams_exists(streams *st, const char *path);
 
 /* Delete the stream at path. 0, or -1 with errno ENOENT, ENOSPC / EIO. */
 int streams_delete(streams *st, const char *path, http_conn *c);
