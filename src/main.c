@@ -59,6 +59,9 @@ static option_def options[] = {
     {"presence-grace", OPT_DURATION, "15s",
      "a session member whose last connection closed leaves after this (a refresh does not flap)",
      NULL},
+    {"session-compact-bytes", OPT_SIZE, "4MiB",
+     "a session log that grew past this and to twice its state starts a new generation from a "
+     "snapshot (older offsets then answer 410: attach again)", NULL},
     {"run-lease", OPT_DURATION, "30s",
      "a run with no chunk or heartbeat from its agent for this long ends with reason error", NULL},
     {"request-timeout", OPT_DURATION, "30s", "time to receive a whole request once it began", NULL},
@@ -273,6 +276,7 @@ static int serve(void) {
         .max_sessions = (unsigned)opt_num("max-sessions"),
         .max_object_bytes = opt_num("session-max-object"),
         .presence_grace_ms = (unsigned)opt_num("presence-grace"),
+        .compact_bytes = opt_num("session-compact-bytes"),
     };
     router rt = {.st = st, .ss = sessions_open(st, &slimits)};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);

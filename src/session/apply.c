@@ -80,12 +80,41 @@ static void remember_batch(session *s, const char *id) {
     json_object_set_new(s->batches, id, json_true());
 }
 
+void session_reset(session *s) {
+    const char *type;
+    json_t *table;
+    json_object_foreach(s->state, type, table) json_object_clear(table);
+    json_object_clear(s->output);
+    json_object_clear(s->batches);
+    for (size_t i = 0; i < s->nruns; i++) {
+        free(s->runs[i].id);
+        free(s->runs[i].owner);
+    }
+    s->nruns = 0;
+}
+
+/* A control message: a snapshot starts (a new generation of the log, see
+ * generation.c) with the batch ids remembered so far. */
+static bool apply_control(session *s, const char *control, json_t *headers) {
+    if (strcmp(control, "snapshot-start") == 0) {
+        session_reset(s);
+        size_t i;
+        json_t *id;
+        json_array_foreach(json_object_get(headers, "batches"), i, id)
+            if (json_is_string(id)) remember_batch(s, json_string_value(id));
+        return true;
+    }
+    return strcmp(control, "snapshot-end") == 0;
+}
+
 bool session_apply(sessions *ss, session *s, json_t *ev) {
     const char *type = json_string_value(json_object_get(ev, "type"));
     const char *key = json_string_value(json_object_get(ev, "key"));
     json_t *value = json_object_get(ev, "value");
     json_t *headers = json_object_get(ev, "headers");
     const char *op = json_string_value(json_object_get(headers, "operation"));
+    const char *control = json_string_value(json_object_get(headers, "control"));
+    if (!type && control) return apply_control(s, control, headers);
     if (!type || !key || !op || !value) return false;
     json_t *table = json_object_get(s->state, type);
     if (!table) return false;
@@ -112,8 +141,12 @@ int session_commit(sessions *ss, session *s, json_t *events, http_conn *c, uint6
     json_t *ev;
     json_array_foreach(events, i, ev) session_event_frame(ev, &out);
     int rc = streams_append(ss->st, s->log_path, out.data, out.len, c, offset);
+    if (rc == 0) {
+        json_array_foreach(events, i, ev) session_apply(ss, s, ev);
+        s->log_bytes += out.len;
+        generation_maybe_compact(ss, s);
+    }
     buf_free(&out);
-    if (rc == 0) json_array_foreach(events, i, ev) session_apply(ss, s, ev);
     return rc;
 }
 

@@ -153,7 +153,7 @@ static void session_put(req_ctx *r) {
     }
     char path[512];
     snprintf(path, sizeof path, "%s%s", SESSION_PREFIX, r->id);
-    int rc = streams_create_json(ss->st, path, ttl, r->c);
+    int rc = streams_create_json(ss->st, path, ttl, 0, NULL, 0, r->c);
     if (rc < 0) {
         fail_storage(r);
         return;
@@ -190,6 +190,7 @@ static void session_delete(req_ctx *r) {
         fail_storage(r);
         return;
     }
+    if (s->old_log) streams_delete(r->ss->st, s->old_log, NULL);
     session_remove(r->ss, s);
     begin(r, 204);
     http_respond_end(r->c);
@@ -437,7 +438,7 @@ static void get_objects(req_ctx *r, session *s, const char *name) {
     uint64_t off;
     if (!v) fail(r, 404, "no such object");
     else if (streams_hold_tail(r->ss->st, s->log_path, r->c, &off) != 0) fail_storage(r);
-    else answer(r, 200, json_pack(name ? "{s:O}" : "{s:O}", name ? "value" : "objects", v), &off);
+    else answer(r, 200, json_pack("{s:O}", name ? "value" : "objects", v), &off);
 }
 
 /* --- presence --- */

@@ -39,9 +39,7 @@ session *session_add(sessions *ss, const char *id) {
     session *s = xcalloc(1, sizeof *s);
     s->id = xstrndup(id, strlen(id));
     s->hash = hash_keyed(id, strlen(id));
-    size_t n = strlen(SESSION_PREFIX) + strlen(id) + 1;
-    s->log_path = xmalloc(n);
-    snprintf(s->log_path, n, "%s%s", SESSION_PREFIX, id);
+    s->log_path = generation_path(id, 0);
     s->state = json_pack("{s:{}, s:{}, s:{}, s:{}, s:{}}", "message", "run", "chunk", "object",
                          "presence");
     s->output = json_object();
@@ -69,6 +67,7 @@ static void session_free(session *s) {
     json_decref(s->state);
     json_decref(s->output);
     free(s->log_path);
+    free(s->old_log);
     free(s->id);
     free(s);
 }
@@ -92,10 +91,31 @@ void session_remove(sessions *ss, session *s) {
 
 /* --- recovery --- */
 
-/* One session's log, replayed: each stored message is one line. */
+/* One generation of a session's log, replayed: each stored message is one
+ * line. Of several generations the newest wins; the others are retired
+ * once open. */
 static void replay(void *arg, const char *path, const uint8_t *data, size_t len) {
     sessions *ss = arg;
-    session *s = session_add(ss, path + strlen(SESSION_PREFIX));
+    char id[160];
+    unsigned gen;
+    if (!generation_parse(path, id, sizeof id, &gen)) return;
+    session *s = session_find(ss, id);
+    if (s && s->gen > gen) { /* an older generation */
+        json_array_append_new(ss->stale, json_string(path));
+        return;
+    }
+    if (s) { /* a newer one */
+        json_array_append_new(ss->stale, json_string(s->log_path));
+        session_reset(s);
+        free(s->log_path);
+        s->log_path = xstrndup(path, strlen(path));
+    } else {
+        s = session_add(ss, id);
+        free(s->log_path);
+        s->log_path = xstrndup(path, strlen(path));
+    }
+    s->gen = gen;
+    s->log_bytes = len;
     size_t skipped = 0;
     for (size_t i = 0; i < len;) {
         const uint8_t *nl = memchr(data + i, '\n', len - i);
@@ -156,6 +176,7 @@ static void *lease_main(void *arg) {
                 if (s->runs[i].lease_until <= now) end_expired(ss, s, &s->runs[i]);
                 else i++;
             presence_expire(ss, s, now);
+            generation_retire_old(ss, s);
         }
     }
     pthread_mutex_unlock(&ss->lock);
@@ -171,7 +192,13 @@ sessions *sessions_open(streams *st, const sessions_limits *limits) {
     ss->limits = *limits;
     table_grow(ss);
     pthread_mutex_lock(&ss->lock);
+    ss->stale = json_array();
     streams_each(st, SESSION_PREFIX, replay, ss);
+    size_t i;
+    json_t *path;
+    json_array_foreach(ss->stale, i, path) streams_retire(st, json_string_value(path));
+    json_decref(ss->stale);
+    ss->stale = NULL;
     pthread_mutex_unlock(&ss->lock);
     if (ss->count) log_write(LOG_INFO, "sessions: %zu recovered", ss->count);
     ss->leaser_running = pthread_create(&ss->leaser, NULL, lease_main, ss) == 0;

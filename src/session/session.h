@@ -41,6 +41,7 @@ typedef struct sessions_limits {
     unsigned max_sessions;
     uint64_t max_object_bytes;  /* one shared object, as JSON */
     unsigned presence_grace_ms; /* a member with no connection leaves after this */
+    uint64_t compact_bytes;     /* a log generation past this (and twice its state) is compacted */
 } sessions_limits;
 
 /* Open the layer on st (which must outlive it) and rebuild every session

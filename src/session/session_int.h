@@ -7,6 +7,7 @@
  *   presence.c  members, their connections and grace period
  *   objects.c   batches of ops on maps, counters and lists
  *   run.c       a run's end (by its owner, a cancel, or a lost lease)
+ *   generation.c  the log compacted into a new generation
  *   apply.c     events logged and applied to a session's state (live and
  *               replay, one function); the attach snapshot
  *   compact.c   a run's UI message chunks folded into one UI message
@@ -48,7 +49,11 @@ struct session {
     session *hnext; /* hash chain */
     uint64_t hash;  /* of id */
     char *id;
-    char *log_path; /* SESSION_PREFIX <id>: the log stream */
+    char *log_path; /* the log's current generation (generation.c) */
+    char *old_log;  /* the one it replaced, until that is retired */
+    unsigned gen;
+    uint64_t log_bytes;  /* in the current generation */
+    uint64_t snap_bytes; /* the snapshot it started with */
     json_t *state;   /* {"message", "run", "chunk", "object", "presence": {key: value}} */
     json_t *output;  /* run id -> every chunk so far, for runs still going */
     json_t *batches; /* object batch ids applied (newest last), for retries */
@@ -72,6 +77,7 @@ struct sessions {
      * to be counted (presence.c). */
     pthread_mutex_t conn_mu;
     conn_note *ended;
+    json_t *stale; /* at open: log generations replaced by newer ones */
 };
 
 /* Object batch ids remembered per session for retries. */
@@ -86,6 +92,8 @@ void session_remove(sessions *ss, session *s);
 int64_t session_now_ms(void);
 
 /* --- apply.c --- */
+/* Forget all of s's state (a snapshot follows). */
+void session_reset(session *s);
 /* Apply one State Protocol event (as logged) to s. Returns false if it is
  * not an event this layer writes (replay logs and skips it). */
 bool session_apply(sessions *ss, session *s, json_t *ev);
@@ -134,6 +142,16 @@ void presence_free(session *s);
  * chose); returns NULL. Else the error (in err) and *status 400 or 413. */
 const char *objects_batch(json_t *objects, json_t *ops, size_t max_object_bytes, json_t **result,
                           json_t **applied, char *err, size_t errlen, int *status);
+
+/* --- generation.c --- */
+/* The log path of a session's generation gen (malloc'ed). */
+char *generation_path(const char *id, unsigned gen);
+/* A session's id and generation from a log path. */
+bool generation_parse(const char *path, char *id, size_t idlen, unsigned *gen);
+/* Start a new generation if the log has grown enough (after a commit). */
+void generation_maybe_compact(sessions *ss, session *s);
+/* Retire the replaced generation once its successor is durable. */
+void generation_retire_old(sessions *ss, session *s);
 
 /* --- compact.c --- */
 /* The UI message (role assistant, id message_id) that the chunks build, as

@@ -9,12 +9,13 @@
 #include "protocol.h"
 #include "stream_int.h"
 
-int streams_create_json(streams *st, const char *path, int64_t ttl_s, http_conn *c) {
-    size_t len = strlen(path);
+int streams_create_json(streams *st, const char *path, int64_t ttl_s, uint64_t base,
+                        const void *data, size_t len, http_conn *c) {
+    size_t plen = strlen(path);
     int rc = -1;
     int64_t now = wall_ms();
     pthread_mutex_lock(&st->lock);
-    stream *s = stream_lookup_live(st, path, len, now);
+    stream *s = stream_lookup_live(st, path, plen, now);
     if (s) {
         if (s->json && !s->deleted) {
             if (c) respond_hold(st, c, s);
@@ -25,12 +26,14 @@ int streams_create_json(streams *st, const char *path, int64_t ttl_s, http_conn 
     } else if (st->nstreams >= st->limits.max_streams) {
         errno = EMLINK;
     } else {
-        s = stream_new(st, path, len, store_id_next(st->store));
+        s = stream_new(st, path, plen, store_id_next(st->store));
         s->content_type = xstrndup("application/json", 16);
         stream_set_content_type_flags(s);
         s->ttl = ttl_s;
         s->last_access = now;
-        store_lsn lsn = stream_log_create(st, s, NULL, 0);
+        s->fork_off = s->visible = base;
+        s->tail = base + len;
+        store_lsn lsn = stream_log_create(st, s, data, len);
         if (lsn) {
             stream_commit(st, s, lsn, c);
             rc = 1;
@@ -80,6 +83,30 @@ int streams_hold_tail(streams *st, const char *path, http_conn *c, uint64_t *tai
     return ok ? 0 : -1;
 }
 
+bool streams_settled(streams *st, const char *path) {
+    pthread_mutex_lock(&st->lock);
+    stream *s = stream_lookup(st, path, strlen(path));
+    bool yes = s && s->visible == s->tail && s->last_lsn <= store_durable_lsn(st->store);
+    pthread_mutex_unlock(&st->lock);
+    return yes;
+}
+
+int streams_retire(streams *st, const char *path) {
+    pthread_mutex_lock(&st->lock);
+    stream *s = stream_lookup(st, path, strlen(path));
+    if (s) s->retired = true;
+    pthread_mutex_unlock(&st->lock);
+    return streams_delete(st, path, NULL);
+}
+
+int64_t streams_ttl(streams *st, const char *path) {
+    pthread_mutex_lock(&st->lock);
+    stream *s = stream_lookup(st, path, strlen(path));
+    int64_t ttl = s ? s->ttl : -1;
+    pthread_mutex_unlock(&st->lock);
+    return ttl;
+}
+
 bool streams_exists(streams *st, const char *path) {
     pthread_mutex_lock(&st->lock);
     stream *s = stream_lookup(st, path, strlen(path));
@@ -125,10 +152,12 @@ void streams_each(streams *st, const char *prefix,
     for (uint64_t i = 0; i < st->table_size; i++) {
         for (stream *s = st->table[i]; s; s = s->hnext) {
             if (s->deleted || strncmp(s->path, prefix, plen) != 0) continue;
+            uint64_t first = s->src ? 0 : s->fork_off; /* a compacted log starts later */
+            size_t n = (size_t)(s->visible - first);
             buf_reset(&data);
-            buf_reserve(&data, (size_t)s->visible);
-            if (!stream_pread(st, s, 0, (size_t)s->visible, data.data)) continue;
-            fn(arg, s->path, data.data, (size_t)s->visible);
+            buf_reserve(&data, n);
+            if (!stream_pread(st, s, first, n, data.data)) continue;
+            fn(arg, s->path, data.data, n);
         }
     }
     pthread_mutex_unlock(&st->lock);

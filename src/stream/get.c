@@ -77,8 +77,11 @@ bool handle_get(streams *st, http_conn *c, http_request *req, const char *path, 
     stream *s = stream_for_client(st, c, path, path_len, now);
     if (s) {
         stream_touch(s, now);
-        uint64_t start = g.kind == OFFSET_START ? 0 : g.kind == OFFSET_NOW ? s->visible : g.pos;
-        if (start > s->visible)
+        uint64_t first = s->src ? 0 : s->fork_off; /* a compacted log starts later */
+        uint64_t start = g.kind == OFFSET_START ? first : g.kind == OFFSET_NOW ? s->visible : g.pos;
+        if (start < first)
+            respond_error(st, c, 410, path, "offset is before the start of this log (it was compacted): read from -1 or attach again");
+        else if (start > s->visible)
             respond_error(st, c, 400, path, "offset is beyond the end of the stream");
         else if (!stream_at_boundary(st, s, start))
             respond_error(st, c, 400, path, "offset is not a message boundary of this JSON stream");

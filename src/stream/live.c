@@ -94,7 +94,7 @@ static bool lp_answer(lp_wait *lp) {
     streams *st = lp->r.w.st;
     http_conn *c = lp->r.w.conn;
     stream *s = lp->r.s;
-    if (s->dead || s->deleted) {
+    if ((s->dead || s->deleted) && !s->retired) {
         respond_error(st, c, s->dead ? 404 : 410, s->path, "stream was deleted");
         return true;
     }
@@ -102,7 +102,7 @@ static bool lp_answer(lp_wait *lp) {
         read_respond_data(st, c, s, lp->start, true, &lp->cursor);
         return true;
     }
-    if (s->closed_visible) {
+    if (s->closed_visible || s->retired) {
         read_respond_no_data(st, c, s, &lp->cursor);
         return true;
     }
@@ -275,7 +275,7 @@ static bool sse_pump(sse_reader *r, bool first) {
     streams *st = r->r.w.st;
     http_conn *c = r->r.w.conn;
     stream *s = r->r.s;
-    if (s->dead || s->deleted) {
+    if ((s->dead || s->deleted) && !s->retired) {
         http_stream_end(c);
         return false;
     }
@@ -306,7 +306,7 @@ static bool sse_pump(sse_reader *r, bool first) {
         struct iovec iov = {ctl, sse_control_event(r, s, ctl)};
         http_stream_write(c, &iov, 1);
     }
-    if (s->closed_visible || r->ending) {
+    if (s->closed_visible || r->ending || s->retired) {
         http_stream_end(c);
         return false;
     }

@@ -203,7 +203,7 @@ bool stream_pread(streams *st, stream *s, uint64_t off, size_t len, uint8_t *dst
 }
 
 bool stream_at_boundary(streams *st, stream *s, uint64_t pos) {
-    if (!s->json || pos == 0) return true;
+    if (!s->json || pos == 0 || (!s->src && pos == s->fork_off)) return true;
     uint8_t prev;
     return stream_pread(st, s, pos - 1, 1, &prev) && prev == '\n';
 }

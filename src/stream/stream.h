@@ -98,11 +98,22 @@ void streams_respond_begin(streams *st, http_conn *c, int status);
  * one fdatasync for all). Call first in a handler that logs through here. */
 void streams_defer_wakes(streams *st, http_conn *c);
 
-/* Create a JSON stream at path unless it exists; ttl_s < 0 for none.
- * Returns 1 if created, 0 if a JSON stream was there, -1 with errno:
- * EEXIST (a stream of another type is there), EMLINK (--max-streams),
- * ENOSPC / EIO (the store refused). */
-int streams_create_json(streams *st, const char *path, int64_t ttl_s, http_conn *c);
+/* Create a JSON stream at path unless it exists; ttl_s < 0 for none. Its
+ * offsets start at `base` (0, or the end of the log it succeeds: reads
+ * from before it answer 410, and offset -1 reads from it) with `len` bytes
+ * of messages in stored form. Returns 1 if created, 0 if a JSON stream was
+ * there, -1 with errno: EEXIST (a stream of another type is there), EMLINK
+ * (--max-streams), ENOSPC / EIO (the store refused). */
+int streams_create_json(streams *st, const char *path, int64_t ttl_s, uint64_t base,
+                        const void *data, size_t len, http_conn *c);
+
+/* Whether everything logged to path is durable and visible to readers. */
+bool streams_settled(streams *st, const char *path);
+
+/* Delete the stream at path, which a successor replaced: its live readers
+ * get what is visible, then long-polls answer 204 at its end and SSE
+ * streams close, so clients reconnect (to the successor) at once. */
+int streams_retire(streams *st, const char *path);
 
 /* Append JSON messages already in stored form (each minified value followed
  * by ",
@@ -116,6 +127,9 @@ int streams_append(streams *st, const char *path, const void *data, size_t len, 
  * (as a read) for its TTL; hold c's answer (if any) until all of it is
  * durable. 0, or -1 with errno ENOENT. */
 int streams_hold_tail(streams *st, const char *path, http_conn *c, uint64_t *tail);
+
+/* The TTL of the stream at path in seconds, -1 if none (or no stream). */
+int64_t streams_ttl(streams *st, const char *path);
 
 /* Whether a stream is at path (expiry is left to the sweeper). */
 bool streams_exists(streams *st, const char *path);
@@ -133,7 +147,7 @@ bool streams_serve_read(streams *st, http_conn *c, http_request *req, const char
                         void (*on_end)(void *arg), void *arg);
 
 /* Call fn for every stream whose path starts with prefix, with its whole
- * durable data (at open, to rebuild state kept beside the streams). fn runs
+ * durable data (from its first offset) (at open, to rebuild state kept beside the streams). fn runs
  * with the lock held and must not call back into the layer. */
 void streams_each(streams *st, const char *prefix,
                   void (*fn)(void *arg, const char *path, const uint8_t *data, size_t len),

@@ -54,10 +54,12 @@ struct stream {
     bool closed_visible; /* closure durable and observable */
     bool deleted;        /* soft-deleted: kept for its forks, 410 to clients */
     bool dead;           /* removed from the registry; freed at refs == 0 */
+    bool retired;        /* replaced by a successor: live readers finish, then reconnect */
     uint64_t tail;       /* logical end, including not-yet-durable appends */
     uint64_t visible;    /* durable logical end */
     stream *src;         /* fork source (holds a ref) or NULL */
-    uint64_t fork_off;   /* [0, fork_off) is read from src */
+    uint64_t fork_off;   /* [0, fork_off) is read from src; without src, the
+                            stream starts there (a log compacted by a layer above) */
     uint32_t nforks;     /* live forks referencing this stream */
     uint32_t refs;       /* registry + forks + waiters + pending commits */
     int64_t ttl;         /* seconds, -1 if none */
