@@ -71,7 +71,7 @@ static void track_run(sessions *ss, session *s, const char *id, json_t *value) {
 
 /* An object batch's id, kept (the newest SESSION_BATCHES_KEPT) so that a
  * retry is answered, not applied again. */
-static void remember_batch(session *s, const char *id) {
+void session_remember_batch(session *s, const char *id) {
     if (json_object_get(s->batches, id)) return;
     if (json_object_size(s->batches) >= SESSION_BATCHES_KEPT) {
         void *oldest = json_object_iter(s->batches);
@@ -101,7 +101,11 @@ static bool apply_control(session *s, const char *control, json_t *headers) {
         size_t i;
         json_t *id;
         json_array_foreach(json_object_get(headers, "batches"), i, id)
-            if (json_is_string(id)) remember_batch(s, json_string_value(id));
+            if (json_is_string(id)) session_remember_batch(s, json_string_value(id));
+        const char *run;
+        json_t *chunks;
+        json_object_foreach(json_object_get(headers, "output"), run, chunks)
+            if (json_is_array(chunks)) json_object_set(s->output, run, chunks);
         return true;
     }
     return strcmp(control, "snapshot-end") == 0;
@@ -125,7 +129,7 @@ bool session_apply(sessions *ss, session *s, json_t *ev) {
     if (strcmp(type, "run") == 0 && !del) {
         track_run(ss, s, key, value);
     } else if (strcmp(type, "object") == 0 && json_is_string(json_object_get(headers, "txid"))) {
-        remember_batch(s, json_string_value(json_object_get(headers, "txid")));
+        session_remember_batch(s, json_string_value(json_object_get(headers, "txid")));
     } else if (strcmp(type, "chunk") == 0 && !del) {
         json_t *out = json_object_get(s->output, key);
         if (!out) json_object_set_new(s->output, key, out = json_array());

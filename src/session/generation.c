@@ -8,22 +8,26 @@
  * next generation is created whose offsets start where the current one
  * ends, holding a snapshot of the state as State Protocol events between
  * snapshot-start and snapshot-end control messages (the start carries the
- * remembered batch ids; a running run's chunk entity carries every chunk
- * so far). New events go to it. Readers that are caught up continue at the
+ * remembered batch ids and, for each running run, its chunks before the
+ * latest batch, which its chunk entity holds). New events go to it. Readers that are caught up continue at the
  * same offset (they read the snapshot again: inserts of what they have);
  * offset -1 reads the snapshot and what followed; older offsets answer 410
- * and the client attaches again. Once the new generation is durable the
- * old one is retired: its live readers get what is visible and reconnect.
- * At open, the newest generation of each session is replayed and older
- * ones are retired.
+ * and the client attaches again. The old generation is retired at once:
+ * its live readers get all it holds as it becomes durable and reconnect;
+ * reads from offsets in it go to it for GENERATION_MIN_MS more (a reader
+ * between two polls), then it is deleted. At open, the newest generation of
+ * each session is replayed and older ones are deleted.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "../stream/protocol.h"
 #include "../util/log.h"
 #include "../util/mem.h"
 #include "session_int.h"
+
+#define GENERATION_MIN_MS 2000
 
 char *generation_path(const char *id, unsigned gen) {
     char path[256];
@@ -48,18 +52,26 @@ static void frame_table(session *s, const char *type, buf *out) {
     const char *key;
     json_t *v;
     json_object_foreach(json_object_get(s->state, type), key, v) {
-        json_t *value = v;
-        if (strcmp(type, "chunk") == 0) { /* the whole output so far */
-            value = json_deep_copy(v);
-            json_t *all = json_object_get(s->output, key);
-            if (all) json_object_set(value, "chunks", all);
-        } else {
-            json_incref(value);
-        }
-        json_t *ev = session_event(type, key, "insert", value, NULL);
+        json_t *ev = session_event(type, key, "insert", json_incref(v), NULL);
         session_event_frame(ev, out);
         json_decref(ev);
     }
+}
+
+/* The chunks of each running run before its latest batch: with the chunk
+ * entity (that batch) they rebuild its output. */
+static json_t *output_before_latest(session *s) {
+    json_t *prefixes = json_object();
+    const char *run;
+    json_t *all;
+    json_object_foreach(s->output, run, all) {
+        json_t *latest = json_object_get(json_object_get(json_object_get(s->state, "chunk"), run), "chunks");
+        size_t keep = json_array_size(all) - json_array_size(latest);
+        json_t *prefix = json_array();
+        for (size_t i = 0; i < keep; i++) json_array_append(prefix, json_array_get(all, i));
+        json_object_set_new(prefixes, run, prefix);
+    }
+    return prefixes;
 }
 
 /* The state as events: what the next generation starts with. */
@@ -68,7 +80,8 @@ static void snapshot_events(session *s, buf *out) {
     const char *id;
     json_t *v;
     json_object_foreach(s->batches, id, v) json_array_append_new(batches, json_string(id));
-    json_t *start = json_pack("{s:{s:s, s:o}}", "headers", "control", "snapshot-start", "batches", batches);
+    json_t *start = json_pack("{s:{s:s, s:o, s:o}}", "headers", "control", "snapshot-start", "batches",
+                              batches, "output", output_before_latest(s));
     session_event_frame(start, out);
     json_decref(start);
     static const char *const types[] = {"presence", "object", "message", "run", "chunk"};
@@ -78,17 +91,37 @@ static void snapshot_events(session *s, buf *out) {
     json_decref(end);
 }
 
-void generation_retire_old(sessions *ss, session *s) {
-    if (!s->old_log || !streams_settled(ss->st, s->log_path)) return;
-    if (streams_retire(ss->st, s->old_log) != 0)
-        log_write(LOG_ERROR, "session %s: cannot retire %s: %s", s->id, s->old_log, strerror(errno));
+void generation_drop_old(sessions *ss, session *s) {
+    if (!s->old_log || session_now_ms() - s->compacted_at < GENERATION_MIN_MS ||
+        !streams_settled(ss->st, s->old_log))
+        return;
+    if (streams_delete(ss->st, s->old_log, NULL) != 0 && errno != ENOENT) {
+        log_write(LOG_ERROR, "session %s: cannot delete %s: %s", s->id, s->old_log, strerror(errno));
+        return;
+    }
     free(s->old_log);
     s->old_log = NULL;
 }
 
+const char *generation_for_read(session *s, http_request *req) {
+    buf off;
+    buf_init(&off);
+    uint64_t pos;
+    bool behind = s->old_log && req->target.query &&
+                  http_query_get(req->target.query, req->target.query_len, "offset", &off) &&
+                  offset_parse((const char *)off.data, off.len, &pos) == OFFSET_AT && pos < s->base;
+    buf_free(&off);
+    return behind ? s->old_log : s->log_path;
+}
+
 void generation_maybe_compact(sessions *ss, session *s) {
-    generation_retire_old(ss, s);
-    if (s->old_log || s->log_bytes < ss->limits.compact_bytes || s->log_bytes < 2 * s->snap_bytes)
+    generation_drop_old(ss, s);
+    /* At most one generation per GENERATION_MIN_MS: a reader that followed
+     * into the last one has that long to reconnect before its offset is
+     * compacted away too. */
+    int64_t now = session_now_ms();
+    if (s->old_log || s->log_bytes < ss->limits.compact_bytes || s->log_bytes < 2 * s->snap_bytes ||
+        now - s->compacted_at < GENERATION_MIN_MS)
         return;
     uint64_t tail;
     if (streams_hold_tail(ss->st, s->log_path, NULL, &tail) != 0) return;
@@ -101,10 +134,13 @@ void generation_maybe_compact(sessions *ss, session *s) {
     if (rc == 1) {
         log_write(LOG_INFO, "session %s: log compacted from %llu to %zu bytes (generation %u)", s->id,
                   (unsigned long long)s->log_bytes, snap.len, s->gen + 1);
+        streams_retire(ss->st, s->log_path);
+        s->base = tail;
         s->old_log = s->log_path;
         s->log_path = next;
         s->gen++;
         s->log_bytes = s->snap_bytes = snap.len;
+        s->compacted_at = now;
     } else {
         /* Not now (storage full, or a stale stream at that path): tried
          * again once the log has doubled. */

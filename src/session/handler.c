@@ -423,6 +423,8 @@ static void post_objects(req_ctx *r, session *s) {
     }
     int rc = json_array_size(events) ? session_commit(r->ss, s, events, r->c, &off)
                                      : streams_hold_tail(r->ss->st, s->log_path, r->c, &off);
+    if (rc == 0 && batch && !json_array_size(events)) /* changed nothing: nothing logged */
+        session_remember_batch(s, batch);
     if (rc != 0) fail_storage(r);
     else answer(r, 200, json_pack("{s:s?, s:O}", "batch", batch, "applied", applied), &off);
     json_decref(events);
@@ -453,6 +455,7 @@ static void post_presence(req_ctx *r, session *s) {
     bool changed = true;
     int rc;
     if (action && strcmp(action, "leave") == 0) {
+        changed = json_object_get(json_object_get(s->state, "presence"), r->client) != NULL;
         rc = presence_leave(r->ss, s, r->client, r->c, &off);
     } else if (action && (strcmp(action, "enter") == 0 || strcmp(action, "update") == 0)) {
         rc = presence_set(r->ss, s, r->client, data ? data : json_null(), r->c, &off, &changed);
@@ -531,7 +534,8 @@ static void route(req_ctx *r) {
         route_session(r, m);
     } else if (strcmp(r->rest, "/log") == 0) {
         if (m != HTTP_GET && m != HTTP_HEAD) fail(r, 405, "method not allowed: GET the log");
-        else if ((s = find(r))) presence_serve_read(r->ss, s, r->client, r->c, r->req);
+        else if ((s = find(r))) presence_serve_read(r->ss, s, r->client, r->c, r->req,
+                                                        generation_for_read(s, r->req));
     } else if (strncmp(r->rest, "/objects", 8) == 0 && (m == HTTP_GET || m == HTTP_HEAD)) {
         const char *name = r->rest[8] == '/' && r->rest[9] ? r->rest + 9 : NULL;
         if (r->rest[8] && !name) fail(r, 404, "not found: no such session route");

@@ -16,6 +16,7 @@
  * touches, and the copies replace them only if every op was valid.
  * Pure functions of their input; fuzzed in fuzz/fuzz_session.c.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -77,7 +78,10 @@ static const char *map_op(batch_ctx *b, const char *name, const char *op, json_t
         const char *key = json_string_value(json_array_get(path, i));
         json_t *next = json_object_get(m, key);
         if (!next && set) json_object_set_new(m, key, next = json_object());
-        if (!next) break; /* removing under a missing parent: nothing to do */
+        if (!next) { /* removing under a missing parent: nothing to do */
+            json_decref(path);
+            return NULL;
+        }
         if (!json_is_object(next)) {
             json_decref(path);
             snprintf(b->err, b->errlen, "path into a non-object at '%s' of '%s'", key, name);
@@ -86,8 +90,10 @@ static const char *map_op(batch_ctx *b, const char *name, const char *op, json_t
         m = next;
     }
     const char *last = json_string_value(json_array_get(path, n - 1));
-    if (set) json_object_set(m, last, value);
-    else if (m) json_object_del(m, last);
+    /* A copy: a later op of the batch may change what this one set, and
+     * the op is recorded as it was sent. */
+    if (set) json_object_set_new(m, last, json_deep_copy(value));
+    else json_object_del(m, last);
     json_decref(path);
     return NULL;
 }
@@ -99,14 +105,23 @@ static const char *counter_op(batch_ctx *b, const char *name, json_t *o) {
     else return "increment's by must be a number";
     json_t *c = working(b, name, json_integer(0));
     const char *err = NULL;
+    json_int_t isum;
+    double dsum = json_number_value(c) + json_number_value(by);
     if (!json_is_number(c)) {
         snprintf(b->err, b->errlen, "object '%s' is a %s, not a counter", name, kind_of(c));
         err = b->err;
+    } else if (json_is_integer(c) && json_is_integer(by)) {
+        if (__builtin_add_overflow(json_integer_value(c), json_integer_value(by), &isum)) {
+            snprintf(b->err, b->errlen, "counter '%s' would overflow a 64-bit integer", name);
+            err = b->err;
+        } else {
+            json_object_set_new(b->work, name, json_integer(isum));
+        }
+    } else if (!isfinite(dsum)) {
+        snprintf(b->err, b->errlen, "counter '%s' would overflow a double", name);
+        err = b->err;
     } else {
-        json_t *sum = json_is_integer(c) && json_is_integer(by)
-                          ? json_integer(json_integer_value(c) + json_integer_value(by))
-                          : json_real(json_number_value(c) + json_number_value(by));
-        json_object_set_new(b->work, name, sum);
+        json_object_set_new(b->work, name, json_real(dsum));
     }
     json_decref(by);
     return err;
@@ -161,7 +176,8 @@ static const char *list_op(batch_ctx *b, const char *name, const char *op, json_
             snprintf(b->err, b->errlen, "list '%s' already has an item '%s'", name, json_string_value(id));
             return b->err;
         }
-        json_array_insert_new(l, insert_at(l, after), json_pack("{s:O, s:O}", "id", id, "value", value));
+        json_array_insert_new(l, insert_at(l, after),
+                              json_pack("{s:O, s:o}", "id", id, "value", json_deep_copy(value)));
         return NULL;
     }
     ssize_t i = item_index(l, json_string_value(id));
@@ -169,8 +185,9 @@ static const char *list_op(batch_ctx *b, const char *name, const char *op, json_
     if (strcmp(op, "remove") == 0) {
         json_array_remove(l, (size_t)i);
     } else if (strcmp(op, "update") == 0) {
-        json_object_set(json_array_get(l, (size_t)i), "value", value);
-    } else {
+        json_object_set_new(json_array_get(l, (size_t)i), "value", json_deep_copy(value));
+    } else if (!json_is_string(after) || strcmp(json_string_value(after), json_string_value(id)) != 0) {
+        /* (a move after itself stays where it is) */
         json_t *item = json_incref(json_array_get(l, (size_t)i));
         json_array_remove(l, (size_t)i);
         json_array_insert_new(l, insert_at(l, after), item);
@@ -187,7 +204,9 @@ static const char *one_op(batch_ctx *b, json_t *o) {
     if (!op) return "op must be a string";
     const char *name = json_string_value(jname);
     const char *err;
-    if (strcmp(op, "set") == 0 || strcmp(op, "remove") == 0) {
+    if (strcmp(op, "set") == 0) {
+        err = map_op(b, name, op, o);
+    } else if (strcmp(op, "remove") == 0) {
         /* remove with an id is a list's, with a path a map's */
         err = json_object_get(o, "id") && !json_object_get(o, "path") ? list_op(b, name, op, o)
                                                                         : map_op(b, name, op, o);

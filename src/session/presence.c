@@ -50,14 +50,14 @@ static void on_reader_end(void *arg) {
 }
 
 bool presence_serve_read(sessions *ss, session *s, const char *client, http_conn *c,
-                         http_request *req) {
-    if (!client) return streams_serve_read(ss->st, c, req, s->log_path, NULL, NULL);
+                         http_request *req, const char *log) {
+    if (!client) return streams_serve_read(ss->st, c, req, log, NULL, NULL);
     conn_note *n = xcalloc(1, sizeof *n);
     *n = (conn_note){.ss = ss, .sid = xstrndup(s->id, strlen(s->id)),
                      .client = xstrndup(client, strlen(client))};
     presence_conn *p = track(s, client, true);
     p->live++;
-    if (streams_serve_read(ss->st, c, req, s->log_path, on_reader_end, n)) return true;
+    if (streams_serve_read(ss->st, c, req, log, on_reader_end, n)) return true;
     p->live--;
     free(n->sid);
     free(n->client);
@@ -99,6 +99,10 @@ int presence_set(sessions *ss, session *s, const char *client, json_t *data, htt
                                                     value, client));
     int rc = session_commit(ss, s, events, c, offset);
     json_decref(events);
+    if (rc == 0 && !have) { /* a new member's grace starts now, not at an old leave */
+        presence_conn *p = track(s, client, true);
+        if (p->live == 0) p->idle_since = session_now_ms();
+    }
     return rc;
 }
 

@@ -176,7 +176,7 @@ static void *lease_main(void *arg) {
                 if (s->runs[i].lease_until <= now) end_expired(ss, s, &s->runs[i]);
                 else i++;
             presence_expire(ss, s, now);
-            generation_retire_old(ss, s);
+            generation_drop_old(ss, s);
         }
     }
     pthread_mutex_unlock(&ss->lock);
@@ -196,7 +196,7 @@ sessions *sessions_open(streams *st, const sessions_limits *limits) {
     streams_each(st, SESSION_PREFIX, replay, ss);
     size_t i;
     json_t *path;
-    json_array_foreach(ss->stale, i, path) streams_retire(st, json_string_value(path));
+    json_array_foreach(ss->stale, i, path) streams_delete(st, json_string_value(path), NULL);
     json_decref(ss->stale);
     ss->stale = NULL;
     pthread_mutex_unlock(&ss->lock);

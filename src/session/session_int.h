@@ -50,10 +50,12 @@ struct session {
     uint64_t hash;  /* of id */
     char *id;
     char *log_path; /* the log's current generation (generation.c) */
-    char *old_log;  /* the one it replaced, until that is retired */
+    char *old_log;  /* the one it replaced, kept a while for readers behind */
+    uint64_t base;  /* where the current generation starts (while old_log) */
     unsigned gen;
     uint64_t log_bytes;  /* in the current generation */
     uint64_t snap_bytes; /* the snapshot it started with */
+    int64_t compacted_at; /* ms since the epoch */
     json_t *state;   /* {"message", "run", "chunk", "object", "presence": {key: value}} */
     json_t *output;  /* run id -> every chunk so far, for runs still going */
     json_t *batches; /* object batch ids applied (newest last), for retries */
@@ -92,6 +94,9 @@ void session_remove(sessions *ss, session *s);
 int64_t session_now_ms(void);
 
 /* --- apply.c --- */
+/* Remember an object batch id (the newest SESSION_BATCHES_KEPT), so that a
+ * retry is answered, not applied again. */
+void session_remember_batch(session *s, const char *id);
 /* Forget all of s's state (a snapshot follows). */
 void session_reset(session *s);
 /* Apply one State Protocol event (as logged) to s. Returns false if it is
@@ -121,10 +126,11 @@ int run_end(sessions *ss, session *s, const char *id, const char *reason, const 
             const char *cancelled_by, http_conn *c, uint64_t *offset);
 
 /* --- presence.c --- */
-/* Serve a read of s's log; a live one counts as a connection of client
- * (if not NULL) until it ends. Returns whether it waits. */
+/* Serve a read of s's log (the generation at path log); a live one counts
+ * as a connection of client (if not NULL) until it ends. Returns whether
+ * it waits. */
 bool presence_serve_read(sessions *ss, session *s, const char *client, http_conn *c,
-                         http_request *req);
+                         http_request *req, const char *log);
 /* Count the readers that ended since the last call. */
 void presence_drain(sessions *ss);
 /* Enter or update client's data (no event if unchanged: *changed false). */
@@ -150,8 +156,11 @@ char *generation_path(const char *id, unsigned gen);
 bool generation_parse(const char *path, char *id, size_t idlen, unsigned *gen);
 /* Start a new generation if the log has grown enough (after a commit). */
 void generation_maybe_compact(sessions *ss, session *s);
-/* Retire the replaced generation once its successor is durable. */
-void generation_retire_old(sessions *ss, session *s);
+/* Delete the replaced generation once all of it is durable and readers
+ * behind have had time to read it. */
+void generation_drop_old(sessions *ss, session *s);
+/* The generation a read from this request's offset goes to. */
+const char *generation_for_read(session *s, http_request *req);
 
 /* --- compact.c --- */
 /* The UI message (role assistant, id message_id) that the chunks build, as

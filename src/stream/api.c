@@ -91,12 +91,14 @@ bool streams_settled(streams *st, const char *path) {
     return yes;
 }
 
-int streams_retire(streams *st, const char *path) {
+void streams_retire(streams *st, const char *path) {
     pthread_mutex_lock(&st->lock);
     stream *s = stream_lookup(st, path, strlen(path));
-    if (s) s->retired = true;
+    if (s) {
+        s->retired = true;
+        streams_wake(st, s);
+    }
     pthread_mutex_unlock(&st->lock);
-    return streams_delete(st, path, NULL);
 }
 
 int64_t streams_ttl(streams *st, const char *path) {

@@ -102,7 +102,7 @@ static bool lp_answer(lp_wait *lp) {
         read_respond_data(st, c, s, lp->start, true, &lp->cursor);
         return true;
     }
-    if (s->closed_visible || s->retired) {
+    if (s->closed_visible || (s->retired && s->visible == s->tail)) {
         read_respond_no_data(st, c, s, &lp->cursor);
         return true;
     }
@@ -306,7 +306,7 @@ static bool sse_pump(sse_reader *r, bool first) {
         struct iovec iov = {ctl, sse_control_event(r, s, ctl)};
         http_stream_write(c, &iov, 1);
     }
-    if (s->closed_visible || r->ending || s->retired) {
+    if (s->closed_visible || r->ending || (s->retired && s->visible == s->tail)) {
         http_stream_end(c);
         return false;
     }

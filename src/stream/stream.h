@@ -110,10 +110,11 @@ int streams_create_json(streams *st, const char *path, int64_t ttl_s, uint64_t b
 /* Whether everything logged to path is durable and visible to readers. */
 bool streams_settled(streams *st, const char *path);
 
-/* Delete the stream at path, which a successor replaced: its live readers
- * get what is visible, then long-polls answer 204 at its end and SSE
- * streams close, so clients reconnect (to the successor) at once. */
-int streams_retire(streams *st, const char *path);
+/* The stream at path was replaced by a successor and gets no more appends:
+ * its live readers get everything logged to it as it becomes durable, then
+ * long-polls answer 204 at its end and SSE streams close, so clients
+ * reconnect (to the successor) at once. Delete it once it has settled. */
+void streams_retire(streams *st, const char *path);
 
 /* Append JSON messages already in stored form (each minified value followed
  * by ",

@@ -54,7 +54,7 @@ struct stream {
     bool closed_visible; /* closure durable and observable */
     bool deleted;        /* soft-deleted: kept for its forks, 410 to clients */
     bool dead;           /* removed from the registry; freed at refs == 0 */
-    bool retired;        /* replaced by a successor: live readers finish, then reconnect */
+    bool retired;        /* replaced by a successor: live readers finish at the tail */
     uint64_t tail;       /* logical end, including not-yet-durable appends */
     uint64_t visible;    /* durable logical end */
     stream *src;         /* fork source (holds a ref) or NULL */
