@@ -245,6 +245,23 @@ def nginx_pairs(mode, workload, label, args, weft, nginx):
             "runs": [{"weft": w, "nginx": n} for w, n in pairs[1:]]}
 
 
+def many_streams(results):
+    """Weft's CPU per append with many streams against with few, measured in
+    the same run: sessions multiply streams, so the cost should not."""
+    cpu = {}
+    for r in results:
+        if r.get("server") == "weft" and r.get("workload") == "append" and r.get("server_cpu_us_per_op"):
+            n = {100: "100 streams", 10000: "10k streams"}.get(r.get("params", {}).get("streams"))
+            if n:
+                cpu.setdefault(n, r["server_cpu_us_per_op"])
+    if len(cpu) == 2:
+        ratio = cpu["10k streams"] / cpu["100 streams"]
+        print("== many streams: weft CPU per append %.1f us at 10k streams, %.1f us at 100: %.2fx"
+              % (cpu["10k streams"], cpu["100 streams"], ratio))
+        results.append({"workload": "many-streams", "server": "weft", "cpu_us_100": cpu["100 streams"],
+                        "cpu_us_10k": cpu["10k streams"], "ratio": ratio})
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=sorted(PLANS))
@@ -286,6 +303,7 @@ def main():
         nginx = next((r for r in rows if r["server"] == "nginx"), None)
         if weft and nginx and PAIRS[a.mode] > 1:
             results.append(nginx_pairs(a.mode, workload, label, args, weft, nginx))
+    many_streams(results)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump({"date": datetime.datetime.utcnow().isoformat() + "Z", "mode": a.mode,

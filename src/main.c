@@ -39,8 +39,8 @@ static option_def options[] = {
      "fsync: acknowledge appends after fdatasync (group commit); none: after write(2) only — "
      "survives a process crash but not power loss", NULL},
     {"checkpoint-size", OPT_SIZE, "64MiB",
-     "WAL bytes between checkpoints; with more streams written between two than this / 4KiB, "
-     "4KiB per stream, up to 8 x this. Recovery replays up to that much. Disk use: 2.5 x "
+     "WAL bytes between checkpoints; with more streams written between two than this / 16KiB, "
+     "16KiB per stream, up to 8 x this. Recovery replays up to that much. Disk use: 2.5 x "
      "this, up to about 11 x", NULL},
     {"threads", OPT_INT, "0", "event-loop threads (0 = one per CPU core)", NULL},
     {"long-poll-timeout", OPT_DURATION, "30s", "how long a long-poll waits for data", NULL},

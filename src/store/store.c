@@ -326,8 +326,14 @@ static bool too_big(size_t name_len, size_t meta_len, size_t data_len) {
  * 8 x checkpoint_bytes (which bounds the WAL on disk and the replay at
  * recovery), and never past an eighth of the free disk space (as last
  * seen, up to a second ago): the longer WAL must not be what fills it. */
+/* With many streams appended to, a checkpoint waits for this much WAL per
+ * stream: it writes out and syncs every such stream's data file, and at
+ * 4 KiB per stream that cost 1.8 us per append with 10,000 streams, 16 KiB
+ * 1.0 us (docs/benchmarks.md). */
+#define CHECKPOINT_BYTES_PER_STREAM 16384
+
 static uint64_t checkpoint_due(const store *s) {
-    uint64_t base = s->opt.checkpoint_bytes, pages = (uint64_t)s->dirty.count * 4096;
+    uint64_t base = s->opt.checkpoint_bytes, pages = (uint64_t)s->dirty.count * CHECKPOINT_BYTES_PER_STREAM;
     uint64_t most = base > UINT64_MAX / 8 ? UINT64_MAX : base * 8;
     if (most > s->disk_free / 8) most = s->disk_free / 8;
     if (pages > most) pages = most;

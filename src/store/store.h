@@ -37,7 +37,7 @@
  * record, so they become durable atomically.
  *
  * Checkpoints bound the WAL: when the WAL grows past options.checkpoint_bytes
- * (and, with many streams appended to, past 4 KiB for each of them, up to
+ * (and, with many streams appended to, past 16 KiB for each of them, up to
  * 8 x checkpoint_bytes and an eighth of the free disk space; see checkpoint_due in
  * store.c)
  * the store asks the owner for a snapshot of every live stream
