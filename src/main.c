@@ -304,7 +304,7 @@ static int serve(void) {
         streams_close(st);
         return 1;
     }
-    fprintf(stderr, "weft %s listening on http://%s:%d/v1/stream/ (data: %s, durability: %s, %d threads)\n",
+    fprintf(stderr, "weft %s listening on http://%s:%d (streams /v1/stream/, sessions /v1/session/; data: %s, durability: %s, %d threads)\n",
             WEFT_VERSION, cfg.host, cfg.port, dir, dur, threads);
 
     int sig = 0;
