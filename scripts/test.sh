@@ -4,7 +4,8 @@
 # plain and under ASan+UBSan, a short run of every fuzz target, the public
 # Durable Streams conformance suite against the real binary, and the crash,
 # disk-full, bad-input, graceful-shutdown and expiry tests over real sockets,
-# the session tests (convergence, presence, interop with
+# the session tests (convergence, presence, every route and error path plain
+# and under ASan+UBSan, cancel, SIGKILL crash, interop with
 # @durable-streams/state), then a 5 s benchmark smoke run. Ends with "N passed, N failed" (steps).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +51,10 @@ step "bad-input test (read/writev: --io-uring off)" env WEFT_IO_URING=off python
 step "bad-input test (ASan+UBSan server)" python3 tests/proto/bad_input_test.py build-san/weft
 step "session convergence test (50 clients)" python3 tests/proto/session_converge_test.py build/weft
 step "session presence test" python3 tests/proto/session_presence_test.py build/weft
+step "session protocol test" python3 tests/proto/session_test.py build/weft
+step "session protocol test (ASan+UBSan server)" python3 tests/proto/session_test.py build-san/weft
+step "session cancel test" python3 tests/proto/session_cancel_test.py build/weft
+step "session crash test (SIGKILL)" python3 tests/proto/session_crash_test.py build/weft
 step "session interop test (@durable-streams/state)" bash tests/interop/run.sh build/weft
 step "benchmark smoke run (5 s)" python3 bench/run.py smoke --out "$(mktemp -d)/bench.json"
 

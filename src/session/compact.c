@@ -10,11 +10,11 @@
 
 #include "session_int.h"
 
-/* The part of `type` whose `idkey` equals id, or NULL. */
+/* The latest part of `type` whose `idkey` equals id, or NULL (a stream may
+ * reuse a text id in a later step). */
 static json_t *find_part(json_t *parts, const char *type, const char *idkey, const char *id) {
-    size_t i;
-    json_t *p;
-    json_array_foreach(parts, i, p) {
+    for (size_t i = json_array_size(parts); i-- > 0;) {
+        json_t *p = json_array_get(parts, i);
         const char *t = json_string_value(json_object_get(p, "type"));
         const char *v = json_string_value(json_object_get(p, idkey));
         if (t && v && id && strcmp(v, id) == 0 && (!type || strcmp(t, type) == 0)) return p;

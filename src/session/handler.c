@@ -127,6 +127,9 @@ static const char *str_member(json_t *o, const char *name, bool *bad) {
     return json_string_value(v);
 }
 
+/* Session and run ids: 1-128 of A-Z a-z 0-9 - _ . ~ (they are path segments). */
+static bool valid_id(const char *s, size_t n);
+
 /* A fresh id for a message or run the caller did not name. */
 static void new_id(const char *prefix, char out[48]) {
     uint8_t r[12];
@@ -147,19 +150,30 @@ static void session_put(req_ctx *r) {
         return;
     }
     session *s = session_find(ss, r->id);
+    if (s && !streams_exists(ss->st, s->log_path)) { /* its log expired: a new session */
+        session_remove(ss, s);
+        s = NULL;
+    }
     if (!s && ss->count >= ss->limits.max_sessions) {
         fail(r, 507, "session limit reached (--max-sessions)");
         return;
     }
-    char path[512];
-    snprintf(path, sizeof path, "%s%s", SESSION_PREFIX, r->id);
-    int rc = streams_create_json(ss->st, path, ttl, 0, NULL, 0, r->c);
+    int rc = 0;
+    uint64_t tail;
+    if (s) { /* exists (maybe compacted into a later generation): idempotent */
+        rc = streams_hold_tail(ss->st, s->log_path, r->c, &tail);
+    } else {
+        char *path = generation_path(r->id, 0);
+        rc = streams_create_json(ss->st, path, ttl, 0, NULL, 0, r->c);
+        free(path);
+    }
     if (rc < 0) {
         fail_storage(r);
         return;
     }
+    bool created = !s;
     if (!s) s = session_add(ss, r->id);
-    begin(r, rc == 1 ? 201 : 200);
+    begin(r, created ? 201 : 200);
     http_respond_header(r->c, "Content-Type", "application/json");
     char body[600];
     snprintf(body, sizeof body, "{\"id\":\"%s\"}\n", s->id);
@@ -223,7 +237,7 @@ static void post_message(req_ctx *r, session *s) {
         return;
     }
     char id[48];
-    if (!json_object_get(m, "id")) {
+    if (!json_is_string(json_object_get(m, "id"))) { /* absent or null: the server names it */
         new_id("msg", id);
         json_object_set_new(m, "id", json_string(id));
     }
@@ -266,6 +280,23 @@ static void post_run(req_ctx *r, session *s) {
     if (!message_id) new_id("msg", mid);
     id = id ? id : rid;
     message_id = message_id ? message_id : mid;
+    if (!valid_id(id, strlen(id))) {
+        fail(r, 400, "invalid run id: 1-128 of A-Z a-z 0-9 - _ . ~");
+        json_decref(b);
+        return;
+    }
+    bool taken = json_object_get(json_object_get(s->state, "message"), message_id) != NULL;
+    const char *rk;
+    json_t *rv;
+    json_object_foreach(json_object_get(s->state, "run"), rk, rv) {
+        const char *other = json_string_value(json_object_get(rv, "message_id"));
+        if (other && strcmp(other, message_id) == 0) taken = true;
+    }
+    if (taken) {
+        fail(r, 409, "message_id names a message the session has, or another run's");
+        json_decref(b);
+        return;
+    }
     if (json_object_get(json_object_get(s->state, "run"), id)) {
         fail(r, 409, "a run with this id exists");
         json_decref(b);
@@ -337,7 +368,7 @@ static void post_chunks(req_ctx *r, session *s, const char *rid) {
     json_t *last = json_object_get(json_object_get(s->state, "chunk"), rid);
     json_int_t seq = last ? json_integer_value(json_object_get(last, "seq")) + 1 : 0;
     json_t *value = json_pack("{s:s, s:I, s:o}", "run", rid, "seq", seq, "chunks", chunks);
-    json_t *events = json_pack("[o]", session_event("chunk", rid, last ? "update" : "insert", value, NULL));
+    json_t *events = json_pack("[o]", session_event("chunk", rid, last ? "update" : "insert", value, r->client));
     uint64_t off;
     if (session_commit(r->ss, s, events, r->c, &off) != 0) {
         fail_storage(r);
@@ -364,14 +395,20 @@ static void post_end(req_ctx *r, session *s, const char *rid, bool cancel) {
     if (!b) return;
     bool bad = false;
     const char *reason = cancel ? "cancelled" : str_member(b, "reason", &bad);
-    const char *error = str_member(b, "error", &bad);
+    json_t *jerr = json_object_get(b, "error");
+    const char *error = json_string_value(jerr);
+    if (jerr && !json_is_null(jerr) && (!error || json_string_length(jerr) > 4096)) {
+        fail(r, 400, "error must be a string of at most 4096 bytes");
+        json_decref(b);
+        return;
+    }
     if (!reason || (strcmp(reason, "complete") && strcmp(reason, "cancelled") && strcmp(reason, "error"))) {
         fail(r, 400, "reason must be \"complete\", \"cancelled\" or \"error\"");
         json_decref(b);
         return;
     }
     uint64_t off;
-    if (run_end(r->ss, s, rid, reason, error, cancel ? r->client : NULL, r->c, &off) != 0)
+    if (run_end(r->ss, s, rid, reason, error, cancel ? r->client : NULL, r->client, r->c, &off) != 0)
         fail_storage(r);
     else
         answer(r, 200, json_pack("{s:s, s:s}", "id", rid, "status", reason), &off);
@@ -540,6 +577,9 @@ static void route(req_ctx *r) {
         const char *name = r->rest[8] == '/' && r->rest[9] ? r->rest + 9 : NULL;
         if (r->rest[8] && !name) fail(r, 404, "not found: no such session route");
         else if ((s = find(r))) get_objects(r, s, name);
+    } else if (strcmp(r->rest, "/messages") && strcmp(r->rest, "/runs") && strcmp(r->rest, "/objects") &&
+               strcmp(r->rest, "/presence") && strncmp(r->rest, "/runs/", 6)) {
+        fail(r, 404, "not found: no such session route");
     } else if (m != HTTP_POST) {
         fail(r, 405, "method not allowed: POST");
     } else if ((s = find(r))) {

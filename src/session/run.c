@@ -18,7 +18,7 @@ static json_t *ended_value(json_t *old, const char *reason, const char *error,
 }
 
 int run_end(sessions *ss, session *s, const char *id, const char *reason, const char *error,
-            const char *cancelled_by, http_conn *c, uint64_t *offset) {
+            const char *cancelled_by, const char *client, http_conn *c, uint64_t *offset) {
     json_t *run = json_object_get(json_object_get(s->state, "run"), id);
     const char *message_id = json_string_value(json_object_get(run, "message_id"));
     json_t *events = json_array();
@@ -26,12 +26,12 @@ int run_end(sessions *ss, session *s, const char *id, const char *reason, const 
     json_t *msg = chunks ? compact_chunks(chunks, message_id ? message_id : id) : NULL;
     if (msg)
         json_array_append_new(events, session_event("message", json_string_value(json_object_get(msg, "id")),
-                                                    "insert", msg, NULL));
+                                                    "insert", msg, client));
     if (json_object_get(json_object_get(s->state, "chunk"), id))
-        json_array_append_new(events, session_event("chunk", id, "delete", json_null(), NULL));
+        json_array_append_new(events, session_event("chunk", id, "delete", json_null(), client));
     json_array_append_new(events, session_event("run", id, "update",
                                                  ended_value(run, reason, error, cancelled_by),
-                                                 cancelled_by));
+                                                 client));
     int rc = session_commit(ss, s, events, c, offset);
     json_decref(events);
     return rc;

@@ -138,7 +138,7 @@ static void end_expired(sessions *ss, session *s, live_run *r) {
     char msg[128];
     snprintf(msg, sizeof msg, "agent lost: no chunk or heartbeat for %u ms", ss->limits.run_lease_ms);
     char *id = xstrndup(r->id, strlen(r->id));
-    if (run_end(ss, s, id, "error", msg, NULL, NULL, NULL) != 0) {
+    if (run_end(ss, s, id, "error", msg, NULL, NULL, NULL, NULL) != 0) {
         log_write(LOG_ERROR, "session %s: run %s: lease ended but not logged: %s", s->id, id,
                   strerror(errno));
         r->lease_until = session_now_ms() + 1000; /* try again */

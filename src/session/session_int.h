@@ -121,9 +121,9 @@ live_run *session_live_run(session *s, const char *id);
 /* --- run.c --- */
 /* End a running run: its compacted message, the removal of its chunk
  * entity and the run's new value (status = reason; error and cancelled_by
- * if given), logged together. */
+ * if given), logged together as caused by client (NULL: the server). */
 int run_end(sessions *ss, session *s, const char *id, const char *reason, const char *error,
-            const char *cancelled_by, http_conn *c, uint64_t *offset);
+            const char *cancelled_by, const char *client, http_conn *c, uint64_t *offset);
 
 /* --- presence.c --- */
 /* Serve a read of s's log (the generation at path log); a live one counts
