@@ -285,6 +285,11 @@ static void post_run(req_ctx *r, session *s) {
         json_decref(b);
         return;
     }
+    if (json_object_get(json_object_get(s->state, "run"), id)) {
+        fail(r, 409, "a run with this id exists");
+        json_decref(b);
+        return;
+    }
     bool taken = json_object_get(json_object_get(s->state, "message"), message_id) != NULL;
     const char *rk;
     json_t *rv;
@@ -294,11 +299,6 @@ static void post_run(req_ctx *r, session *s) {
     }
     if (taken) {
         fail(r, 409, "message_id names a message the session has, or another run's");
-        json_decref(b);
-        return;
-    }
-    if (json_object_get(json_object_get(s->state, "run"), id)) {
-        fail(r, 409, "a run with this id exists");
         json_decref(b);
         return;
     }

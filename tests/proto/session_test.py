@@ -364,6 +364,10 @@ def main_flow(port):
                   [ev("run", "r3", "insert", running("r3", "agent-1", "answer-3"), "agent-1")], "start r3")
     r3 = s.got[-1]["value"]
     s.refused("POST", "/runs", {"id": "r1"}, "agent-9", 409, "start r1 again", error="exists")
+    # A retried start (its answer lost) with the same body must say the run
+    # exists, so that the agent knows its start landed.
+    s.refused("POST", "/runs", {"id": "r3", "message_id": "answer-3", "answers": None}, "agent-1", 409,
+              "retry of start r3 (same id and message_id)", error="^a run with this id exists$")
     s.refused("POST", "/runs", {"answers": "nope"}, "agent-1", 404, "a run answering no message", error="message")
     for body in [{"id": 5}, {"id": ""}, {"answers": 5}, {"message_id": []}, {"metadata": 5},
                  {"metadata": "x"}, {"id": "x" * 257}]:
@@ -379,7 +383,7 @@ def main_flow(port):
         body = batch[0] if len(batch) == 1 else {"chunks": batch}
         value = {"run": "r1", "seq": i, "chunks": batch}
         ans = s.write("POST", "/runs/r1/chunks", body, "agent-1", 200,
-                      [ev("chunk", "r1", "insert" if i == 0 else "update", value, OPTIONAL)], "r1 chunk batch %d" % i)
+                      [ev("chunk", "r1", "insert" if i == 0 else "update", value, "agent-1")], "r1 chunk batch %d" % i)
         check(isinstance(ans, dict) and ans.get("seq") == i and set(ans) == {"seq", "offset"},
               "r1 chunk batch %d answer: %r" % (i, ans))
         sent.extend(batch)
@@ -421,7 +425,7 @@ def main_flow(port):
     ans = s.write("POST", "/runs/r1/end", {"reason": "complete"}, "agent-1", 200,
                   [ev("message", r1_mid, "insert", want_msg, "agent-1"),
                    ev("chunk", "r1", "delete", None, "agent-1"),
-                   ev("run", "r1", "update", ended(r1, "complete"), OPTIONAL)], "end r1 complete")
+                   ev("run", "r1", "update", ended(r1, "complete"), "agent-1")], "end r1 complete")
     check(isinstance(ans, dict) and ans.get("id") == "r1" and ans.get("status") == "complete"
           and set(ans) == {"id", "status", "offset"}, "end r1 answer: %r" % ans)
     snap = s.check_snapshot("attach after r1 ended")
@@ -451,7 +455,7 @@ def main_flow(port):
     # -- r2 (agent-2): chunks, then cancelled by bob --
     r2_chunks = [{"type": "text-start", "id": "a"}, {"type": "text-delta", "id": "a", "delta": "Hel"}]
     s.write("POST", "/runs/%s/chunks" % r2id, {"chunks": r2_chunks}, "agent-2", 200,
-            [ev("chunk", r2id, "insert", {"run": r2id, "seq": 0, "chunks": r2_chunks}, OPTIONAL)], "r2 chunks")
+            [ev("chunk", r2id, "insert", {"run": r2id, "seq": 0, "chunks": r2_chunks}, "agent-2")], "r2 chunks")
     ans = s.write("POST", "/runs/%s/cancel" % r2id, None, "bob", 200,
                   [ev("message", r2["message_id"], "insert", assemble(r2_chunks, r2["message_id"]), "bob"),
                    ev("chunk", r2id, "delete", None, "bob"),
@@ -461,20 +465,20 @@ def main_flow(port):
               "agent-2's chunk after bob's cancel", error=r"^run already ended \(cancelled\)$")
     # -- r3 (agent-1): no chunks, ends in error: no message, no chunk delete --
     s.write("POST", "/runs/r3/end", {"reason": "error", "error": "model overloaded"}, "agent-1", 200,
-            [ev("run", "r3", "update", ended(r3, "error", error="model overloaded"), OPTIONAL)], "end r3 error")
+            [ev("run", "r3", "update", ended(r3, "error", error="model overloaded"), "agent-1")], "end r3 error")
     # -- r4: the owner ends it cancelled; r5: the owner cancels its own --
     s.write("POST", "/runs", {"id": "r4", "answers": "m1"}, "agent-1", 201,
             lambda a: [ev("run", "r4", "insert", running("r4", "agent-1", a["message_id"], "m1"), "agent-1")], "start r4")
     r4 = s.got[-1]["value"]
     s.write("POST", "/runs/r4/chunks", {"type": "message-metadata", "messageMetadata": {"k": 1}}, "agent-1", 200,
             [ev("chunk", "r4", "insert", {"run": "r4", "seq": 0,
-                                          "chunks": [{"type": "message-metadata", "messageMetadata": {"k": 1}}]}, OPTIONAL)],
+                                          "chunks": [{"type": "message-metadata", "messageMetadata": {"k": 1}}]}, "agent-1")],
             "r4 metadata chunk")
     s.write("POST", "/runs/r4/end", {"reason": "cancelled"}, "agent-1", 200,
             [ev("message", r4["message_id"], "insert", {"id": r4["message_id"], "role": "assistant",
                                                         "metadata": {"k": 1}, "parts": []}, "agent-1"),
              ev("chunk", "r4", "delete", None, "agent-1"),
-             ev("run", "r4", "update", ended(r4, "cancelled"), OPTIONAL)], "end r4 cancelled by its owner")
+             ev("run", "r4", "update", ended(r4, "cancelled"), "agent-1")], "end r4 cancelled by its owner")
     s.write("POST", "/runs", {"id": "r5"}, "agent-1", 201,
             lambda a: [ev("run", "r5", "insert", running("r5", "agent-1", a["message_id"]), "agent-1")], "start r5")
     r5 = s.got[-1]["value"]
