@@ -9,6 +9,10 @@
  *   catchup   N clients read whole pre-filled JSON streams, one pass
  *   tokens    LLM-token style sessions: producer + K SSE readers each
  *   idle      N SSE subscribers holding connections; server RSS per conn
+ *   collab    sessions (/v1/session/): an agent streaming a run's chunks,
+ *             participants each on one SSE connection making object ops and
+ *             presence updates; delivery latency, CPU per event, RSS per
+ *             session and idle participant, attach time of a long history
  *
  * T threads each run an epoll loop (http_client.c) over their share of the
  * connections. Latencies go into per-thread log-linear histograms merged at
@@ -145,6 +149,8 @@ static struct {
     struct sockaddr_in addr;
     double duration, warmup, timeout;
     long threads, connections, streams, size, subscribers, rate, readers, clients, messages, sessions;
+    long participants, chunk_batch, history, attaches; /* collab */
+    double op_every, presence_every, grace;           /* collab */
     bool producer, no_create, plain_io;
     pid_t server_pids[MAX_SERVER_PIDS];
     int nserver_pids;
@@ -171,7 +177,12 @@ static void usage(FILE *f) {
           "  longpoll --readers 100 --streams 10 --rate 50 --size 256\n"
           "  catchup  --clients 1000 --messages 2000 --size 1024   (one pass; no --duration)\n"
           "  tokens   --sessions 100 --rate 30 --size 20 --readers 2\n"
-          "  idle     --subscribers 1000 [--streams N/100]\n",
+          "  idle     --subscribers 1000 [--streams N/100]\n"
+          "  collab   --sessions 100 --participants 3 --rate 30 --size 20 --chunk-batch 1\n"
+          "           --op-every 1 --presence-every 5 --history 100000 --attaches 200 --grace 2\n"
+          "           (--chunk-batch K: K deltas per chunk POST, --rate/K POSTs per second;\n"
+          "           --history N: then one session with N chunks in ended runs, and --attaches\n"
+          "           sequential attaches of it and as many of an empty session; 0 skips)\n",
           f);
 }
 
@@ -241,6 +252,13 @@ static void parse_args(int argc, char **argv) {
     opt.threads = 1;
     opt.connections = opt.streams = opt.size = opt.subscribers = opt.rate = opt.readers = -1;
     opt.clients = opt.messages = opt.sessions = -1;
+    opt.participants = 3;
+    opt.chunk_batch = 1;
+    opt.history = 100000;
+    opt.attaches = 200;
+    opt.op_every = 1;
+    opt.presence_every = 5;
+    opt.grace = 2;
     snprintf(opt.prefix, sizeof opt.prefix, "bench-%ld", (long)getpid());
     static const struct {
         const char *name;
@@ -252,6 +270,8 @@ static void parse_args(int argc, char **argv) {
         {"--subscribers", &opt.subscribers, 1}, {"--rate", &opt.rate, 1},
         {"--readers", &opt.readers, 1},         {"--clients", &opt.clients, 1},
         {"--messages", &opt.messages, 1},       {"--sessions", &opt.sessions, 1},
+        {"--participants", &opt.participants, 1}, {"--chunk-batch", &opt.chunk_batch, 1},
+        {"--history", &opt.history, 0},         {"--attaches", &opt.attaches, 0},
     };
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -282,6 +302,12 @@ static void parse_args(int argc, char **argv) {
             opt.warmup = parse_seconds(a, v);
         else if (strcmp(a, "--timeout") == 0)
             opt.timeout = parse_seconds(a, v);
+        else if (strcmp(a, "--op-every") == 0)
+            opt.op_every = parse_seconds(a, v);
+        else if (strcmp(a, "--presence-every") == 0)
+            opt.presence_every = parse_seconds(a, v);
+        else if (strcmp(a, "--grace") == 0)
+            opt.grace = parse_seconds(a, v);
         else if (strcmp(a, "--label") == 0)
             opt.label = v;
         else if (strcmp(a, "--json") == 0)
@@ -305,6 +331,7 @@ static void parse_args(int argc, char **argv) {
     }
     if (!opt.url) die("--url is required");
     if (opt.duration <= 0) die("--duration must be positive");
+    if (opt.op_every < 0.001 || opt.presence_every < 0.001) die("--op-every and --presence-every: at least 0.001 s");
     parse_url(opt.url);
     if (!opt.label) opt.label = opt.workload;
     if (opt.no_create && strcmp(opt.workload, "append") != 0) die("--no-create only applies to append");
@@ -355,7 +382,9 @@ struct worker {
     role *roles;
     hist *lat;        /* request or delivery latency, us */
     hist *completion; /* catchup: per-client completion time, us */
+    hist *op_lat, *pres_lat; /* collab: object op and presence delivery latency, us */
     uint64_t ops, errors, bytes;
+    uint64_t events, op_deliv, pres_deliv, seq_gaps, seq_dups; /* collab */
     int active; /* roles with work left, for phases that end by themselves */
     bool finite;
 };
@@ -367,8 +396,9 @@ static atomic_int workers_exited;
 static _Thread_local sbuf scratch, body_scratch;
 
 typedef struct totals {
-    hist *lat, *completion;
+    hist *lat, *completion, *op_lat, *pres_lat;
     uint64_t ops, errors, bytes;
+    uint64_t events, op_deliv, pres_deliv, seq_gaps, seq_dups;
 } totals;
 
 __attribute__((format(printf, 2, 3))) static void count_error(worker *w, const char *fmt, ...) {
@@ -389,6 +419,8 @@ static void phase_new(size_t recv_size, bool finite) {
         workers[i].loop = loop_new(&opt.addr, recv_size, OPENING_PER_THREAD, !opt.plain_io);
         workers[i].lat = hist_new();
         workers[i].completion = hist_new();
+        workers[i].op_lat = hist_new();
+        workers[i].pres_lat = hist_new();
         workers[i].finite = finite;
     }
     atomic_store(&workers_exited, 0);
@@ -430,9 +462,16 @@ static void phase_end(totals *t) {
         if (t) {
             hist_merge(t->lat, w->lat);
             hist_merge(t->completion, w->completion);
+            hist_merge(t->op_lat, w->op_lat);
+            hist_merge(t->pres_lat, w->pres_lat);
             t->ops += w->ops;
             t->errors += w->errors;
             t->bytes += w->bytes;
+            t->events += w->events;
+            t->op_deliv += w->op_deliv;
+            t->pres_deliv += w->pres_deliv;
+            t->seq_gaps += w->seq_gaps;
+            t->seq_dups += w->seq_dups;
         }
         while (w->roles) {
             role *r = w->roles;
@@ -442,6 +481,8 @@ static void phase_end(totals *t) {
         loop_free(w->loop);
         hist_free(w->lat);
         hist_free(w->completion);
+        hist_free(w->op_lat);
+        hist_free(w->pres_lat);
     }
     free(workers);
     workers = NULL;
@@ -480,6 +521,7 @@ typedef struct group {
     char path[192];
     atomic_long connected;
     atomic_ulong sent;
+    atomic_ulong sent_ops, sent_pres; /* collab: object batches and presence updates */
 } group;
 
 static group *groups;
@@ -659,6 +701,76 @@ typedef enum sub_mode { SUB_LINES, SUB_TOKENS, SUB_IGNORE } sub_mode;
 static atomic_long subs_live;       /* subscribers with an open SSE response that has sent a control event */
 static atomic_ulong sse_reconnects; /* SSE responses the server ended (weft does after --sse-max-duration) */
 
+/* An SSE response split into events: fn gets each event's type (0 none,
+ * 'c' control, 'd' data, '?' other) and its data lines joined with \n (NULL
+ * if it had none). */
+typedef struct sse_in {
+    sbuf in;   /* input not yet split into lines */
+    sbuf data; /* data lines of the current event, joined with \n */
+    int event;
+    bool has_data;
+} sse_in;
+
+typedef void (*sse_fn)(void *ctx, int event, const char *data, size_t len);
+
+static void sse_reset(sse_in *e) {
+    e->in.len = e->data.len = 0;
+    e->event = 0;
+    e->has_data = false;
+}
+
+static void sse_free(sse_in *e) {
+    sb_free(&e->in);
+    sb_free(&e->data);
+}
+
+static void sse_line(sse_in *e, const char *p, size_t n, sse_fn fn, void *ctx) {
+    if (n == 0) {
+        fn(ctx, e->event, e->has_data ? e->data.p : NULL, e->has_data ? e->data.len : 0);
+        e->event = 0;
+        e->has_data = false;
+        e->data.len = 0;
+    } else if (n >= 6 && memcmp(p, "event:", 6) == 0) {
+        p += 6;
+        n -= 6;
+        while (n && *p == ' ') p++, n--;
+        e->event = n == 7 && memcmp(p, "control", 7) == 0 ? 'c' : n == 4 && memcmp(p, "data", 4) == 0 ? 'd' : '?';
+    } else if (n >= 5 && memcmp(p, "data:", 5) == 0) {
+        p += 5;
+        n -= 5;
+        if (n && *p == ' ') p++, n--; /* SSE strips exactly one space */
+        if (e->has_data) sb_add(&e->data, "\n", 1);
+        sb_add(&e->data, p, n);
+        e->has_data = true;
+    }
+}
+
+static void sse_feed(sse_in *e, const char *p, size_t n, sse_fn fn, void *ctx) {
+    sb_add(&e->in, p, n);
+    size_t pos = 0;
+    for (;;) {
+        char *nl = memchr(e->in.p + pos, '\n', e->in.len - pos);
+        if (!nl) break;
+        size_t end = (size_t)(nl - e->in.p), len = end - pos;
+        if (len && e->in.p[end - 1] == '\r') len--;
+        sse_line(e, e->in.p + pos, len, fn, ctx);
+        pos = end + 1;
+    }
+    sb_consume(&e->in, pos);
+}
+
+/* Copies a control event's streamNextOffset into dst (unchanged if none). */
+static void control_offset(const char *data, char *dst, size_t size) {
+    const char *k = data ? strstr(data, "\"streamNextOffset\"") : NULL;
+    if (!k) return;
+    k = strchr(k + 18, '"');
+    const char *e = k ? strchr(k + 1, '"') : NULL;
+    if (e && (size_t)(e - k - 1) < size) {
+        memcpy(dst, k + 1, (size_t)(e - k - 1));
+        dst[e - k - 1] = 0;
+    }
+}
+
 typedef struct sub {
     role r;
     hc_conn *c;
@@ -667,18 +779,13 @@ typedef struct sub {
     timer retry;
     char offset[96];
     bool ever, live;
-    sbuf in;   /* input not yet split into lines */
-    sbuf data; /* data lines of the current event, joined with \n */
-    int event; /* 0 none, 'c' control, 'd' data, '?' other */
-    bool has_data;
+    sse_in sse;
 } sub;
 
 static void sub_connect(sub *s) {
     char target[320];
     snprintf(target, sizeof target, "%s?offset=%s&live=sse", s->g->path, s->offset);
-    s->in.len = s->data.len = 0;
-    s->event = 0;
-    s->has_data = false;
+    sse_reset(&s->sse);
     send_request(s->c, request("GET", target, NULL, NULL, NULL, 0));
 }
 
@@ -690,16 +797,8 @@ static void sub_gone(sub *s) {
     atomic_fetch_sub(&subs_live, 1);
 }
 
-static void sub_control(sub *s) {
-    const char *k = strstr(s->data.p ? s->data.p : "", "\"streamNextOffset\"");
-    if (k) {
-        k = strchr(k + 18, '"');
-        const char *e = k ? strchr(k + 1, '"') : NULL;
-        if (e && (size_t)(e - k - 1) < sizeof s->offset) {
-            memcpy(s->offset, k + 1, (size_t)(e - k - 1));
-            s->offset[e - k - 1] = 0;
-        }
-    }
+static void sub_control(sub *s, const char *data) {
+    control_offset(data, s->offset, sizeof s->offset);
     if (!s->live) {
         s->live = true;
         atomic_fetch_add(&subs_live, 1);
@@ -710,52 +809,21 @@ static void sub_control(sub *s) {
     }
 }
 
-static void sub_dispatch(sub *s) {
-    if (s->event == 'c') {
-        sub_control(s);
-    } else if (s->event == 'd' && s->has_data) {
+static void sub_event(void *ctx, int event, const char *data, size_t len) {
+    sub *s = ctx;
+    if (event == 'c') {
+        sub_control(s, data);
+    } else if (event == 'd' && data) {
         if (s->mode == SUB_LINES)
-            deliver_lines(s->r.w, s->data.p, s->data.len);
+            deliver_lines(s->r.w, data, len);
         else if (s->mode == SUB_TOKENS)
-            deliver_tokens(s->r.w, s->data.p, s->data.len);
-    }
-    s->event = 0;
-    s->has_data = false;
-    s->data.len = 0;
-}
-
-static void sub_line(sub *s, const char *p, size_t n) {
-    if (n == 0) {
-        sub_dispatch(s);
-    } else if (n >= 6 && memcmp(p, "event:", 6) == 0) {
-        p += 6;
-        n -= 6;
-        while (n && *p == ' ') p++, n--;
-        s->event = n == 7 && memcmp(p, "control", 7) == 0 ? 'c' : n == 4 && memcmp(p, "data", 4) == 0 ? 'd' : '?';
-    } else if (n >= 5 && memcmp(p, "data:", 5) == 0) {
-        p += 5;
-        n -= 5;
-        if (n && *p == ' ') p++, n--; /* SSE strips exactly one space */
-        if (s->has_data) sb_add(&s->data, "\n", 1);
-        sb_add(&s->data, p, n);
-        s->has_data = true;
+            deliver_tokens(s->r.w, data, len);
     }
 }
 
 static void sub_body(hc_conn *c, const char *p, size_t n) {
     sub *s = c->user;
-    if (c->status != 200) return;
-    sb_add(&s->in, p, n);
-    size_t pos = 0;
-    for (;;) {
-        char *nl = memchr(s->in.p + pos, '\n', s->in.len - pos);
-        if (!nl) break;
-        size_t end = (size_t)(nl - s->in.p), len = end - pos;
-        if (len && s->in.p[end - 1] == '\r') len--;
-        sub_line(s, s->in.p + pos, len);
-        pos = end + 1;
-    }
-    sb_consume(&s->in, pos);
+    if (c->status == 200) sse_feed(&s->sse, p, n, sub_event, s);
 }
 
 /* The server ended the SSE response (weft does after --sse-max-duration):
@@ -786,8 +854,7 @@ static void sub_start(role *r) { sub_connect((sub *)r); }
 static void sub_destroy(role *r) {
     sub *s = (sub *)r;
     hc_free(s->c);
-    sb_free(&s->in);
-    sb_free(&s->data);
+    sse_free(&s->sse);
     free(s);
 }
 
@@ -1475,6 +1542,812 @@ static void run_tokens(void) {
               expected, groups_sent(), sends_scheduled());
 }
 
+/* ---- collab ----
+ *
+ * Sessions (docs/sessions.md) as a collaborative AI app uses them. Each
+ * session has an agent that starts a run and streams 20-byte text-delta
+ * chunks at --rate per second (--chunk-batch per request; 1, one chunk per
+ * request, is the naive agent), and --participants people, each of whom
+ * enters presence, attaches (GET /v1/session/{id}) and holds ONE SSE
+ * connection on the session's log from the attach offset, makes an object
+ * op batch every --op-every seconds and a presence update every
+ * --presence-every seconds (on a second, keep-alive connection opened when
+ * the run starts). Every delta carries its POST's send time ("<ns>|xxx"),
+ * every op batch its send time as its batch id ("<ns>.<who>": headers.txid
+ * of its event) and every presence update its send time as data.t, so a
+ * participant matches each event it receives to its append.
+ *
+ * Before the run: server RSS with no sessions, with the sessions created,
+ * and with the participants attached and idle. After it (--history N): one
+ * session whose history holds N chunks in ended runs (batched posts), and
+ * --attaches sequential attaches of it and as many of an empty session, in
+ * alternating blocks: wall time and server CPU per attach of each. */
+
+static struct {
+    hist *big, *empty;        /* wall time per attach, us */
+    double cpu_ms[2];         /* server CPU over the blocks of each kind */
+    long count[2];            /* attaches of each kind */
+    uint64_t bytes[2];        /* response size of the last attach of each kind */
+    double wall_ms[2];        /* sum of wall times per kind */
+    double build_s;           /* time to build the history */
+    char big_path[192], empty_path[192];
+} att;
+
+static void session_path(char *dst, size_t size, const char *kind, long i) {
+    int n = snprintf(dst, size, "/v1/session/%s-%s-%ld", opt.prefix, kind, i);
+    for (int k = 12; k < n && dst[k]; k++)
+        if (dst[k] == '/') dst[k] = '.'; /* a session id has no '/' */
+}
+
+/* Digits at p (up to end); -1 if none. */
+static int64_t digits(const char *p, const char *end, const char **after) {
+    int64_t v = 0;
+    const char *q = p;
+    while (q < end && *q >= '0' && *q <= '9') v = v * 10 + (*q++ - '0');
+    if (after) *after = q;
+    return q > p ? v : -1;
+}
+
+static uint64_t count_of(const char *p, size_t n, const char *what) {
+    size_t wn = strlen(what);
+    uint64_t k = 0;
+    for (const char *end = p + n, *q = p; (q = memmem(q, (size_t)(end - q), what, wn)); q += wn) k++;
+    return k;
+}
+
+/* -- participants -- */
+
+enum { P_ENTER, P_ATTACH, P_LIVE };
+
+/* Participants of sessions >= collab_gate wait for collab_open: RSS is
+ * sampled with half of the sessions' participants in place and with all,
+ * so the second half gives the marginal cost without one-off ones. */
+static long collab_gate;
+static atomic_bool collab_open;
+
+typedef struct participant {
+    role r;
+    group *g;
+    long sidx;
+    char client[24];
+    hc_conn *rc; /* presence enter, attach, then the SSE connection */
+    hc_conn *wc; /* object ops and presence updates */
+    int stage;
+    sse_in sse;
+    sbuf body;
+    char offset[96];
+    bool ever, live;
+    timer retry, tick;
+    int64_t next_op, next_pres, op_period, pres_period;
+    double phase; /* 0..1: where in each period its sends fall */
+    bool busy, want_op, want_pres;
+    int sent_kind; /* 'o' or 'p' */
+    int64_t sent_ts;
+    long nops;
+    int64_t last_seq; /* the run's last chunk seq seen, -1 none */
+} participant;
+
+static void p_send(participant *p) {
+    char target[400], hdr[64];
+    snprintf(hdr, sizeof hdr, "Weft-Client: %s\r\n", p->client);
+    switch (p->stage) {
+    case P_ENTER: {
+        char body[96];
+        int n = snprintf(body, sizeof body, "{\"action\":\"enter\",\"data\":{\"name\":\"%s\"}}", p->client);
+        snprintf(target, sizeof target, "%s/presence", p->g->path);
+        send_request(p->rc, request("POST", target, "application/json", hdr, body, (size_t)n));
+        return;
+    }
+    case P_ATTACH:
+        p->body.len = 0;
+        send_request(p->rc, request("GET", p->g->path, NULL, NULL, NULL, 0));
+        return;
+    default:
+        snprintf(target, sizeof target, "%s/log?offset=%s&live=sse&client=%s", p->g->path, p->offset, p->client);
+        sse_reset(&p->sse);
+        send_request(p->rc, request("GET", target, NULL, NULL, NULL, 0));
+    }
+}
+
+static void p_retry(void *arg) { p_send(arg); }
+
+static void p_gone(participant *p) {
+    if (!p->live) return;
+    p->live = false;
+    atomic_fetch_sub(&subs_live, 1);
+}
+
+/* Everything a participant receives: events counted by receive time in the
+ * window, tokens, ops and presence by their send time, chunk seqs checked. */
+static void p_deliver(participant *p, const char *d, size_t n) {
+    worker *w = p->r.w;
+    const char *end = d + n, *q, *k;
+    int64_t now = now_ns();
+    if (in_window(now)) w->events += count_of(d, n, "\"headers\":{\"operation\":");
+    for (q = d; (k = memmem(q, (size_t)(end - q), "{\"type\":\"chunk\",", 16)); q = k + 16) {
+        const char *s = memmem(k, (size_t)(end - k), "\"seq\":", 6);
+        if (!s) break;
+        int64_t seq = digits(s + 6, end, NULL);
+        if (seq < 0) continue;
+        if (p->last_seq >= 0 && seq > p->last_seq + 1) w->seq_gaps += (uint64_t)(seq - p->last_seq - 1);
+        if (p->last_seq >= 0 && seq <= p->last_seq) w->seq_dups++;
+        p->last_seq = seq;
+    }
+    for (q = d; (k = memmem(q, (size_t)(end - q), "\"delta\":\"", 9)); q = k + 9) {
+        int64_t ts = digits(k + 9, end, NULL);
+        if (ts > 0) delivered(w, ts, (size_t)opt.size);
+    }
+    for (q = d; (k = memmem(q, (size_t)(end - q), "\"txid\":\"", 8)); q = k + 8) {
+        int64_t ts = digits(k + 8, end, NULL);
+        if (ts > 0 && in_window(ts)) {
+            w->op_deliv++;
+            hist_record(w->op_lat, now > ts ? (uint64_t)(now - ts) / 1000 : 0);
+        }
+    }
+    for (q = d; (k = memmem(q, (size_t)(end - q), "\"data\":{\"t\":", 12)); q = k + 12) {
+        int64_t ts = digits(k + 12, end, NULL);
+        if (ts > 0 && in_window(ts)) {
+            w->pres_deliv++;
+            hist_record(w->pres_lat, now > ts ? (uint64_t)(now - ts) / 1000 : 0);
+        }
+    }
+}
+
+static void p_event(void *ctx, int event, const char *data, size_t len) {
+    participant *p = ctx;
+    if (event == 'c') {
+        control_offset(data, p->offset, sizeof p->offset);
+        if (!p->live) {
+            p->live = true;
+            atomic_fetch_add(&subs_live, 1);
+        }
+        if (!p->ever) {
+            p->ever = true;
+            atomic_fetch_add(&p->g->connected, 1);
+        }
+    } else if (event == 'd' && data) {
+        p_deliver(p, data, len);
+    }
+}
+
+static void p_rc_body(hc_conn *c, const char *d, size_t n) {
+    participant *p = c->user;
+    if (c->status != 200) return;
+    if (p->stage == P_LIVE) sse_feed(&p->sse, d, n, p_event, p);
+    else if (p->stage == P_ATTACH) sb_add(&p->body, d, n);
+}
+
+static void p_rc_done(hc_conn *c) {
+    participant *p = c->user;
+    worker *w = p->r.w;
+    static const char *what[] = {"POST presence (enter)", "GET (attach)", "GET log (SSE)"};
+    if (p->stage == P_LIVE) p_gone(p);
+    if (p->stage == P_LIVE && c->status == 200) { /* the server ended the response: continue */
+        atomic_fetch_add(&sse_reconnects, 1);
+        p_send(p);
+        return;
+    }
+    if (p->stage == P_LIVE && c->status == 410) { /* a new generation began before our offset: attach again */
+        p->stage = P_ATTACH;
+        p->last_seq = -1;
+        p_send(p);
+        return;
+    }
+    if (!ok_status(c->status)) {
+        count_error(w, "%s %s: HTTP %d %s", what[p->stage], p->g->path, c->status, c->error_body);
+        timer_set(w->loop, &p->retry, now_ns() + 500 * MS);
+        return;
+    }
+    if (p->stage == P_ENTER) {
+        p->stage = P_ATTACH;
+    } else if (p->stage == P_ATTACH) {
+        const char *k = p->body.p ? strstr(p->body.p, "\"offset\":\"") : NULL;
+        const char *e = k ? strchr(k + 10, '"') : NULL;
+        if (!e || (size_t)(e - k - 10) >= sizeof p->offset) {
+            count_error(w, "GET %s (attach): no offset in the answer", p->g->path);
+            timer_set(w->loop, &p->retry, now_ns() + 500 * MS);
+            return;
+        }
+        memcpy(p->offset, k + 10, (size_t)(e - k - 10));
+        p->offset[e - k - 10] = 0;
+        p->stage = P_LIVE;
+    }
+    p_send(p);
+}
+
+static void p_rc_fail(hc_conn *c, const char *why) {
+    participant *p = c->user;
+    if (p->stage == P_LIVE) p_gone(p);
+    if (p->stage != P_LIVE || producing(now_ns())) count_error(p->r.w, "%s: %s", p->g->path, why);
+    timer_set(p->r.w->loop, &p->retry, now_ns() + 100 * MS);
+}
+
+static const hc_ops p_rc_ops = {.body = p_rc_body, .done = p_rc_done, .fail = p_rc_fail};
+
+/* One write at a time on the write connection: an op, else presence. */
+static void p_write(participant *p, int64_t now) {
+    if (p->busy || !(p->want_op || p->want_pres)) return;
+    char hdr[64], target[256];
+    snprintf(hdr, sizeof hdr, "Weft-Client: %s\r\n", p->client);
+    sbuf *body = &body_scratch;
+    body->len = 0;
+    p->sent_ts = now;
+    if (p->want_op) {
+        p->want_op = false;
+        p->sent_kind = 'o';
+        long k = p->nops / 2;
+        if (p->nops++ % 2 == 0)
+            sb_printf(body, "{\"batch\":\"%" PRId64 ".%s\",\"ops\":[{\"object\":\"votes\",\"op\":\"increment\",\"by\":1}]}",
+                      now, p->client);
+        else /* a list of stops: insert ours, drop the one we inserted three before */
+            sb_printf(body,
+                      "{\"batch\":\"%" PRId64 ".%s\",\"ops\":[{\"object\":\"stops\",\"op\":\"insert\",\"id\":\"%s-%ld\","
+                      "\"value\":{\"n\":%ld}},{\"object\":\"stops\",\"op\":\"remove\",\"id\":\"%s-%ld\"}]}",
+                      now, p->client, p->client, k, k, p->client, k - 3);
+        snprintf(target, sizeof target, "%s/objects", p->g->path);
+    } else {
+        p->want_pres = false;
+        p->sent_kind = 'p';
+        sb_printf(body, "{\"action\":\"update\",\"data\":{\"t\":%" PRId64 "}}", now);
+        snprintf(target, sizeof target, "%s/presence", p->g->path);
+    }
+    p->busy = true;
+    send_request(p->wc, request("POST", target, "application/json", hdr, body->p, body->len));
+}
+
+static void p_tick(void *arg) {
+    participant *p = arg;
+    int64_t now = now_ns();
+    if (!producing(now)) return;
+    if (now >= p->next_op) {
+        p->want_op = true;
+        p->next_op += p->op_period;
+        if (p->next_op < now - 100 * MS) p->next_op = now + p->op_period;
+    }
+    if (now >= p->next_pres) {
+        p->want_pres = true;
+        p->next_pres += p->pres_period;
+        if (p->next_pres < now - 100 * MS) p->next_pres = now + p->pres_period;
+    }
+    p_write(p, now);
+    timer_set(p->r.w->loop, &p->tick, p->next_op < p->next_pres ? p->next_op : p->next_pres);
+}
+
+/* Writes begin when the main thread starts the run. */
+static void p_wait(void *arg) {
+    participant *p = arg;
+    int64_t start = atomic_load(&run_start);
+    if (start == INT64_MAX) {
+        timer_set(p->r.w->loop, &p->tick, now_ns() + 10 * MS);
+        return;
+    }
+    p->next_op = start + (int64_t)(p->phase * (double)p->op_period);
+    p->next_pres = start + (int64_t)(p->phase * (double)p->pres_period);
+    timer_init(&p->tick, p_tick, p);
+    timer_set(p->r.w->loop, &p->tick, p->next_op < p->next_pres ? p->next_op : p->next_pres);
+}
+
+static void p_wc_done(hc_conn *c) {
+    participant *p = c->user;
+    int64_t now = now_ns();
+    p->busy = false;
+    if (ok_status(c->status)) {
+        if (in_window(p->sent_ts)) atomic_fetch_add(p->sent_kind == 'o' ? &p->g->sent_ops : &p->g->sent_pres, 1);
+    } else {
+        count_error(p->r.w, "POST %s/%s: HTTP %d %s", p->g->path, p->sent_kind == 'o' ? "objects" : "presence",
+                    c->status, c->error_body);
+    }
+    if (producing(now)) p_write(p, now);
+}
+
+/* Not retried: the next op or update comes on schedule. */
+static void p_wc_fail(hc_conn *c, const char *why) {
+    participant *p = c->user;
+    p->busy = false;
+    if (producing(now_ns())) count_error(p->r.w, "POST %s (%c): %s", p->g->path, p->sent_kind, why);
+}
+
+static const hc_ops p_wc_ops = {.done = p_wc_done, .fail = p_wc_fail};
+
+static void p_gate(void *arg) {
+    participant *p = arg;
+    if (!atomic_load(&collab_open)) {
+        timer_set(p->r.w->loop, &p->retry, now_ns() + 5 * MS);
+        return;
+    }
+    timer_init(&p->retry, p_retry, p);
+    p_send(p);
+}
+
+static void p_start(role *r) {
+    participant *p = (participant *)r;
+    if (p->sidx >= collab_gate) {
+        timer_init(&p->retry, p_gate, p);
+        p_gate(p);
+    } else {
+        p_send(p);
+    }
+    timer_set(p->r.w->loop, &p->tick, now_ns());
+}
+
+static void p_destroy(role *r) {
+    participant *p = (participant *)r;
+    hc_free(p->rc);
+    hc_free(p->wc);
+    sse_free(&p->sse);
+    sb_free(&p->body);
+    free(p);
+}
+
+/* -- agents -- */
+
+enum { A_RUN, A_START, A_STREAM };
+
+typedef struct agent {
+    role r;
+    group *g;
+    hc_conn *c;
+    timer tick;
+    int stage;
+    int64_t period, offset_in_period, next_due, ts;
+    bool busy, late;
+} agent;
+
+static const char agent_hdr[] = "Weft-Client: agent\r\n";
+
+static void agent_tick(void *arg);
+
+static void agent_send(agent *a, int64_t now) {
+    char target[256];
+    sbuf *body = &body_scratch;
+    body->len = 0;
+    a->ts = now;
+    a->busy = true;
+    if (a->stage == A_RUN) {
+        snprintf(target, sizeof target, "%s/runs", a->g->path);
+        sb_printf(body, "{\"id\":\"r0\"}");
+    } else {
+        snprintf(target, sizeof target, "%s/runs/r0/chunks", a->g->path);
+        if (a->stage == A_START) {
+            sb_printf(body, "{\"type\":\"text-start\",\"id\":\"t\"}");
+        } else {
+            long k = opt.chunk_batch;
+            if (k > 1) sb_printf(body, "{\"chunks\":[");
+            for (long i = 0; i < k; i++) {
+                sb_printf(body, "%s{\"type\":\"text-delta\",\"id\":\"t\",\"delta\":\"%" PRId64 "|", i ? "," : "", now);
+                int used = snprintf(NULL, 0, "%" PRId64 "|", now);
+                if (opt.size > used) sb_fill(body, 'x', (size_t)(opt.size - used));
+                sb_add(body, "\"}", 2);
+            }
+            if (k > 1) sb_add(body, "]}", 2);
+        }
+    }
+    send_request(a->c, request("POST", target, "application/json", agent_hdr, body->p, body->len));
+}
+
+/* As writer_tick: one request per --chunk-batch tokens on schedule; late
+ * sends go out when the previous answer comes; far behind skips ahead. */
+static void agent_tick(void *arg) {
+    agent *a = arg;
+    int64_t now = now_ns();
+    if (!producing(now)) return;
+    if (a->stage != A_STREAM) {
+        if (!a->busy) agent_send(a, now);
+        return;
+    }
+    if (a->busy) {
+        a->late = true;
+        return;
+    }
+    agent_send(a, now);
+    a->next_due += a->period;
+    if (a->next_due < now - 100 * MS) a->next_due = now + a->period;
+    timer_set(a->r.w->loop, &a->tick, a->next_due);
+}
+
+static void agent_wait(void *arg) {
+    agent *a = arg;
+    int64_t start = atomic_load(&run_start);
+    if (start == INT64_MAX) {
+        timer_set(a->r.w->loop, &a->tick, now_ns() + 10 * MS);
+        return;
+    }
+    timer_init(&a->tick, agent_tick, a);
+    agent_tick(a);
+}
+
+static void agent_done(hc_conn *c) {
+    agent *a = c->user;
+    int64_t now = now_ns();
+    a->busy = false;
+    /* 409 to starting the run: a retry after a lost answer; the run exists */
+    bool ok = ok_status(c->status) || (a->stage == A_RUN && c->status == 409);
+    if (!ok) {
+        count_error(a->r.w, "POST %s/runs%s: HTTP %d %s", a->g->path, a->stage == A_RUN ? "" : "/r0/chunks",
+                    c->status, c->error_body);
+        if (a->stage != A_STREAM) timer_set(a->r.w->loop, &a->tick, now + 200 * MS);
+    } else if (a->stage == A_STREAM) {
+        if (in_window(a->ts)) atomic_fetch_add(&a->g->sent, (unsigned long)opt.chunk_batch);
+    } else if (++a->stage == A_STREAM) {
+        a->next_due = atomic_load(&run_start) + a->offset_in_period;
+        while (a->next_due < now) a->next_due += a->period;
+        timer_set(a->r.w->loop, &a->tick, a->next_due);
+        return;
+    } else {
+        agent_send(a, now);
+        return;
+    }
+    if (a->late) {
+        a->late = false;
+        agent_tick(a);
+    }
+}
+
+static void agent_fail(hc_conn *c, const char *why) {
+    agent *a = c->user;
+    a->busy = false;
+    if (producing(now_ns())) count_error(a->r.w, "POST %s (agent): %s", a->g->path, why);
+    timer_set(a->r.w->loop, &a->tick, now_ns() + 50 * MS);
+}
+
+static const hc_ops agent_ops = {.done = agent_done, .fail = agent_fail};
+
+static void agent_start(role *r) {
+    agent *a = (agent *)r;
+    timer_set(a->r.w->loop, &a->tick, now_ns());
+}
+
+static void agent_destroy(role *r) {
+    hc_free(((agent *)r)->c);
+    free(r);
+}
+
+/* -- chains: sequential requests on one connection (history, attaches) -- */
+
+typedef struct chain chain;
+struct chain {
+    role r;
+    hc_conn *c;
+    long index, step;
+    int64_t sent;
+    uint64_t body_bytes;
+    bool (*build)(chain *ch); /* ch->step's request into scratch; false: finished */
+    void (*got)(chain *ch, int64_t lat_ns);
+};
+
+static atomic_bool chains_failed;
+
+static void chain_next(chain *ch) {
+    if (atomic_load(&chains_failed) || !ch->build(ch)) {
+        ch->r.w->active--;
+        return;
+    }
+    ch->body_bytes = 0;
+    ch->sent = now_ns();
+    send_request(ch->c, &scratch);
+}
+
+static void chain_body(hc_conn *c, const char *p, size_t n) {
+    (void)p;
+    ((chain *)c->user)->body_bytes += n;
+}
+
+static void chain_done(hc_conn *c) {
+    chain *ch = c->user;
+    int64_t lat = now_ns() - ch->sent;
+    if (!ok_status(c->status)) {
+        count_error(ch->r.w, "chain %ld step %ld: HTTP %d %s", ch->index, ch->step, c->status, c->error_body);
+        atomic_store(&chains_failed, true);
+        ch->r.w->active--;
+        return;
+    }
+    if (ch->got) ch->got(ch, lat);
+    ch->step++;
+    chain_next(ch);
+}
+
+static void chain_fail(hc_conn *c, const char *why) {
+    chain *ch = c->user;
+    count_error(ch->r.w, "chain %ld step %ld: %s", ch->index, ch->step, why);
+    atomic_store(&chains_failed, true);
+    ch->r.w->active--;
+}
+
+static const hc_ops chain_ops = {.body = chain_body, .done = chain_done, .fail = chain_fail};
+
+static void chain_start(role *r) { chain_next((chain *)r); }
+
+static void chain_destroy(role *r) {
+    hc_free(((chain *)r)->c);
+    free(r);
+}
+
+static void run_chains(const char *what, long n, bool (*build)(chain *), void (*got)(chain *, int64_t)) {
+    int64_t t0 = now_ns();
+    atomic_store(&chains_failed, false);
+    phase_new(64 * 1024, true);
+    for (long i = 0; i < n; i++) {
+        chain *ch = xcalloc(1, sizeof *ch);
+        add_role(&ch->r, (int)i, chain_start, chain_destroy);
+        ch->c = hc_new(ch->r.w->loop, &chain_ops, ch);
+        ch->index = i;
+        ch->build = build;
+        ch->got = got;
+    }
+    phase_start();
+    int64_t deadline = t0 + (int64_t)(opt.timeout * SEC);
+    while (atomic_load(&workers_exited) < nworkers && now_ns() < deadline) sleep_ms(2);
+    bool timed_out = atomic_load(&workers_exited) < nworkers;
+    phase_end(NULL);
+    if (atomic_load(&chains_failed)) die("%s failed", what);
+    if (timed_out) die("%s: not done within --timeout %.0f s", what, opt.timeout);
+    fprintf(stderr, "loadgen: %s: %.2f s\n", what, (double)(now_ns() - t0) / SEC);
+}
+
+/* The history: runs of HIST_RUN_CHUNKS chunks (text-start, deltas,
+ * text-end), posted HIST_BATCH per request, each run then ended. */
+#define HIST_RUN_CHUNKS 10000
+#define HIST_BATCH 250
+
+static long hist_runs(void) { return (opt.history + HIST_RUN_CHUNKS - 1) / HIST_RUN_CHUNKS; }
+
+static long hist_run_chunks(long run) {
+    long left = opt.history - run * HIST_RUN_CHUNKS;
+    return left < HIST_RUN_CHUNKS ? left : HIST_RUN_CHUNKS;
+}
+
+static bool build_hist_setup(chain *ch) {
+    if (ch->step > 1) return false;
+    request("PUT", ch->step == 0 ? att.big_path : att.empty_path, NULL, NULL, NULL, 0);
+    return true;
+}
+
+static bool build_hist(chain *ch) {
+    long nchunks = hist_run_chunks(ch->index), nbatches = (nchunks + HIST_BATCH - 1) / HIST_BATCH;
+    char target[256];
+    sbuf *body = &body_scratch;
+    body->len = 0;
+    if (ch->step == 0) {
+        snprintf(target, sizeof target, "%s/runs", att.big_path);
+        sb_printf(body, "{\"id\":\"h%ld\"}", ch->index);
+    } else if (ch->step <= nbatches) {
+        snprintf(target, sizeof target, "%s/runs/h%ld/chunks", att.big_path, ch->index);
+        long first = (ch->step - 1) * HIST_BATCH, last = first + HIST_BATCH;
+        if (last > nchunks) last = nchunks;
+        sb_add(body, "{\"chunks\":[", 11);
+        for (long j = first; j < last; j++) {
+            if (j > first) sb_add(body, ",", 1);
+            if (j == 0)
+                sb_printf(body, "{\"type\":\"text-start\",\"id\":\"t\"}");
+            else if (j == nchunks - 1)
+                sb_printf(body, "{\"type\":\"text-end\",\"id\":\"t\"}");
+            else /* 20 bytes of text */
+                sb_printf(body, "{\"type\":\"text-delta\",\"id\":\"t\",\"delta\":\"%-19ld \"}", j);
+        }
+        sb_add(body, "]}", 2);
+    } else if (ch->step == nbatches + 1) {
+        snprintf(target, sizeof target, "%s/runs/h%ld/end", att.big_path, ch->index);
+        sb_printf(body, "{\"reason\":\"complete\"}");
+    } else {
+        return false;
+    }
+    request("POST", target, "application/json", agent_hdr, body->p, body->len);
+    return true;
+}
+
+/* Attaches alternate in ATTACH_BLOCKS blocks, big first; the server's CPU
+ * is sampled between blocks (the server is otherwise idle). */
+#define ATTACH_BLOCKS 8
+static sample att_cpu_at;
+
+static long attach_block(long step) {
+    long per = opt.attaches * 2 / ATTACH_BLOCKS;
+    return step / (per > 0 ? per : 1);
+}
+
+static bool build_attach(chain *ch) {
+    long total = opt.attaches * 2;
+    bool first = ch->step == 0, boundary = first || ch->step >= total ||
+                                          attach_block(ch->step) != attach_block(ch->step - 1);
+    if (boundary) {
+        sample s = sample_server();
+        if (!first) att.cpu_ms[attach_block(ch->step - 1) % 2] += s.cpu_ms - att_cpu_at.cpu_ms;
+        att_cpu_at = s;
+    }
+    if (ch->step >= total) return false;
+    request("GET", attach_block(ch->step) % 2 ? att.empty_path : att.big_path, NULL, NULL, NULL, 0);
+    return true;
+}
+
+static void got_attach(chain *ch, int64_t lat) {
+    int kind = (int)(attach_block(ch->step) % 2);
+    hist_record(kind ? att.empty : att.big, (uint64_t)lat / 1000);
+    att.count[kind]++;
+    att.wall_ms[kind] += (double)lat / MS;
+    att.bytes[kind] = ch->body_bytes;
+}
+
+
+static void collab_history(void) {
+    session_path(att.big_path, sizeof att.big_path, "history", 0);
+    session_path(att.empty_path, sizeof att.empty_path, "empty", 0);
+    att.big = hist_new();
+    att.empty = hist_new();
+    int64_t t0 = now_ns();
+    run_chains("create the history and empty sessions", 1, build_hist_setup, NULL);
+    char what[96];
+    snprintf(what, sizeof what, "history of %ld chunks in %ld ended runs", opt.history, hist_runs());
+    run_chains(what, hist_runs(), build_hist, NULL);
+    att.build_s = (double)(now_ns() - t0) / SEC;
+    if (opt.attaches > 0) run_chains("attaches", 1, build_attach, got_attach);
+}
+
+static long create_base;
+
+static void build_create_session(size_t i) {
+    char path[192];
+    session_path(path, sizeof path, create_kind, create_base + (long)i);
+    request("PUT", path, NULL, NULL, NULL, 0);
+}
+
+static void run_collab(void) {
+    long n = or_default(opt.sessions, 100), np = opt.participants;
+    opt.rate = or_default(opt.rate, 30);
+    opt.size = or_default(opt.size, 20);
+    common_params();
+    param_long("sessions", n);
+    param_long("participants", np);
+    param_long("rate", opt.rate);
+    param_long("size", opt.size);
+    param_long("chunk_batch", opt.chunk_batch);
+    sb_printf(&res.params, ",\"op_every\":%g,\"presence_every\":%g", opt.op_every, opt.presence_every);
+    param_long("history", opt.history);
+    param_long("attaches", opt.attaches);
+
+    groups_new(n, "collab");
+    for (long i = 0; i < n; i++) session_path(groups[i].path, sizeof groups[i].path, "collab", i);
+    /* RSS: none, half and all of the sessions created; half and all of
+     * the participants in place */
+    long half = n / 2;
+    sleep_ms(500); /* a server just started frees its start-up memory */
+    sample s_none = sample_server();
+    create_kind = "collab";
+    create_base = 0;
+    run_jobs("create half of the sessions", (size_t)half, 64, build_create_session);
+    sleep_ms(300);
+    sample s_half_sessions = sample_server();
+    create_base = half;
+    run_jobs("create the other half", (size_t)(n - half), 64, build_create_session);
+    sleep_ms(300);
+    sample s_sessions = sample_server();
+    collab_gate = half;
+    atomic_store(&collab_open, false);
+
+    phase_new(4096, false);
+    for (long s = 0; s < n; s++) {
+        for (long k = 0; k < np; k++) {
+            participant *p = xcalloc(1, sizeof *p);
+            add_role(&p->r, (int)s, p_start, p_destroy);
+            p->rc = hc_new(p->r.w->loop, &p_rc_ops, p);
+            p->wc = hc_new(p->r.w->loop, &p_wc_ops, p);
+            p->g = &groups[s];
+            p->sidx = s;
+            snprintf(p->client, sizeof p->client, "p%ld", k);
+            p->last_seq = -1;
+            p->op_period = (int64_t)(opt.op_every * SEC);
+            p->pres_period = (int64_t)(opt.presence_every * SEC);
+            /* spread over the periods, the same way for every run */
+            p->phase = (double)(((uint64_t)(s * np + k) * 2654435761u) % 1000003u) / 1000003.0;
+            timer_init(&p->retry, p_retry, p);
+            timer_init(&p->tick, p_wait, p);
+        }
+        agent *a = xcalloc(1, sizeof *a);
+        add_role(&a->r, (int)s, agent_start, agent_destroy);
+        a->c = hc_new(a->r.w->loop, &agent_ops, a);
+        a->g = &groups[s];
+        a->period = SEC * opt.chunk_batch / opt.rate;
+        a->offset_in_period = a->period * s / n;
+        timer_init(&a->tick, agent_wait, a);
+    }
+    phase_start();
+    long connected_half = half ? wait_connected(half * np, "participants of half of the sessions") : 0;
+    sleep_ms(300); /* the presence enters' deliveries settle */
+    sample s_half_idle = sample_server();
+    atomic_store(&collab_open, true);
+    long connected = wait_connected(n * np, "participants");
+    sleep_ms(300);
+    sample s_idle = sample_server();
+    run_window(opt.grace);
+    long live = atomic_load(&subs_live);
+    phase_end(&res.t);
+    if (opt.history > 0) collab_history();
+
+    res.ops = res.t.ops;
+    res.bytes = res.t.bytes;
+    uint64_t expected = groups_expected(), ops_sent = 0, pres_sent = 0, ops_expected = 0, pres_expected = 0;
+    for (long i = 0; i < n; i++) {
+        long c = atomic_load(&groups[i].connected);
+        ops_sent += atomic_load(&groups[i].sent_ops);
+        pres_sent += atomic_load(&groups[i].sent_pres);
+        ops_expected += atomic_load(&groups[i].sent_ops) * (uint64_t)c;
+        pres_expected += atomic_load(&groups[i].sent_pres) * (uint64_t)c;
+    }
+    totals *t = &res.t;
+    sb_printf(&res.extra,
+              ",\"connected\":%ld,\"connected_end\":%ld,\"reconnects\":%lu,\"tokens_sent\":%" PRIu64
+              ",\"tokens_scheduled\":%" PRIu64 ",\"tokens_delivered\":%" PRIu64 ",\"tokens_expected\":%" PRIu64
+              ",\"ops_sent\":%" PRIu64 ",\"ops_delivered\":%" PRIu64 ",\"ops_expected\":%" PRIu64
+              ",\"presence_sent\":%" PRIu64 ",\"presence_delivered\":%" PRIu64 ",\"presence_expected\":%" PRIu64
+              ",\"events_delivered\":%" PRIu64 ",\"seq_gaps\":%" PRIu64 ",\"seq_dups\":%" PRIu64,
+              connected, live, atomic_load(&sse_reconnects), groups_sent(), sends_scheduled(), t->ops, expected,
+              ops_sent, t->op_deliv, ops_expected, pres_sent, t->pres_deliv, pres_expected, t->events, t->seq_gaps,
+              t->seq_dups);
+    sb_printf(&res.extra,
+              ",\"op_latency_us\":{\"p50\":%" PRIu64 ",\"p90\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"max\":%" PRIu64
+              ",\"count\":%" PRIu64 "},\"presence_latency_us\":{\"p50\":%" PRIu64 ",\"p99\":%" PRIu64
+              ",\"max\":%" PRIu64 ",\"count\":%" PRIu64 "}",
+              hist_quantile(t->op_lat, 0.5), hist_quantile(t->op_lat, 0.9), hist_quantile(t->op_lat, 0.99),
+              t->op_lat->max, t->op_lat->count, hist_quantile(t->pres_lat, 0.5), hist_quantile(t->pres_lat, 0.99),
+              t->pres_lat->max, t->pres_lat->count);
+    bool srv = res.s0.ok && res.s1.ok;
+    double cpu_ms = srv ? res.s1.cpu_ms - res.s0.cpu_ms : 0;
+    if (srv) {
+        sb_printf(&res.extra, ",\"server_cpu_us_per_token\":%.3f,\"server_cpu_us_per_event\":%.3f",
+                  t->ops ? cpu_ms * 1000 / (double)t->ops : 0, t->events ? cpu_ms * 1000 / (double)t->events : 0);
+    }
+    bool mem = s_none.ok && s_sessions.ok && s_idle.ok && s_half_sessions.ok && s_half_idle.ok;
+    double per_session = mem ? (double)(s_sessions.rss_kb - s_none.rss_kb) * 1024.0 / (double)n : 0;
+    double per_part = mem && connected ? (double)(s_idle.rss_kb - s_sessions.rss_kb) * 1024.0 / (double)connected : 0;
+    double per_session2 = mem && n > half ? (double)(s_sessions.rss_kb - s_half_sessions.rss_kb) * 1024.0 / (double)(n - half) : 0;
+    double per_part2 = mem && connected > connected_half
+                           ? (double)(s_idle.rss_kb - s_half_idle.rss_kb) * 1024.0 / (double)(connected - connected_half)
+                           : 0;
+    if (mem)
+        sb_printf(&res.extra,
+                  ",\"server_rss_kb_no_sessions\":%ld,\"server_rss_kb_half_sessions\":%ld,\"server_rss_kb_sessions\":%ld,"
+                  "\"server_rss_kb_half_idle\":%ld,\"server_rss_kb_idle\":%ld,"
+                  "\"rss_per_session_bytes\":%.0f,\"rss_per_idle_participant_bytes\":%.0f,"
+                  "\"rss_per_session_bytes_second_half\":%.0f,\"rss_per_idle_participant_bytes_second_half\":%.0f",
+                  s_none.rss_kb, s_half_sessions.rss_kb, s_sessions.rss_kb, s_half_idle.rss_kb, s_idle.rss_kb,
+                  per_session, per_part, per_session2, per_part2);
+    sb_printf(&res.summary, "tokens delivered %" PRIu64 "/%" PRIu64 " (%" PRIu64 " of %" PRIu64 " sent)", t->ops,
+              expected, groups_sent(), sends_scheduled());
+    sb_printf(&res.summary, ", ops %" PRIu64 "/%" PRIu64 " p50 %" PRIu64 " p99 %" PRIu64 " us", t->op_deliv,
+              ops_expected, hist_quantile(t->op_lat, 0.5), hist_quantile(t->op_lat, 0.99));
+    sb_printf(&res.summary, ", presence %" PRIu64 "/%" PRIu64, t->pres_deliv, pres_expected);
+    if (t->seq_gaps || t->seq_dups)
+        sb_printf(&res.summary, ", CHUNK SEQ GAPS %" PRIu64 " DUPS %" PRIu64, t->seq_gaps, t->seq_dups);
+    if (srv)
+        sb_printf(&res.summary, ", %" PRIu64 " events, %.1f us cpu/event", t->events,
+                  t->events ? cpu_ms * 1000 / (double)t->events : 0);
+    if (mem)
+        sb_printf(&res.summary, ", rss %.0f B/session %.0f B/idle participant (second half: %.0f, %.0f)", per_session,
+                  per_part, per_session2, per_part2);
+    if (opt.history > 0 && att.count[0] && att.count[1]) {
+        double wall[2], cpu[2];
+        for (int k = 0; k < 2; k++) {
+            wall[k] = att.wall_ms[k] / (double)att.count[k];
+            cpu[k] = att.cpu_ms[k] / (double)att.count[k];
+        }
+        sb_printf(&res.extra,
+                  ",\"attach\":{\"history_chunks\":%ld,\"build_s\":%.2f,\"count\":%ld,\"bytes\":%" PRIu64
+                  ",\"wall_ms_mean\":%.3f,\"wall_us_p50\":%" PRIu64 ",\"wall_us_p99\":%" PRIu64
+                  ",\"server_cpu_ms\":%.3f,\"empty_count\":%ld,\"empty_bytes\":%" PRIu64
+                  ",\"empty_wall_ms_mean\":%.3f,\"empty_wall_us_p50\":%" PRIu64 ",\"empty_server_cpu_ms\":%.3f"
+                  ",\"server_ms\":%.3f,\"server_cpu_ms_net\":%.3f}",
+                  opt.history, att.build_s, att.count[0], att.bytes[0], wall[0], hist_quantile(att.big, 0.5),
+                  hist_quantile(att.big, 0.99), cpu[0], att.count[1], att.bytes[1], wall[1],
+                  hist_quantile(att.empty, 0.5), cpu[1], wall[0] - wall[1], cpu[0] - cpu[1]);
+        sb_printf(&res.summary,
+                  ", attach of %ld chunks: %.2f ms (%" PRIu64 " B; empty %.2f ms): %.2f ms server time, cpu %.2f ms",
+                  opt.history, wall[0], att.bytes[0], wall[1], wall[0] - wall[1], cpu[0] - cpu[1]);
+    }
+    if (att.big) {
+        hist_free(att.big);
+        hist_free(att.empty);
+    }
+}
+
 /* ---- idle ---- */
 
 static void run_idle(void) {
@@ -1548,6 +2421,8 @@ static long connections_needed(void) {
     if (!strcmp(w, "longpoll")) return or_default(opt.readers, 100) + or_default(opt.streams, 10);
     if (!strcmp(w, "catchup")) return lmax(or_default(opt.clients, 1000), 64);
     if (!strcmp(w, "tokens")) return or_default(opt.sessions, 100) * (or_default(opt.readers, 2) + 1);
+    /* per session: the agent, and each participant's SSE and write connections */
+    if (!strcmp(w, "collab")) return lmax(or_default(opt.sessions, 100) * (2 * opt.participants + 1), 64);
     return or_default(opt.subscribers, 1000);
 }
 
@@ -1559,6 +2434,7 @@ int main(int argc, char **argv) {
     } workloads[] = {
         {"append", run_append}, {"sse", run_sse},       {"longpoll", run_longpoll},
         {"catchup", run_catchup}, {"tokens", run_tokens}, {"idle", run_idle},
+        {"collab", run_collab},
     };
     void (*run)(void) = NULL;
     for (size_t i = 0; i < sizeof workloads / sizeof workloads[0]; i++)
@@ -1569,10 +2445,14 @@ int main(int argc, char **argv) {
     check_reachable();
     res.t.lat = hist_new();
     res.t.completion = hist_new();
+    res.t.op_lat = hist_new();
+    res.t.pres_lat = hist_new();
     run();
     report();
     hist_free(res.t.lat);
     hist_free(res.t.completion);
+    hist_free(res.t.op_lat);
+    hist_free(res.t.pres_lat);
     sb_free(&res.params);
     sb_free(&res.extra);
     sb_free(&res.summary);

@@ -38,6 +38,9 @@ PLANS = {
     "smoke": [
         ("append", "256B, 8 conns, 10 streams", ["--connections", "8", "--streams", "10", "--size", "256", "--producer"], ["weft"]),
         ("sse", "10 subscribers", ["--subscribers", "10", "--rate", "50", "--size", "256"], ["weft"]),
+        # ~5 s: a handful of sessions, a 10,000-chunk history
+        ("collab", "5 sessions x (agent + 3 participants), 10k-chunk attach",
+         ["--sessions", "5", "--warmup", "0.5", "--grace", "0.5", "--history", "10000", "--attaches", "40"], ["weft"]),
     ],
     "quick": [
         ("append", "256B, 64 conns, 100 streams", ["--connections", "64", "--streams", "100", "--size", "256", "--producer"], ["weft", "node-mem", "node-file", "nginx"]),
@@ -47,6 +50,7 @@ PLANS = {
         ("catchup", "50 clients x 200 x 1KiB", ["--clients", "50", "--messages", "200", "--size", "1024"], ["weft", "node-mem"]),
         ("tokens", "50 sessions", ["--sessions", "50", "--rate", "30", "--size", "20", "--readers", "2"], ["weft", "node-mem"]),
         ("idle", "1000 SSE subscribers", ["--subscribers", "1000"], ["weft", "node-mem"]),
+        ("collab", "100 sessions x (agent + 3 participants), 100k-chunk attach", ["--sessions", "100"], ["weft"]),
     ],
     "full": [
         ("append", "256B, 64 conns, 100 streams", ["--connections", "64", "--streams", "100", "--size", "256", "--producer"], ["weft", "node-mem", "node-file", "nginx"]),
@@ -63,6 +67,9 @@ PLANS = {
         ("catchup", "1000 clients x 2000 x 1KiB", ["--clients", "1000", "--messages", "2000", "--size", "1024"], ["weft", "node-mem", "node-file"]),
         ("tokens", "1000 sessions", ["--sessions", "1000", "--rate", "30", "--size", "20", "--readers", "2"], ["weft", "node-mem", "node-file"]),
         ("idle", "18000 SSE subscribers", ["--subscribers", "18000", "--threads", "2"], ["weft", "node-mem"]),
+        ("collab", "1000 sessions x (agent + 3 participants), 100k-chunk attach", ["--sessions", "1000"], ["weft"]),
+        ("collab", "1000 sessions, agents post 5 chunks per request",
+         ["--sessions", "1000", "--chunk-batch", "5", "--history", "0"], ["weft"]),
     ],
 }
 DURATION = {"smoke": "2", "quick": "3", "full": "10"}
@@ -245,6 +252,144 @@ def nginx_pairs(mode, workload, label, args, weft, nginx):
             "runs": [{"weft": w, "nginx": n} for w, n in pairs[1:]]}
 
 
+def arg_of(args, name, default):
+    return args[args.index(name) + 1] if name in args else default
+
+
+def fsync_floor(n=200):
+    """Milliseconds per 4 KiB append + fdatasync on the disk the servers'
+    data directories are on (tempfile's): every session write is answered,
+    and every event delivered, only once it is durable."""
+    d = tempfile.mkdtemp(prefix="weft-bench-fsync-")
+    try:
+        fd = os.open(os.path.join(d, "f"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        lat = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            os.write(fd, b"x" * 4096)
+            os.fdatasync(fd)
+            lat.append((time.perf_counter() - t0) * 1000)
+        os.close(fd)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    lat.sort()
+    return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+
+
+def verdict(ok):
+    return "met" if ok else "NOT met"
+
+
+def collab(mode, label, args, floors):
+    """The sessions workload (issue 18), and right after each collab run the
+    plain-stream tokens workload with the same sessions, rate, size and as
+    many SSE readers as participants, on weft, back to back: the ratio of
+    server CPU per delivered token. In full mode PAIRS[mode] pairs (the
+    history and attaches only in the first). Prints the issue's targets as
+    met / not met, with the floors measured in this run."""
+    sessions, parts = arg_of(args, "--sessions", "100"), arg_of(args, "--participants", "3")
+    tok_args = ["--sessions", sessions, "--readers", parts, "--rate", arg_of(args, "--rate", "30"),
+                "--size", arg_of(args, "--size", "20")]
+    if "--warmup" in args:
+        tok_args += ["--warmup", arg_of(args, "--warmup", "1")]
+    rows, pairs = [], []
+    baseline = mode != "smoke"
+    for i in range(PAIRS[mode] if baseline else 1):
+        a = list(args)
+        if i > 0:
+            a += ["--history", "0"]
+        c = run_one(mode, "collab", label, a, "weft")
+        if not c:
+            return rows, 1
+        rows.append(c)
+        if not baseline:
+            break
+        t = run_one(mode, "tokens", "tokens baseline: %s sessions x %s readers" % (sessions, parts), tok_args, "weft")
+        if not t:
+            return rows, 1
+        t["server"] = "weft tokens"
+        rows.append(t)
+        pairs.append((c, t))
+    table(rows)
+    c = rows[0]
+    ms = lambda us: "%.1f ms" % (us / 1000.0)
+    runs = [r for r in rows if r.get("workload") == "collab"]
+    med = lambda v: sorted(v)[len(v) // 2] if v else None
+    tok99 = med([r.get("latency_us", {}).get("p99", 1e12) for r in runs])
+    op99 = med([r.get("op_latency_us", {}).get("p99", 1e12) for r in runs])
+    if len(runs) > 1:
+        print("  over the %d collab runs: token p99 %s, op p99 %s (medians %s, %s); CPU per token %s us"
+              % (len(runs), " ".join(ms(r["latency_us"]["p99"]) for r in runs),
+                 " ".join(ms(r["op_latency_us"]["p99"]) for r in runs), ms(tok99), ms(op99),
+                 " ".join("%.1f" % (r.get("server_cpu_us_per_token") or 0) for r in runs)))
+        print("  the lines below are the first run's")
+    lat, op, pres = c.get("latency_us", {}), c.get("op_latency_us", {}), c.get("presence_latency_us", {})
+    print("  token append->delivery: p50 %s p99 %s (%d of %d delivered; %d of %d scheduled sent)"
+          % (ms(lat.get("p50", 0)), ms(lat.get("p99", 0)), c.get("tokens_delivered", 0), c.get("tokens_expected", 0),
+             c.get("tokens_sent", 0), c.get("tokens_scheduled", 0)))
+    print("  op append->delivery:    p50 %s p99 %s (%d of %d); presence p50 %s p99 %s (%d of %d)"
+          % (ms(op.get("p50", 0)), ms(op.get("p99", 0)), c.get("ops_delivered", 0), c.get("ops_expected", 0),
+             ms(pres.get("p50", 0)), ms(pres.get("p99", 0)), c.get("presence_delivered", 0),
+             c.get("presence_expected", 0)))
+    if c.get("seq_gaps") or c.get("seq_dups"):
+        print("  CHUNK SEQUENCE: %d gaps, %d duplicates" % (c.get("seq_gaps", 0), c.get("seq_dups", 0)))
+    print("  server CPU per delivered event %.1f us (%d events), per delivered token %.1f us"
+          % (c.get("server_cpu_us_per_event") or 0, c.get("events_delivered", 0), c.get("server_cpu_us_per_token") or 0))
+    print("  server RSS per session %.0f B, per idle participant %.0f B (second half of them: %.0f B, %.0f B)"
+          % (c.get("rss_per_session_bytes", 0), c.get("rss_per_idle_participant_bytes", 0),
+             c.get("rss_per_session_bytes_second_half", 0), c.get("rss_per_idle_participant_bytes_second_half", 0)))
+    att = c.get("attach")
+    if att:
+        print("  attach of a %d-chunk session (%d B answer): %.2f ms wall (p50 %s p99 %s), %.2f ms server CPU;"
+              " empty session (%d B): %.2f ms, %.2f ms CPU; server time per attach %.2f ms (CPU %.2f ms), %d each"
+              % (att["history_chunks"], att["bytes"], att["wall_ms_mean"], ms(att["wall_us_p50"]),
+                 ms(att["wall_us_p99"]), att["server_cpu_ms"], att["empty_bytes"], att["empty_wall_ms_mean"],
+                 att["empty_server_cpu_ms"], att["server_ms"], att["server_cpu_ms_net"], att["count"]))
+    ratios = sorted(c2["server_cpu_us_per_token"] / t2["server_cpu_us_per_token"] for c2, t2 in pairs
+                    if c2.get("server_cpu_us_per_token") and t2.get("server_cpu_us_per_token"))
+    median = ratios[len(ratios) // 2] if ratios else None
+    if pairs:
+        t = pairs[0][1]
+        tl = t.get("latency_us", {})
+        print("  tokens workload (plain streams, same sessions, %s readers): %.1f us CPU per delivered token,"
+              " p50 %s p99 %s" % (parts, t.get("server_cpu_us_per_token") or 0, ms(tl.get("p50", 0)),
+                                  ms(tl.get("p99", 0))))
+        print("  collab/tokens CPU per delivered token over %d back-to-back pair%s: %s (median %.2fx)"
+              % (len(pairs), "" if len(pairs) == 1 else "s", " ".join("%.2fx" % r for r in ratios), median or 0))
+    fs50, fs99 = fsync_floor()
+    print("  floors: 4 KiB append + fdatasync on this disk p50 %.2f ms p99 %.2f ms; empty-session attach %s;"
+          % (fs50, fs99, "%.2f ms" % att["empty_wall_ms_mean"] if att else "-"))
+    for line in floors:
+        if "--sockets 1000" in line or "1000 sockets" in line:
+            print("          " + line)
+    if not floors:
+        print("          (loopback write floor: not measured in smoke mode)")
+    print("  targets (2 cores shared by server and load generator):")
+    over = "" if len(runs) == 1 else ", median of %d runs" % len(runs)
+    if not all(r.get("tokens_delivered") and r.get("ops_delivered") for r in runs):
+        tok99 = op99 = 1e12  # nothing delivered: not met
+    print("    token p99 <= 10 ms: %s (%s%s)" % (verdict(tok99 <= 10000), ms(tok99), over))
+    print("    op p99 <= 10 ms: %s (%s%s)" % (verdict(op99 <= 10000), ms(op99), over))
+    rp, rp2 = c.get("rss_per_idle_participant_bytes"), c.get("rss_per_idle_participant_bytes_second_half")
+    if rp is not None and c.get("connected", 0) < 300:
+        print("    <= 4 KiB per idle participant: not judged (%d participants are too few for RSS to resolve)"
+              % c.get("connected", 0))
+    elif rp is not None:
+        print("    <= 4 KiB per idle participant: %s on the whole average (%.0f B), %s on the second half (%.0f B)"
+              % (verdict(rp <= 4096), rp, verdict((rp2 or 1e12) <= 4096), rp2 or 0))
+    if att:
+        print("    attach of a %d-chunk session <= 5 ms server time: %s (%.2f ms; CPU %.2f ms)%s"
+              % (att["history_chunks"], verdict(att["server_ms"] <= 5), att["server_ms"], att["server_cpu_ms_net"],
+                 "" if att["history_chunks"] >= 100000 else " [smaller history than the target's 100,000]"))
+    if median is not None:
+        print("    CPU per delivered token <= 0.5x the tokens workload's: %s (%.2fx)" % (verdict(median <= 0.5), median))
+    summary = {"workload": "collab-summary", "server": "weft", "case": label, "pairs": len(pairs),
+               "cpu_per_token_ratios": ratios, "cpu_per_token_ratio_median": median,
+               "token_p99_us_median": tok99, "op_p99_us_median": op99,
+               "fsync_ms_p50": round(fs50, 3), "fsync_ms_p99": round(fs99, 3)}
+    return rows + [summary], 0
+
+
 def many_streams(results):
     """Weft's CPU per append with many streams against with few, measured in
     the same run: sessions multiply streams, so the cost should not."""
@@ -290,6 +435,11 @@ def main():
         if "nginx" in servers and not shutil.which("nginx"):
             servers = [s for s in servers if s != "nginx"]
         print("== %s: %s" % (workload, label))
+        if workload == "collab":
+            rows, failed = collab(a.mode, label, args, floors)
+            results.extend(rows)
+            failures += failed
+            continue
         rows = []
         for kind in servers:
             r = run_one(a.mode, workload, label, args, kind)
