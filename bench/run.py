@@ -207,7 +207,7 @@ def fmt(v, digits=0):
     return str(v)
 
 
-def table(rows):
+def table(rows, ratios=True):
     cols = ["server", "ops/s", "MB/s", "p50 us", "p90 us", "p99 us", "p999 us", "cpu us/op", "peak RSS MB", "errors"]
     lines = [cols]
     for r in rows:
@@ -220,7 +220,7 @@ def table(rows):
     for l in lines:
         print("  " + "  ".join(str(c).rjust(w) for c, w in zip(l, widths)))
     weft = next((r for r in rows if r["server"] == "weft"), None)
-    if weft and weft.get("ops_per_sec"):
+    if ratios and weft and weft.get("ops_per_sec"):
         for r in rows:
             if r is weft or not r.get("ops_per_sec"):
                 continue
@@ -310,7 +310,7 @@ def collab(mode, label, args, floors):
         t["server"] = "weft tokens"
         rows.append(t)
         pairs.append((c, t))
-    table(rows)
+    table(rows, ratios=False)
     c = rows[0]
     ms = lambda us: "%.1f ms" % (us / 1000.0)
     runs = [r for r in rows if r.get("workload") == "collab"]
@@ -371,9 +371,10 @@ def collab(mode, label, args, floors):
     print("    token p99 <= 10 ms: %s (%s%s)" % (verdict(tok99 <= 10000), ms(tok99), over))
     print("    op p99 <= 10 ms: %s (%s%s)" % (verdict(op99 <= 10000), ms(op99), over))
     rp, rp2 = c.get("rss_per_idle_participant_bytes"), c.get("rss_per_idle_participant_bytes_second_half")
-    if rp is not None and c.get("connected", 0) < 300:
-        print("    <= 4 KiB per idle participant: not judged (%d participants are too few for RSS to resolve)"
-              % c.get("connected", 0))
+    if rp is not None and c.get("connected", 0) < 1000:
+        print("    <= 4 KiB per idle participant: not judged (%d participants are too few for RSS to resolve;"
+              " full mode has 3,000): %.0f B on the whole average, %.0f B on the second half"
+              % (c.get("connected", 0), rp, rp2 or 0))
     elif rp is not None:
         print("    <= 4 KiB per idle participant: %s on the whole average (%.0f B), %s on the second half (%.0f B)"
               % (verdict(rp <= 4096), rp, verdict((rp2 or 1e12) <= 4096), rp2 or 0))
