@@ -132,8 +132,8 @@ void generation_maybe_compact(sessions *ss, session *s) {
     int rc = streams_create_json(ss->st, next, streams_ttl(ss->st, s->log_path), tail, snap.data,
                                  snap.len, NULL);
     if (rc == 1) {
-        log_write(LOG_INFO, "session %s: log compacted from %llu to %zu bytes (generation %u)", s->id,
-                  (unsigned long long)s->log_bytes, snap.len, s->gen + 1);
+        log_write(LOG_INFO, "session %s: log compacted from %llu to %zu bytes (generation %u, from offset %llu)",
+                  s->id, (unsigned long long)s->log_bytes, snap.len, s->gen + 1, (unsigned long long)tail);
         streams_retire(ss->st, s->log_path);
         s->base = tail;
         s->old_log = s->log_path;
