@@ -86,6 +86,8 @@ void session_reset(session *s) {
     json_object_foreach(s->state, type, table) json_object_clear(table);
     json_object_clear(s->output);
     json_object_clear(s->batches);
+    free(s->messages_text);
+    s->messages_text = NULL;
     for (size_t i = 0; i < s->nruns; i++) {
         free(s->runs[i].id);
         free(s->runs[i].owner);
@@ -126,6 +128,10 @@ bool session_apply(sessions *ss, session *s, json_t *ev) {
     if (!del && strcmp(op, "insert") != 0 && strcmp(op, "update") != 0) return false;
     if (del) json_object_del(table, key);
     else json_object_set(table, key, value);
+    if (strcmp(type, "message") == 0) {
+        free(s->messages_text);
+        s->messages_text = NULL;
+    }
     if (strcmp(type, "run") == 0 && !del) {
         track_run(ss, s, key, value);
     } else if (strcmp(type, "object") == 0 && json_is_string(json_object_get(headers, "txid"))) {
@@ -154,9 +160,36 @@ int session_commit(sessions *ss, session *s, json_t *events, http_conn *c, uint6
     return rc;
 }
 
-json_t *session_snapshot(session *s, uint64_t offset) {
+static void append_json(buf *out, json_t *v) {
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    buf_append_str(out, text);
+    free(text);
+}
+
+/* The message table is most of a long session's attach (every ended run is
+ * a message) and changes least often: it is serialised once per change,
+ * not once per attach. */
+void session_snapshot_text(session *s, uint64_t offset, buf *out) {
     char off[OFFSET_LEN + 1];
     offset_format(offset, off);
-    return json_pack("{s:s, s:s, s:O, s:O}", "id", s->id, "offset", off, "state", s->state,
-                     "output", s->output);
+    json_t *head = json_pack("{s:s, s:s}", "id", s->id, "offset", off);
+    char *text = json_dumps(head, JSON_COMPACT);
+    buf_append(out, text, strlen(text) - 1); /* without its closing brace */
+    free(text);
+    json_decref(head);
+    if (!s->messages_text) s->messages_text = json_dumps(json_object_get(s->state, "message"), JSON_COMPACT);
+    buf_append_str(out, ",\"state\":{\"message\":");
+    buf_append_str(out, s->messages_text);
+    const char *type;
+    json_t *table;
+    json_object_foreach(s->state, type, table) {
+        if (strcmp(type, "message") == 0) continue;
+        buf_append_str(out, ",\"");
+        buf_append_str(out, type); /* one of the five table names: plain ASCII */
+        buf_append_str(out, "\":");
+        append_json(out, table);
+    }
+    buf_append_str(out, "},\"output\":");
+    append_json(out, s->output);
+    buf_append_str(out, "}");
 }

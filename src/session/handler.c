@@ -25,23 +25,40 @@ typedef struct req_ctx {
 
 static void begin(req_ctx *r, int status) { streams_respond_begin(r->ss->st, r->c, status); }
 
-/* Answer body (stolen) as JSON; with an offset header if offset != NULL. */
-static void answer(req_ctx *r, int status, json_t *body, const uint64_t *offset) {
+/* Answer JSON text; with an offset header if off != NULL. */
+static void answer_text(req_ctx *r, int status, const char *text, size_t len, const char *off) {
     begin(r, status);
     http_respond_header(r->c, "Content-Type", "application/json");
     http_respond_header(r->c, "Cache-Control", "no-store");
+    if (off) http_respond_header(r->c, "Stream-Next-Offset", off);
+    http_respond_body(r->c, text, len);
+    http_respond_body(r->c, "\n", 1);
+    http_respond_end(r->c);
+}
+
+/* Answer body (stolen) as JSON; with an offset (header and member) if
+ * offset != NULL. */
+static void answer(req_ctx *r, int status, json_t *body, const uint64_t *offset) {
+    char off[OFFSET_LEN + 1];
     if (offset) {
-        char off[OFFSET_LEN + 1];
         offset_format(*offset, off);
-        http_respond_header(r->c, "Stream-Next-Offset", off);
         json_object_set_new(body, "offset", json_string(off));
     }
     char *s = json_dumps(body, JSON_COMPACT);
-    http_respond_body(r->c, s, strlen(s));
-    http_respond_body(r->c, "\n", 1);
+    answer_text(r, status, s, strlen(s), offset ? off : NULL);
     free(s);
     json_decref(body);
-    http_respond_end(r->c);
+}
+
+/* The attach answer: the snapshot text, which carries its own offset. */
+static void answer_attach(req_ctx *r, session *s, uint64_t tail) {
+    buf body;
+    buf_init(&body);
+    session_snapshot_text(s, tail, &body);
+    char off[OFFSET_LEN + 1];
+    offset_format(tail, off);
+    answer_text(r, 200, (const char *)body.data, body.len, off);
+    buf_free(&body);
 }
 
 static void fail(req_ctx *r, int status, const char *msg) {
@@ -194,7 +211,7 @@ static void session_attach(req_ctx *r) {
     if (!s) return;
     uint64_t tail;
     if (streams_hold_tail(r->ss->st, s->log_path, r->c, &tail) != 0) fail_storage(r);
-    else answer(r, 200, session_snapshot(s, tail), &tail);
+    else answer_attach(r, s, tail);
 }
 
 static void session_delete(req_ctx *r) {

@@ -65,6 +65,7 @@ static void session_free(session *s) {
     presence_free(s);
     json_decref(s->batches);
     json_decref(s->state);
+    free(s->messages_text);
     json_decref(s->output);
     free(s->log_path);
     free(s->old_log);

@@ -57,6 +57,7 @@ struct session {
     uint64_t snap_bytes; /* the snapshot it started with */
     int64_t compacted_at; /* ms since the epoch */
     json_t *state;   /* {"message", "run", "chunk", "object", "presence": {key: value}} */
+    char *messages_text; /* state.message serialised, NULL after a change (attach) */
     json_t *output;  /* run id -> every chunk so far, for runs still going */
     json_t *batches; /* object batch ids applied (newest last), for retries */
     live_run *runs;
@@ -114,8 +115,9 @@ void session_event_frame(json_t *ev, buf *out);
  * apply them. If c, its answer waits until they are durable. *offset gets
  * the log's offset after them. 0, or -1 with errno (see streams_append). */
 int session_commit(sessions *ss, session *s, json_t *events, http_conn *c, uint64_t *offset);
-/* The attach body: {id, offset, state, output}. */
-json_t *session_snapshot(session *s, uint64_t offset);
+/* The attach body, {id, offset, state, output}, as JSON text appended to
+ * out. */
+void session_snapshot_text(session *s, uint64_t offset, buf *out);
 live_run *session_live_run(session *s, const char *id);
 
 /* --- run.c --- */
