@@ -56,6 +56,7 @@ step "session protocol test (ASan+UBSan server)" python3 tests/proto/session_tes
 step "session cancel test" python3 tests/proto/session_cancel_test.py build/weft
 step "session crash test (SIGKILL)" python3 tests/proto/session_crash_test.py build/weft
 step "session interop test (@durable-streams/state)" bash tests/interop/run.sh build/weft
+step "TypeScript packages (typecheck, build, vitest against the real weft)" env WEFT_BIN="$PWD/build/weft" npm run --silent test:js
 step "benchmark smoke run (5 s)" python3 bench/run.py smoke --out "$(mktemp -d)/bench.json"
 
 echo

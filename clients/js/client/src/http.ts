@@ -1,0 +1,92 @@
+/**
+ * Requests to Weft's session routes: JSON in, JSON out, errors as
+ * {@link WeftError} with the server's message.
+ * @module
+ */
+
+/** A header value, or a function evaluated per request (a fresh token, say). */
+export type HeaderValue = string | (() => string | Promise<string>);
+
+/** A request Weft answered with an error status. */
+export class WeftError extends Error {
+  override name = "WeftError";
+  constructor(
+    /** The HTTP status (400, 404, 409, 413, ...). */
+    readonly status: number,
+    /** The server's message (`{"error": ...}`). */
+    message: string,
+    /** The request, as "METHOD path". */
+    readonly request: string,
+  ) {
+    super(`${request}: ${status} ${message}`);
+  }
+}
+
+/** How a session client reaches Weft. */
+export interface Transport {
+  /** Weft's base URL, e.g. `http://localhost:4437`. */
+  url: string;
+  /** This participant's client id, sent as the `Weft-Client` header. */
+  client: string;
+  fetch: typeof globalThis.fetch;
+  headers: Record<string, HeaderValue>;
+}
+
+export async function resolveHeaders(t: Transport): Promise<Record<string, string>> {
+  const out: Record<string, string> = { "Weft-Client": t.client };
+  for (const [k, v] of Object.entries(t.headers)) out[k] = typeof v === "function" ? await v() : v;
+  return out;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * One request to `path` (under the base URL). Network failures and 503 are
+ * retried with backoff for `retryMs` when the request is safe to repeat
+ * (idempotent by its id); other errors throw {@link WeftError}.
+ */
+export async function request<T>(
+  t: Transport,
+  method: string,
+  path: string,
+  body?: unknown,
+  opts: { retryMs?: number; signal?: AbortSignal; okStatuses?: number[] } = {},
+): Promise<{ status: number; body: T }> {
+  const deadline = Date.now() + (opts.retryMs ?? 0);
+  let delay = 50;
+  for (;;) {
+    let res: Response;
+    try {
+      const headers = await resolveHeaders(t);
+      if (body !== undefined) headers["Content-Type"] = "application/json";
+      res = await t.fetch(t.url + path, {
+        method,
+        headers,
+        body: body === undefined ? null : JSON.stringify(body),
+        signal: opts.signal ?? null,
+      });
+    } catch (e) {
+      if (opts.signal?.aborted || Date.now() + delay > deadline) throw e;
+      await sleep(delay);
+      delay = Math.min(delay * 2, 2000);
+      continue;
+    }
+    const text = await res.text();
+    if (res.status === 503 && Date.now() + delay <= deadline) {
+      await sleep(delay);
+      delay = Math.min(delay * 2, 2000);
+      continue;
+    }
+    let parsed: unknown = undefined;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (!res.ok && !(opts.okStatuses ?? []).includes(res.status)) {
+      const msg = (parsed as { error?: string } | undefined)?.error ?? (text.trim() || res.statusText);
+      throw new WeftError(res.status, msg, `${method} ${path}`);
+    }
+    return { status: res.status, body: parsed as T };
+  }
+}
