@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { ObjectOpError, RunEndedError, WeftError, WeftSession, type UIChunk } from "../src/index.js";
-import { until, WeftServer } from "./weft-server.js";
+import { until, WeftServer } from "../../test-support/weft-server.js";
 
 let weft: WeftServer;
 const open: WeftSession[] = [];

@@ -9,7 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const BIN = resolve(process.env.WEFT_BIN ?? join(here, "../../../../build/weft"));
+const BIN = resolve(process.env.WEFT_BIN ?? join(here, "../../../build/weft"));
 
 function freePort(): Promise<number> {
   return new Promise((res, rej) => {
