@@ -106,6 +106,7 @@ export class WeftSession {
   #abort = new AbortController();
   #following: Promise<void> | null = null;
   #connected = false;
+  #version = 0;
 
   private constructor(opts: SessionOptions) {
     this.id = opts.id;
@@ -142,6 +143,11 @@ export class WeftSession {
   /** The log offset the state reflects. */
   get offset(): string {
     return this.#offset;
+  }
+
+  /** Counts changes of the state: a cheap snapshot for `useSyncExternalStore`. */
+  get version(): number {
+    return this.#version;
   }
 
   /** Whether the live log connection is up (false while reconnecting). */
@@ -396,6 +402,7 @@ export class WeftSession {
   }
 
   #changed(): void {
+    this.#version++;
     this.#objectsView = null;
     for (const l of this.#listeners) l();
   }
