@@ -48,7 +48,7 @@ export interface PresenceMember {
 }
 
 /** An item of a shared list. */
-export interface ListItem<T extends Json = Json> {
+export interface ListItem<T = Json> {
   id: string;
   value: T;
 }

@@ -107,11 +107,11 @@ export function usePresence(): {
 }
 
 /** A shared map: its value, and set / remove at a path. */
-export function useMap<T extends { [key: string]: Json } = { [key: string]: Json }>(
+export function useMap<T = { [key: string]: Json }>(
   name: string,
 ): [T | undefined, { set: (path: MapPath, value: Json) => Promise<unknown>; remove: (path: MapPath) => Promise<unknown> }] {
   const s = useSession();
-  const value = useSessionValue((x) => x.object<T>(name));
+  const value = useSessionValue((x) => x.object(name) as T | undefined);
   const ops = useMemo(
     () => ({
       set: (path: MapPath, v: Json) => s.applyOps([{ object: name, op: "set", path, value: v }]),
@@ -131,7 +131,7 @@ export function useCounter(name: string): [number, (by?: number) => Promise<unkn
 }
 
 /** Ops on a shared list. `after`: an item id, `null` for the start, omitted for the end. */
-export interface ListOps<T extends Json> {
+export interface ListOps<T> {
   insert: (value: T, opts?: { id?: string; after?: string | null }) => Promise<unknown>;
   move: (id: string, after?: string | null) => Promise<unknown>;
   update: (id: string, value: T) => Promise<unknown>;
@@ -139,20 +139,24 @@ export interface ListOps<T extends Json> {
 }
 
 /** A shared list: its items (conflict-free: concurrent inserts and moves all survive) and its ops. */
-export function useList<T extends Json = Json>(name: string): [ListItem<T>[], ListOps<T>] {
+export function useList<T = Json>(name: string): [ListItem<T>[], ListOps<T>] {
   const s = useSession();
   const items = useSessionValue((x) => (x.object(name) as ListItem<T>[] | undefined) ?? []);
   const ops = useMemo<ListOps<T>>(
     () => ({
       insert: (value, o = {}) => {
-        const op: { object: string; op: "insert"; value: Json; id?: string; after?: string | null } = { object: name, op: "insert", value };
+        const op: { object: string; op: "insert"; value: Json; id?: string; after?: string | null } = {
+          object: name,
+          op: "insert",
+          value: value as unknown as Json,
+        };
         if (o.id !== undefined) op.id = o.id;
         if (o.after !== undefined) op.after = o.after;
         return s.applyOps([op]);
       },
       move: (id, after) =>
         s.applyOps([after === undefined ? { object: name, op: "move", id } : { object: name, op: "move", id, after }]),
-      update: (id, value) => s.applyOps([{ object: name, op: "update", id, value }]),
+      update: (id, value) => s.applyOps([{ object: name, op: "update", id, value: value as unknown as Json }]),
       remove: (id) => s.applyOps([{ object: name, op: "remove", id }]),
     }),
     [s, name],

@@ -1,0 +1,81 @@
+// The demo's server: the built app (dist/), its chat route (POST /api/chat,
+// @weft/ai-sdk's handler) and where Weft is (GET /api/config). The browser
+// talks to Weft directly for everything else.
+//
+// Env: WEFT_URL (default http://127.0.0.1:4437), TRIP_PORT (default 3000),
+// TRIP_HOST (default 127.0.0.1), ANTHROPIC_API_KEY / OPENAI_API_KEY for a
+// real model (else the scripted one), TRIP_MODEL_DELAY_MS (scripted speed).
+import { createReadStream, existsSync, statSync } from "node:fs";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { dirname, extname, join, normalize, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { createChatHandler } from "@weft/ai-sdk";
+
+import { chooseModel, respond } from "./agent.js";
+import { stats } from "./scripted.js";
+
+const weftUrl = (process.env.WEFT_URL ?? "http://127.0.0.1:4437").replace(/\/+$/, "");
+const port = Number(process.env.TRIP_PORT ?? 3000);
+const host = process.env.TRIP_HOST ?? "127.0.0.1";
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../dist");
+const { model, name } = chooseModel();
+
+const chat = createChatHandler({
+  url: weftUrl,
+  client: "agent",
+  respond: respond(model),
+  onError: (e, run) => console.error(`run ${run}: ${(e as Error).stack ?? e}`),
+});
+
+const TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript",
+  ".css": "text/css",
+  ".svg": "image/svg+xml",
+  ".json": "application/json",
+  ".png": "image/png",
+};
+
+function send(res: ServerResponse, status: number, body: unknown) {
+  res.writeHead(status, { "Content-Type": "application/json", "Cache-Control": "no-store" });
+  res.end(JSON.stringify(body));
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function serveStatic(req: IncomingMessage, res: ServerResponse) {
+  const path = normalize(decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname));
+  let file = join(root, path);
+  if (!file.startsWith(root) || !existsSync(file) || statSync(file).isDirectory()) file = join(root, "index.html");
+  if (!existsSync(file)) return send(res, 500, { error: "the app is not built: run npm run build in examples/trip-planner" });
+  res.writeHead(200, { "Content-Type": TYPES[extname(file)] ?? "application/octet-stream" });
+  createReadStream(file).pipe(res);
+}
+
+const server = createServer(async (req, res) => {
+  try {
+    const url = new URL(req.url ?? "/", "http://x");
+    if (url.pathname === "/api/config") return send(res, 200, { weftUrl, model: name });
+    if (url.pathname === "/api/model-stats") return send(res, 200, stats);
+    if (url.pathname === "/api/chat") {
+      if (req.method !== "POST") return send(res, 405, { error: "POST a chat request" });
+      const answer = await chat(new Request(`http://${host}${req.url}`, { method: "POST", body: (await readBody(req)).toString("utf8") }));
+      res.writeHead(answer.status, { "Content-Type": "application/json" });
+      return res.end(await answer.text());
+    }
+    return serveStatic(req, res);
+  } catch (e) {
+    console.error(e);
+    send(res, 500, { error: (e as Error).message });
+  }
+});
+
+server.listen(port, host, () => {
+  console.log(`trip planner on http://${host}:${port}/ (weft: ${weftUrl}, model: ${name})`);
+});
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => server.close(() => process.exit(0)));
