@@ -20,9 +20,22 @@ if ((${#pkgs[@]})); then
   apt-get update -qq
   apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
-if [[ "${1:-}" == "--with-node-deps" ]]; then
-  if [[ ! -d node_modules/@durable-streams/server-conformance-tests ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
-    echo "setup: npm ci"
-    npm ci --no-audit --no-fund --loglevel=error
-  fi
-fi
+for arg in "$@"; do
+  case $arg in
+    --with-node-deps)
+      # npm ci when node_modules is missing or older than the lockfile
+      if [[ ! -f node_modules/.package-lock.json ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+        echo "setup: npm ci"
+        npm ci --no-audit --no-fund --loglevel=error
+      fi ;;
+    --with-browser)
+      # Debian's chromium for the end-to-end tests (playwright-core drives it; nothing is downloaded)
+      if [[ ! -x /usr/bin/chromium ]]; then
+        echo "setup: installing chromium"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq chromium >/dev/null
+      fi ;;
+    *) echo "setup: unknown option $arg (--with-node-deps, --with-browser)"; exit 2 ;;
+  esac
+done

@@ -6,11 +6,12 @@
 # disk-full, bad-input, graceful-shutdown and expiry tests over real sockets,
 # the session tests (convergence, presence, every route and error path plain
 # and under ASan+UBSan, cancel, SIGKILL crash, interop with
-# @durable-streams/state), then a 5 s benchmark smoke run. Ends with "N passed, N failed" (steps).
+# @durable-streams/state), the TypeScript packages (vitest, against the real
+# binary), the trip planner end to end in Debian's chromium, then a 5 s benchmark smoke run. Ends with "N passed, N failed" (steps).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
-bash scripts/setup.sh --with-node-deps || { echo "setup failed"; exit 1; }
+bash scripts/setup.sh --with-node-deps --with-browser || { echo "setup failed"; exit 1; }
 
 passed=0; failed=0; failures=()
 step() {
@@ -57,6 +58,7 @@ step "session cancel test" python3 tests/proto/session_cancel_test.py build/weft
 step "session crash test (SIGKILL)" python3 tests/proto/session_crash_test.py build/weft
 step "session interop test (@durable-streams/state)" bash tests/interop/run.sh build/weft
 step "TypeScript packages (typecheck, build, vitest against the real weft)" env WEFT_BIN="$PWD/build/weft" npm run --silent test:js
+step "trip planner end-to-end (chromium, real weft)" env WEFT_BIN="$PWD/build/weft" TRIP_ARTIFACTS="${TRIP_ARTIFACTS:-$PWD/build/e2e-artifacts}" npm run --silent test:e2e
 step "benchmark smoke run (5 s)" python3 bench/run.py smoke --out "$(mktemp -d)/bench.json"
 
 echo

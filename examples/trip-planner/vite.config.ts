@@ -6,6 +6,7 @@ import { defineConfig } from "vitest/config";
 // end-to-end tests in e2e/ (a real browser; build first).
 export default defineConfig({
   plugins: [react()],
+  build: { chunkSizeWarningLimit: 1024 },
   server: { proxy: { "/api": `http://127.0.0.1:${process.env.TRIP_PORT ?? 3000}` } },
   test: { include: ["e2e/**/*.test.ts"], testTimeout: 90_000, hookTimeout: 60_000, fileParallelism: false },
 });

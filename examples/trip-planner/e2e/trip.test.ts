@@ -147,6 +147,64 @@ describe("trip planner", () => {
     await shot(bob, "stop-bob");
   });
 
+  it("concurrent edits: a person edits and reorders by hand while the agent adds stops; every edit survives", async () => {
+    const id = trip();
+    const alice = await open(await person(), id);
+    const bob = await open(await person(), id);
+    const day1 = "[data-testid=day-1]";
+    await alice.fill(`${day1} [data-testid=add-stop]`, "My hotel");
+    await alice.press(`${day1} [data-testid=add-stop]`, "Enter");
+    await until("bob to see the hotel", async () => (await itinerary(bob))[0]?.includes("My hotel"));
+    await ask(alice, "Plan 2 days in Rome");
+    await until("the agent to be thinking", async () => (await alice.locator(".reasoning").count()) > 0);
+    // by hand, while the agent works: add a stop, rename one
+    await bob.fill(`${day1} [data-testid=add-stop]`, "Gelato");
+    await bob.press(`${day1} [data-testid=add-stop]`, "Enter");
+    const hotel = bob.locator(`${day1} [data-testid=stop-name]`).first();
+    await hotel.fill("Hotel Artemide");
+    await hotel.blur();
+    await until("the agent's stops", async () => (await itinerary(alice))[0]?.includes("Colosseum"), 30_000);
+    // and reorder: the last stop of day 1 to the top, twice over
+    for (let k = 0; k < 2; k++) {
+      const last = alice.locator(`${day1} [data-testid=stop-up]`).last();
+      await last.click();
+    }
+    await finalAnswer(id);
+    const want = async () => {
+      const a = await itinerary(alice);
+      const b = await itinerary(bob);
+      return JSON.stringify(a) === JSON.stringify(b) && a.length === 2 && a[0]?.length === 4 ? a : null;
+    };
+    const days = (await until("both browsers to show the same itinerary", want, 15_000)) as string[][];
+    expect([...(days[0] ?? [])].sort()).toEqual(["Colosseum", "Gelato", "Hotel Artemide", "Roman Forum"]);
+    expect(days[1]).toEqual(["Pantheon", "Trevi Fountain"]);
+    const server = (await attach(weft, id)).state.object["day:1"] as Array<{ value: { name: string } }>;
+    expect(server.map((x) => x.value.name)).toEqual(days[0]);
+    await shot(alice, "concurrent-alice");
+    await shot(bob, "concurrent-bob");
+  });
+
+  it("Weft killed (SIGKILL) and restarted during a run: the page reconnects and shows everything acknowledged", async () => {
+    const id = trip();
+    const page = await open(await person(), id);
+    await ask(page, "Plan 3 days in Lisbon");
+    await until("the answer to start streaming", async () => (await page.locator(".reasoning").count()) > 0);
+    await weft.kill();
+    await weft.start();
+    const final = await finalAnswer(id);
+    const kept = await attach(weft, id);
+    await until("the page to show what Weft kept", async () => (await assistantText(page)) === final, 20_000);
+    const shown = await shownMessages(page);
+    expect(shown.map((m) => m.role)).toEqual(["user", "assistant"]);
+    expect(shown[0]?.text).toBe("Plan 3 days in Lisbon");
+    const stops = Object.entries(kept.state.object)
+      .filter(([k]) => k.startsWith("day:"))
+      .map(([, v]) => (v as unknown[]).length)
+      .reduce((a, b) => a + b, 0);
+    await until("the plan Weft kept", async () => (await itinerary(page)).flat().length === stops);
+    await shot(page, "restart-after");
+  });
+
   it("a new device rebuilds the whole conversation, plan and budget", async () => {
     const id = trip();
     const a = await open(await person(), id);
