@@ -384,6 +384,28 @@ static void post_chunks(req_ctx *r, session *s, const char *rid) {
     }
     json_t *last = json_object_get(json_object_get(s->state, "chunk"), rid);
     json_int_t seq = last ? json_integer_value(json_object_get(last, "seq")) + 1 : 0;
+    json_t *want = json_is_array(json_object_get(b, "chunks")) ? json_object_get(b, "seq") : NULL;
+    if (want && !json_is_integer(want)) {
+        fail(r, 400, "seq must be an integer: the batch's number, from 0");
+        json_decref(chunks);
+        json_decref(b);
+        return;
+    }
+    if (want && json_integer_value(want) != seq) {
+        uint64_t off;
+        if (json_integer_value(want) == seq - 1) { /* a retry of the batch applied last: applied once */
+            if (streams_hold_tail(r->ss->st, s->log_path, r->c, &off) != 0) fail_storage(r);
+            else answer(r, 200, json_pack("{s:I, s:b}", "seq", seq - 1, "duplicate", 1), &off);
+        } else {
+            char msg[160];
+            snprintf(msg, sizeof msg, "chunk batch seq %lld is out of order: the run expects %lld",
+                     (long long)json_integer_value(want), (long long)seq);
+            fail(r, 409, msg);
+        }
+        json_decref(chunks);
+        json_decref(b);
+        return;
+    }
     json_t *value = json_pack("{s:s, s:I, s:o}", "run", rid, "seq", seq, "chunks", chunks);
     json_t *events = json_pack("[o]", session_event("chunk", rid, last ? "update" : "insert", value, r->client));
     uint64_t off;

@@ -406,6 +406,18 @@ def main_flow(port):
     s.refused("POST", "/runs/r1/chunks", b"{\"type\":", "agent-1", 400, "chunk body bad JSON", error="at byte")
     s.refused("POST", "/runs/r1/chunks", {"chunks": [{"type": "text-delta", "delta": "a" * MAX_EVENT}]}, "agent-1",
               413, "chunk batch over the limit")
+    # batches numbered by the agent (seq): a retry of the last one applies once, a gap is refused
+    last = len(RICH_CHUNKS) - 1
+    ans = s.write("POST", "/runs/r1/chunks", {"seq": last, "chunks": RICH_CHUNKS[last]}, "agent-1", 200, [],
+                  "retry of the last chunk batch (seq %d)" % last)
+    check(isinstance(ans, dict) and ans.get("seq") == last and ans.get("duplicate") is True,
+          "a retried chunk batch answers duplicate: %r" % ans)
+    s.refused("POST", "/runs/r1/chunks", {"seq": last + 2, "chunks": [{"type": "text-delta", "id": "t0", "delta": "x"}]},
+              "agent-1", 409, "chunk batch after a gap", error="seq %d is out of order: the run expects %d" % (last + 2, last + 1))
+    s.refused("POST", "/runs/r1/chunks", {"seq": last - 1, "chunks": [{"type": "text-delta", "id": "t0", "delta": "x"}]},
+              "agent-1", 409, "chunk batch older than the last", error="out of order")
+    s.refused("POST", "/runs/r1/chunks", {"seq": "1", "chunks": [{"type": "text-delta", "id": "t0", "delta": "x"}]},
+              "agent-1", 400, "chunk batch seq not an integer", error="seq must be an integer")
     s.write("POST", "/runs/r1/heartbeat", None, "agent-1", 204, [], "heartbeat by the owner")
     s.refused("POST", "/runs/r1/heartbeat", None, "agent-2", 403, "heartbeat by a non-owner")
     s.refused("POST", "/runs/r1/heartbeat", None, None, 400, "heartbeat without identity")

@@ -43,6 +43,7 @@ export class RunWriter {
   #ended = false;
   #heartbeat: ReturnType<typeof setInterval> | null = null;
   #lastSend = Date.now();
+  #seq = 0;
 
   /** @internal */
   constructor(t: Transport, sessionPath: string, info: RunInfo, opts: RunWriterOptions = {}) {
@@ -75,7 +76,8 @@ export class RunWriter {
   /**
    * Queue chunks for the session. Returns at once: if no request is in
    * flight they are sent now, else with everything queued when it returns.
-   * Chunks written after the run was stopped are dropped.
+   * A batch that fails on the network is sent again (for up to 30 s) and
+   * applied once. Chunks written after the run was stopped are dropped.
    */
   write(...chunks: UIChunk[]): void {
     if (this.#ended || this.stopped) return;
@@ -136,7 +138,10 @@ export class RunWriter {
         this.#queue = [];
         this.#lastSend = Date.now();
         try {
-          await request(this.#t, "POST", `${this.#path}/chunks`, { chunks }, { retryMs: 0 });
+          // Numbered, so that a retry after a lost answer (or a restart of
+          // Weft) applies once.
+          await request(this.#t, "POST", `${this.#path}/chunks`, { seq: this.#seq, chunks }, { retryMs: 30_000 });
+          this.#seq++;
         } catch (e) {
           if (e instanceof WeftError && e.status === 409) this.#endedBySomeone(e.message);
           else this.#error = e;

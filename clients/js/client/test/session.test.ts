@@ -179,6 +179,26 @@ describe("WeftSession", () => {
     expect(alice.presence[0]?.data).toEqual({ name: "Alice" });
   });
 
+  it("an agent's chunk batches survive a SIGKILL restart of weft, each applied once", async () => {
+    const id = sid();
+    const agent = await attach(id, "agent", { live: false });
+    const run = await agent.startRun();
+    const a = Array.from({ length: 20 }, (_, i) => `a${i} `);
+    const b = Array.from({ length: 20 }, (_, i) => `b${i} `);
+    run.write({ type: "text-start", id: "t" });
+    for (const d of a) run.write({ type: "text-delta", id: "t", delta: d });
+    await run.flush();
+    await weft.kill();
+    for (const d of b) run.write({ type: "text-delta", id: "t", delta: d }); // fails, then is sent again
+    await weft.start();
+    await run.flush();
+    run.write({ type: "text-end", id: "t" });
+    expect(await run.end()).toBe("complete");
+    const after = await attach(id, "bob", { live: false });
+    const msg = after.messages.find((m) => m.id === run.messageId);
+    expect(msg?.parts).toEqual([{ type: "text", text: [...a, ...b].join(""), state: "done" }]);
+  });
+
   it("follows the log across a SIGKILL restart of weft, losing nothing acknowledged", async () => {
     const id = sid();
     const alice = await attach(id, "alice");
