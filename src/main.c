@@ -17,6 +17,7 @@
 
 #include "http/server.h"
 #include "router.h"
+#include "auth/auth.h"
 #include "util/log.h"
 
 #define WEFT_VERSION "0.1.0"
@@ -64,6 +65,11 @@ static option_def options[] = {
      "snapshot (older offsets then answer 410: attach again)", NULL},
     {"run-lease", OPT_DURATION, "30s",
      "a run with no chunk or heartbeat from its agent for this long ends with reason error", NULL},
+    {"auth-secret-file", OPT_STR, "",
+     "file holding the HS256 secret (at least 32 bytes) that capability tokens are signed with; "
+     "with it (or --auth-jwks-file) every request needs a token", NULL},
+    {"auth-jwks-file", OPT_STR, "", "JWKS file of Ed25519 public keys for EdDSA capability tokens", NULL},
+    {"auth-leeway", OPT_DURATION, "60s", "clock skew allowed on a token's exp and nbf", NULL},
     {"request-timeout", OPT_DURATION, "30s", "time to receive a whole request once it began", NULL},
     {"idle-timeout", OPT_DURATION, "120s", "keep-alive connections idle this long are closed", NULL},
     {"write-timeout", OPT_DURATION, "60s", "clients that stop reading a response are dropped", NULL},
@@ -88,6 +94,8 @@ static void usage(FILE *f) {
             "weft %s — durable streams server\n\n"
             "Usage:\n"
             "  weft serve [options]   run the server\n"
+            "  weft token --sub ID --caps JSON [--ttl 1h] [--secret-file F]\n"
+            "                         mint a capability token for development (HS256)\n"
             "  weft version           print the version\n"
             "  weft --help            this text\n\n"
             "Options (each also read from the environment variable shown):\n",
@@ -99,7 +107,7 @@ static void usage(FILE *f) {
                 env, options[i].def);
     }
     fprintf(f,
-            "\nSizes take B, KiB, MiB, GiB (or k, m, g); durations take ms, s, m (plain numbers are seconds).\n"
+            "\nSizes take B, KiB, MiB, GiB (or k, m, g); durations take ms, s, m, h (plain numbers are seconds).\n"
             "Streams are served under /v1/stream/<path>, sessions under /v1/session/<id>\n"
             "(docs/sessions.md).\n");
 }
@@ -141,6 +149,7 @@ static bool parse_duration_ms(const char *s, unsigned long long *out) {
     if (!*u || !strcmp(u, "s")) *out = v * 1000;
     else if (!strcmp(u, "ms")) *out = v;
     else if (!strcmp(u, "m")) *out = v * 60000;
+    else if (!strcmp(u, "h")) *out = v * 3600000;
     else return false;
     return true;
 }
@@ -216,6 +225,82 @@ static int parse_args(int argc, char **argv) {
     return 0;
 }
 
+/* A whole small file (a secret), without a final newline; NULL with a message. */
+static uint8_t *read_secret(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "weft: cannot read %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    uint8_t *b = malloc(4097);
+    size_t n = b ? fread(b, 1, 4097, f) : 0;
+    fclose(f);
+    if (!b || n > 4096) {
+        fprintf(stderr, "weft: %s: a secret of at most 4 KiB expected\n", path);
+        free(b);
+        return NULL;
+    }
+    while (n && (b[n - 1] == '\n' || b[n - 1] == '\r')) n--;
+    *len = n;
+    return b;
+}
+
+/* Capability tokens from --auth-secret-file / --auth-jwks-file; *a stays
+ * NULL (open to all, with a warning) when neither is given. */
+static int open_auth(auth **a) {
+    const char *secret_path = opt_str("auth-secret-file"), *jwks = opt_str("auth-jwks-file");
+    *a = NULL;
+    if (!*secret_path && !*jwks) {
+        fprintf(stderr, "weft: warning: no --auth-secret-file or --auth-jwks-file: anyone who can reach "
+                        "this server may read and write everything\n");
+        return 0;
+    }
+    size_t len = 0;
+    uint8_t *secret = *secret_path ? read_secret(secret_path, &len) : NULL;
+    if (*secret_path && !secret) return -1;
+    char err[512];
+    *a = auth_open(secret, len, *jwks ? jwks : NULL, (int)(opt_num("auth-leeway") / 1000), err, sizeof err);
+    free(secret);
+    if (!*a) fprintf(stderr, "weft: capability tokens: %s\n", err);
+    return *a ? 0 : -1;
+}
+
+/* weft token --sub ID --caps JSON [--ttl 1h] [--secret-file F]: an HS256
+ * token for development. */
+static int cmd_token(int argc, char **argv) {
+    const char *sub = NULL, *caps = NULL, *ttl = "1h", *file = getenv("WEFT_AUTH_SECRET_FILE");
+    for (int i = 0; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--sub")) sub = argv[i + 1];
+        else if (!strcmp(argv[i], "--caps")) caps = argv[i + 1];
+        else if (!strcmp(argv[i], "--ttl")) ttl = argv[i + 1];
+        else if (!strcmp(argv[i], "--secret-file")) file = argv[i + 1];
+        else break;
+    }
+    unsigned long long ttl_ms;
+    if (!sub || !caps || !file || !*file || argc % 2 || !parse_duration_ms(ttl, &ttl_ms)) {
+        fprintf(stderr, "usage: weft token --sub CLIENT_ID --caps '{\"/v1/session/trip-*\": [\"read\", \"write\"]}' "
+                        "[--ttl 1h] [--secret-file F (or WEFT_AUTH_SECRET_FILE)]\n"
+                        "capabilities: read write create delete presence objects cancel subscribe admin\n");
+        return 2;
+    }
+    size_t len;
+    uint8_t *secret = read_secret(file, &len);
+    if (!secret) return 1;
+    char err[512];
+    char *tok = len >= 32 ? auth_token_mint(secret, len, sub, caps, (int64_t)time(NULL) + (int64_t)(ttl_ms / 1000),
+                                            err, sizeof err)
+                          : NULL;
+    if (len < 32) snprintf(err, sizeof err, "the secret in %s has %zu bytes: use at least 32", file, len);
+    free(secret);
+    if (!tok) {
+        fprintf(stderr, "weft token: %s\n", err);
+        return 2;
+    }
+    printf("%s\n", tok);
+    free(tok);
+    return 0;
+}
+
 static int serve(void) {
     int lvl = log_level_parse(opt_str("log-level"));
     if (lvl < 0) {
@@ -279,6 +364,11 @@ static int serve(void) {
         .compact_bytes = opt_num("session-compact-bytes"),
     };
     router rt = {.st = st, .ss = sessions_open(st, &slimits)};
+    if (open_auth(&rt.auth) != 0) {
+        sessions_close(rt.ss);
+        streams_close(st);
+        return 2;
+    }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = (int)opt_num("threads");
     if (threads <= 0) threads = cores > 0 ? (int)cores : 1;
@@ -302,6 +392,7 @@ static int serve(void) {
         fprintf(stderr, "weft: %s\n", err);
         sessions_close(rt.ss);
         streams_close(st);
+        auth_close(rt.auth);
         return 1;
     }
     fprintf(stderr, "weft %s listening on http://%s:%d (streams /v1/stream/, sessions /v1/session/; data: %s, durability: %s, %d threads)\n",
@@ -317,6 +408,7 @@ static int serve(void) {
     http_server_free(srv);
     sessions_close(rt.ss);
     streams_close(st);
+    auth_close(rt.auth);
     log_write(LOG_INFO, "shutdown complete");
     return 0;
 }
@@ -330,6 +422,7 @@ int main(int argc, char **argv) {
         printf("weft %s\n", WEFT_VERSION);
         return 0;
     }
+    if (!strcmp(argv[1], "token")) return cmd_token(argc - 2, argv + 2);
     if (strcmp(argv[1], "serve") != 0) {
         fprintf(stderr, "weft: unknown command '%s' (see weft --help)\n", argv[1]);
         return 2;

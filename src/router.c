@@ -3,12 +3,118 @@
  * (404). */
 #include "router.h"
 
+#include <jansson.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "util/log.h"
+
+static bool has_prefix(const char *p, size_t n, const char *prefix) {
+    size_t k = strlen(prefix);
+    return n >= k && memcmp(p, prefix, k) == 0;
+}
+
+/* What a session request needs: the capability, and the session's path
+ * (written to res) that it is checked against. */
+static unsigned session_need(http_method m, const char *path, size_t n, char *res, size_t reslen) {
+    size_t k = sizeof SESSION_PREFIX - 1;
+    const char *slash = memchr(path + k, '/', n - k);
+    size_t idlen = slash ? (size_t)(slash - path) : n;
+    snprintf(res, reslen, "%.*s", (int)idlen, path);
+    const char *rest = path + idlen;
+    size_t rn = n - idlen;
+    if (m == HTTP_GET || m == HTTP_HEAD) return AUTH_READ;
+    if (rn == 0) return m == HTTP_PUT ? AUTH_CREATE : m == HTTP_DELETE ? AUTH_DELETE : AUTH_WRITE;
+    if (rn == 8 && memcmp(rest, "/objects", 8) == 0) return AUTH_OBJECTS;
+    if (rn == 9 && memcmp(rest, "/presence", 9) == 0) return AUTH_PRESENCE;
+    if (rn > 7 && memcmp(rest + rn - 7, "/cancel", 7) == 0) return AUTH_CANCEL;
+    return AUTH_WRITE; /* messages, runs, chunks, heartbeats, ends */
+}
+
+static unsigned stream_need(http_method m) {
+    switch (m) {
+    case HTTP_PUT: return AUTH_CREATE;
+    case HTTP_POST: return AUTH_WRITE;
+    case HTTP_DELETE: return AUTH_DELETE;
+    default: return AUTH_READ;
+    }
+}
+
+static void refuse(router *r, http_conn *c, http_request *req, int status, const char *msg) {
+    log_write(LOG_ERROR, "%.*s %.*s: %d %s", (int)req->head.method_len, req->head.method_str,
+              (int)req->target.path_len, req->target.path, status, msg);
+    streams_respond_begin(r->st, c, status);
+    http_respond_header(c, "Content-Type", "application/json");
+    http_respond_header(c, "Cache-Control", "no-store");
+    if (status == 401) http_respond_header(c, "WWW-Authenticate", "Bearer realm=\"weft\", error=\"invalid_token\"");
+    json_t *body = json_pack("{s:s}", "error", msg);
+    char *text = json_dumps(body, JSON_COMPACT);
+    http_respond_body(c, text, strlen(text));
+    http_respond_body(c, "\n", 1);
+    free(text);
+    json_decref(body);
+    http_respond_end(c);
+}
+
+/* The token: Authorization: Bearer, else ?token= (for EventSource, which
+ * cannot send headers; never logged: logs show the path only). */
+static bool token_of(http_request *req, buf *out) {
+    size_t n;
+    const char *h = http_head_get(&req->head, "authorization", &n);
+    if (h) {
+        if (n < 7 || strncasecmp(h, "Bearer ", 7) != 0) return false;
+        buf_append(out, h + 7, n - 7);
+        return true;
+    }
+    return req->target.query && http_query_get(req->target.query, req->target.query_len, "token", out);
+}
+
+/* Whether the request may go on; if not, it was answered. */
+static bool authorize(router *r, http_conn *c, http_request *req, auth_grant **grant) {
+    const http_target *t = &req->target;
+    if (req->head.method == HTTP_OPTIONS || (t->path_len == 8 && memcmp(t->path, "/healthz", 8) == 0))
+        return true;
+    buf tok;
+    buf_init(&tok);
+    const char *why = NULL;
+    if (!token_of(req, &tok) || tok.len == 0)
+        why = "missing token: send Authorization: Bearer <token> (or ?token= on a read)";
+    else *grant = auth_verify(r->auth, (const char *)tok.data, tok.len, (int64_t)time(NULL), &why);
+    buf_free(&tok);
+    if (!*grant) {
+        refuse(r, c, req, 401, why);
+        return false;
+    }
+    char res[512];
+    unsigned need;
+    if (has_prefix(t->path, t->path_len, SESSION_PREFIX)) {
+        need = session_need(req->head.method, t->path, t->path_len, res, sizeof res);
+    } else {
+        snprintf(res, sizeof res, "%.*s", (int)t->path_len, t->path);
+        need = stream_need(req->head.method);
+    }
+    if (!auth_grant_allows(*grant, res, need)) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "the token lacks the '%s' capability on %s", auth_cap_name(need), res);
+        refuse(r, c, req, 403, msg);
+        return false;
+    }
+    req->principal = auth_grant_subject(*grant);
+    return true;
+}
 
 void router_handle(void *ctx, http_conn *c, http_request *req) {
     router *r = ctx;
+    auth_grant *grant = NULL;
+    if (r->auth && !authorize(r, c, req, &grant)) {
+        auth_grant_free(grant);
+        return;
+    }
     const http_target *t = &req->target;
-    size_t n = sizeof SESSION_PREFIX - 1;
-    if (t->path_len >= n && memcmp(t->path, SESSION_PREFIX, n) == 0) sessions_handle(r->ss, c, req);
+    if (has_prefix(t->path, t->path_len, SESSION_PREFIX)) sessions_handle(r->ss, c, req);
     else streams_handle(r->st, c, req);
+    req->principal = NULL;
+    auth_grant_free(grant);
 }

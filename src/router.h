@@ -1,9 +1,14 @@
 /* router.h — which layer answers a request: the session routes under
  * /v1/session/, everything else (streams, /healthz, CORS preflight) by the
- * stream layer. The HTTP server's handler; its ctx is a router. */
+ * stream layer. With capability tokens configured (auth != NULL), every
+ * request but a CORS preflight and /healthz first shows a token that grants
+ * what it asks for (401 without a valid one, 403 naming the capability it
+ * lacks); its subject is the caller's identity for the layers below. The
+ * HTTP server's handler; its ctx is a router. */
 #ifndef WEFT_ROUTER_H
 #define WEFT_ROUTER_H
 
+#include "auth/auth.h"
 #include "http/server.h"
 #include "session/session.h"
 #include "stream/stream.h"
@@ -11,6 +16,7 @@
 typedef struct router {
     streams *st;
     sessions *ss;
+    auth *auth; /* NULL: open to anyone */
 } router;
 
 void router_handle(void *ctx, http_conn *c, http_request *req);

@@ -170,6 +170,7 @@ const char *http_status_reason(int status) {
     case 204: return "No Content";
     case 304: return "Not Modified";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
@@ -822,6 +823,7 @@ static void dispatch(http_conn *c) {
     c->receiving = false;
     loop_timer_cancel(c->w->l, &c->timer);
     c->req->start_ms = loop_now_ms();
+    c->req->principal = NULL;
     c->w->srv->cfg.handler(c->w->srv->cfg.handler_ctx, c, c->req);
 }
 

@@ -37,6 +37,9 @@ typedef struct http_request {
     http_target target;
     buf body;
     uint64_t start_ms; /* loop_now_ms() when the head was complete */
+    /* Who the caller is, when a layer above verified it (a token's
+     * subject); NULL otherwise. Valid while the handler runs. */
+    const char *principal;
 } http_request;
 
 /* The request is valid until the response is complete. */

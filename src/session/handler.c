@@ -89,7 +89,10 @@ static void fail_storage(req_ctx *r) {
 
 /* The caller's client id: the Weft-Client header, or (for EventSource,
  * which cannot send headers) the client query parameter. */
+/* The caller: a verified token's subject, else (no tokens configured) the
+ * Weft-Client header or ?client=. */
 static const char *identity(http_request *req, buf *scratch) {
+    if (req->principal) return req->principal;
     size_t n;
     const char *h = http_head_get(&req->head, "weft-client", &n);
     buf_reset(scratch);
