@@ -3,7 +3,9 @@
 # the trip planner demo (on 127.0.0.1:3000), then print where to open it.
 # Extra arguments go to `weft serve` (see `build/weft --help`). Env:
 # TRIP_PORT (default 3000); ANTHROPIC_API_KEY or OPENAI_API_KEY for a real
-# model (else the scripted one); WEFT_ONLY=1 starts Weft alone.
+# model (else the scripted one); WEFT_ONLY=1 starts Weft alone; WEFT_AUTH=1
+# makes Weft require capability tokens (a secret in ./weft-secret, made if
+# missing), which the demo's server mints per person (docs/auth.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --with-node-deps
@@ -23,11 +25,17 @@ for ((i = 0; i < ${#args[@]}; i++)); do
 done
 [[ $host == 0.0.0.0 ]] && host=127.0.0.1
 
-build/weft serve "$@" &
+auth=()
+if [[ "${WEFT_AUTH:-}" == 1 ]]; then
+  [[ -s weft-secret ]] || (umask 077; head -c 48 /dev/urandom | base64 > weft-secret)
+  auth=(--auth-secret-file weft-secret)
+  export WEFT_AUTH_SECRET_FILE=$PWD/weft-secret
+fi
+build/weft serve "${auth[@]}" "$@" &
 weft=$!
 trap 'kill $weft $demo 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
 for _ in $(seq 100); do
-  curl -s -o /dev/null -X OPTIONS "http://$host:$port/v1/session/_" && break
+  curl -s -o /dev/null "http://$host:$port/healthz" && break
   kill -0 $weft 2>/dev/null || { echo "run: weft did not start"; exit 1; }
   sleep 0.1
 done

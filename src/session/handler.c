@@ -564,7 +564,7 @@ static bool valid_id(const char *s, size_t n) {
 static void options(req_ctx *r) {
     begin(r, 204);
     http_respond_header(r->c, "Access-Control-Allow-Methods", "GET, PUT, POST, DELETE, OPTIONS");
-    http_respond_header(r->c, "Access-Control-Allow-Headers", "Content-Type, Weft-Client, Stream-TTL");
+    http_respond_header(r->c, "Access-Control-Allow-Headers", "Authorization, Content-Type, Weft-Client, Stream-TTL");
     http_respond_header(r->c, "Access-Control-Max-Age", "86400");
     http_respond_end(r->c);
 }

@@ -565,7 +565,7 @@ def lifecycle(port):
     # OPTIONS, HEAD.
     st, r, raw = h.request("OPTIONS", SESSION + "meth/messages")
     check(st == 204 and "POST" in (r.getheader("Access-Control-Allow-Methods") or "")
-          and "Weft-Client" in (r.getheader("Access-Control-Allow-Headers") or ""),
+          and all(x in (r.getheader("Access-Control-Allow-Headers") or "") for x in ("Weft-Client", "Authorization")),
           "OPTIONS preflight: %d %s" % (st, r.getheaders()))
     st, r, raw = h.request("HEAD", SESSION + "meth")
     _, _, tail = read_log(port, "meth")

@@ -58,8 +58,7 @@ export class WeftServer {
     await until("weft to listen", async () => {
       if (exited) throw new Error(`weft exited: ${readFileSync(this.log, "utf8").slice(-500)}`);
       try {
-        const r = await fetch(`${this.url}/v1/session/_probe`);
-        return r.status === 404 || r.status === 200;
+        return (await fetch(`${this.url}/healthz`)).ok;
       } catch {
         return false;
       }

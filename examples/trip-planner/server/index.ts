@@ -4,7 +4,10 @@
 //
 // Env: WEFT_URL (default http://127.0.0.1:4437), TRIP_PORT (default 3000),
 // TRIP_HOST (default 127.0.0.1), ANTHROPIC_API_KEY / OPENAI_API_KEY for a
-// real model (else the scripted one), TRIP_MODEL_DELAY_MS (scripted speed).
+// real model (else the scripted one), TRIP_MODEL_DELAY_MS (scripted speed),
+// WEFT_AUTH_SECRET_FILE when Weft requires capability tokens: then this
+// server mints each person a short-lived token for their trip
+// (GET /api/token) and the agent its own; the browser never sees the secret.
 import { createReadStream, existsSync, statSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { dirname, extname, join, normalize, resolve } from "node:path";
@@ -14,6 +17,7 @@ import { createChatHandler } from "@weft/ai-sdk";
 
 import { chooseModel, respond } from "./agent.js";
 import { stats } from "./scripted.js";
+import { TokenMinter } from "./tokens.js";
 
 const weftUrl = (process.env.WEFT_URL ?? "http://127.0.0.1:4437").replace(/\/+$/, "");
 const port = Number(process.env.TRIP_PORT ?? 3000);
@@ -21,9 +25,12 @@ const host = process.env.TRIP_HOST ?? "127.0.0.1";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../dist");
 const { model, name } = chooseModel();
 
+const minter = process.env.WEFT_AUTH_SECRET_FILE ? new TokenMinter(process.env.WEFT_AUTH_SECRET_FILE) : null;
+
 const chat = createChatHandler({
   url: weftUrl,
   client: "agent",
+  ...(minter ? { headers: { Authorization: () => `Bearer ${minter.agent()}` } } : {}),
   respond: respond(model),
   onError: (e, run) => console.error(`run ${run}: ${(e as Error).stack ?? e}`),
 });
@@ -60,7 +67,16 @@ function serveStatic(req: IncomingMessage, res: ServerResponse) {
 const server = createServer(async (req, res) => {
   try {
     const url = new URL(req.url ?? "/", "http://x");
-    if (url.pathname === "/api/config") return send(res, 200, { weftUrl, model: name });
+    if (url.pathname === "/api/config") return send(res, 200, { weftUrl, model: name, auth: minter !== null });
+    if (url.pathname === "/api/token") {
+      // The demo's identity is the per-browser id; a real app would check its own login here.
+      const person = url.searchParams.get("person") ?? "";
+      const trip = url.searchParams.get("trip") ?? "";
+      if (!minter) return send(res, 404, { error: "Weft runs without tokens" });
+      if (!/^[A-Za-z0-9_.~-]{1,100}$/.test(person) || !/^[A-Za-z0-9_.~-]{1,100}$/.test(trip))
+        return send(res, 400, { error: "person and trip must be ids of A-Z a-z 0-9 - _ . ~" });
+      return send(res, 200, { token: minter.person(person, trip) });
+    }
     if (url.pathname === "/api/model-stats") return send(res, 200, stats);
     if (url.pathname === "/api/chat") {
       if (req.method !== "POST") return send(res, 405, { error: "POST a chat request" });

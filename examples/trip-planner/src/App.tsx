@@ -9,7 +9,14 @@ import { TripMap } from "./components/TripMap.js";
 import { TripTitle } from "./components/TripTitle.js";
 import { person, rename, tripId } from "./identity.js";
 
-export function App({ weftUrl, model }: { weftUrl: string; model: string }) {
+/** This person's token for the trip, from the demo's server (when Weft requires tokens). */
+async function fetchToken(person: string, trip: string): Promise<string> {
+  const r = await fetch(`/api/token?person=${encodeURIComponent(person)}&trip=${encodeURIComponent(trip)}`);
+  if (!r.ok) throw new Error(`token: ${r.status} ${await r.text()}`);
+  return ((await r.json()) as { token: string }).token;
+}
+
+export function App({ weftUrl, model, auth }: { weftUrl: string; model: string; auth: boolean }) {
   const [me, setMe] = useState(person);
   const [trip] = useState(tripId);
   const [draft, setDraft] = useState(me.name);
@@ -22,6 +29,7 @@ export function App({ weftUrl, model }: { weftUrl: string; model: string }) {
       client={me.id}
       ttlSeconds={30 * 24 * 3600}
       presence={{ name: display }}
+      {...(auth ? { token: () => fetchToken(me.id, trip) } : {})}
       fallback={<p className="loading">Connecting to the trip…</p>}
     >
       <header>

@@ -22,6 +22,69 @@ export class WeftError extends Error {
   }
 }
 
+/**
+ * A capability token (docs/auth.md), or a function that fetches one. A
+ * fetched token is kept until a minute before its `exp`, then fetched again;
+ * a 401 fetches it again at once.
+ */
+export type TokenSource = string | (() => string | Promise<string>);
+
+/** Keeps the current token of a {@link TokenSource}. */
+export class Tokens {
+  #source: TokenSource;
+  #token: string | null = null;
+  #expires = 0;
+  #pending: Promise<string> | null = null;
+
+  constructor(source: TokenSource) {
+    this.#source = source;
+  }
+
+  /** The token to send now. */
+  async get(): Promise<string> {
+    if (typeof this.#source === "string") return this.#source;
+    if (this.#token && Date.now() < this.#expires - 60_000) return this.#token;
+    if (!this.#pending) {
+      const fetching = (async () => (this.#source as () => string | Promise<string>)())();
+      this.#pending = fetching.then(
+        (t) => {
+          this.#token = t;
+          this.#expires = expiryOf(t);
+          this.#pending = null;
+          return t;
+        },
+        (e) => {
+          this.#pending = null;
+          throw e;
+        },
+      );
+    }
+    return this.#pending;
+  }
+
+  /** The server refused the token: fetch a new one next time. */
+  invalidate(): void {
+    this.#token = null;
+  }
+
+  /** Whether a refused token can be replaced by fetching again. */
+  get refreshable(): boolean {
+    return typeof this.#source === "function";
+  }
+}
+
+/** A JWT's exp in ms (0 if it has none: fetched again every time). */
+function expiryOf(token: string): number {
+  try {
+    const part = token.split(".")[1] ?? "";
+    const json = atob(part.replace(/-/g, "+").replace(/_/g, "/"));
+    const exp = (JSON.parse(json) as { exp?: unknown }).exp;
+    return typeof exp === "number" ? exp * 1000 : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** How a session client reaches Weft. */
 export interface Transport {
   /** Weft's base URL, e.g. `http://localhost:4437`. */
@@ -30,11 +93,14 @@ export interface Transport {
   client: string;
   fetch: typeof globalThis.fetch;
   headers: Record<string, HeaderValue>;
+  /** Capability tokens, when Weft requires them. */
+  tokens?: Tokens;
 }
 
 export async function resolveHeaders(t: Transport): Promise<Record<string, string>> {
   const out: Record<string, string> = { "Weft-Client": t.client };
   for (const [k, v] of Object.entries(t.headers)) out[k] = typeof v === "function" ? await v() : v;
+  if (t.tokens) out.Authorization = `Bearer ${await t.tokens.get()}`;
   return out;
 }
 
@@ -54,6 +120,7 @@ export async function request<T>(
 ): Promise<{ status: number; body: T }> {
   const deadline = Date.now() + (opts.retryMs ?? 0);
   let delay = 50;
+  let refreshed = false;
   for (;;) {
     let res: Response;
     try {
@@ -72,6 +139,11 @@ export async function request<T>(
       continue;
     }
     const text = await res.text();
+    if (res.status === 401 && t.tokens?.refreshable && !refreshed) {
+      refreshed = true; // an expired or revoked token: fetch a new one, once
+      t.tokens.invalidate();
+      continue;
+    }
     if (res.status === 503 && Date.now() + delay <= deadline) {
       await sleep(delay);
       delay = Math.min(delay * 2, 2000);

@@ -13,5 +13,5 @@
 export { WeftSession, newId, type SessionOptions, type RunWatcher } from "./session.js";
 export { RunWriter, RunEndedError, type RunWriterOptions } from "./run.js";
 export { applyOps, newItemId, ObjectOpError } from "./objects.js";
-export { WeftError, type HeaderValue } from "./http.js";
+export { WeftError, type HeaderValue, type TokenSource } from "./http.js";
 export type * from "./types.js";

@@ -9,7 +9,7 @@
  */
 import { FetchError, stream } from "@durable-streams/client";
 
-import { request, WeftError, type HeaderValue, type Transport } from "./http.js";
+import { request, Tokens, WeftError, type HeaderValue, type TokenSource, type Transport } from "./http.js";
 import { applyOps, ObjectOpError } from "./objects.js";
 import { RunWriter, type RunWriterOptions } from "./run.js";
 import type {
@@ -44,6 +44,12 @@ export interface SessionOptions {
   fetch?: typeof globalThis.fetch;
   /** Extra headers for every request; a function is called per request. */
   headers?: Record<string, HeaderValue>;
+  /**
+   * A capability token, or a function that fetches one (called again a
+   * minute before the token's `exp`, and after a 401): when Weft runs with
+   * tokens, the session's identity is the token's subject.
+   */
+  token?: TokenSource;
   /** Called when following the log fails in a way it cannot recover from by itself. */
   onError?: (error: Error) => void;
 }
@@ -119,6 +125,7 @@ export class WeftSession {
       fetch: opts.fetch ?? ((...a: Parameters<typeof fetch>) => globalThis.fetch(...a)),
       headers: opts.headers ?? {},
     };
+    if (opts.token !== undefined) this.#t.tokens = new Tokens(opts.token);
   }
 
   /**
@@ -440,7 +447,7 @@ export class WeftSession {
           live: "sse",
           json: true,
           params: { client: this.client },
-          headers: this.#t.headers,
+          headers: this.#logHeaders(),
           fetch: this.#t.fetch,
           signal,
           backoffOptions: { initialDelay: 100, maxDelay: 3000, multiplier: 1.5, maxRetries: Infinity },
@@ -467,6 +474,12 @@ export class WeftSession {
           }
           continue;
         }
+        if (e instanceof FetchError && e.status === 401 && this.#t.tokens?.refreshable) {
+          this.#t.tokens.invalidate(); // expired or revoked: the next connection fetches a new one
+          this.#opts.onError?.(e);
+          await new Promise((r) => setTimeout(r, 200));
+          continue;
+        }
         if (e instanceof FetchError && e.status === 404) {
           this.#opts.onError?.(new WeftError(404, "session not found (deleted?)", `GET ${this.#path}/log`));
           return;
@@ -475,6 +488,13 @@ export class WeftSession {
         await new Promise((r) => setTimeout(r, 500));
       }
     }
+  }
+
+  /** Headers of the log's requests: a fresh token for each (re)connection. */
+  #logHeaders(): Record<string, HeaderValue> {
+    const tokens = this.#t.tokens;
+    if (!tokens) return this.#t.headers;
+    return { ...this.#t.headers, Authorization: async () => `Bearer ${await tokens.get()}` };
   }
 
   #reached(): void {
