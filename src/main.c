@@ -17,6 +17,8 @@
 
 #include "http/server.h"
 #include "router.h"
+#include <sodium.h>
+
 #include "auth/auth.h"
 #include "util/log.h"
 
@@ -240,7 +242,13 @@ static uint8_t *read_secret(const char *path, size_t *len) {
         free(b);
         return NULL;
     }
-    while (n && (b[n - 1] == '\n' || b[n - 1] == '\r')) n--;
+    if (n && b[n - 1] == '\n') n--; /* one final newline, as an editor leaves it */
+    if (n && b[n - 1] == '\r') n--;
+    if (n == 0) {
+        fprintf(stderr, "weft: %s is empty: a secret of at least 32 bytes expected\n", path);
+        free(b);
+        return NULL;
+    }
     *len = n;
     return b;
 }
@@ -260,6 +268,7 @@ static int open_auth(auth **a) {
     if (*secret_path && !secret) return -1;
     char err[512];
     *a = auth_open(secret, len, *jwks ? jwks : NULL, (int)(opt_num("auth-leeway") / 1000), err, sizeof err);
+    if (secret) sodium_memzero(secret, len);
     free(secret);
     if (!*a) fprintf(stderr, "weft: capability tokens: %s\n", err);
     return *a ? 0 : -1;
@@ -269,15 +278,16 @@ static int open_auth(auth **a) {
  * token for development. */
 static int cmd_token(int argc, char **argv) {
     const char *sub = NULL, *caps = NULL, *ttl = "1h", *file = getenv("WEFT_AUTH_SECRET_FILE");
-    for (int i = 0; i + 1 < argc; i += 2) {
+    bool bad = argc % 2 != 0;
+    for (int i = 0; i + 1 < argc && !bad; i += 2) {
         if (!strcmp(argv[i], "--sub")) sub = argv[i + 1];
         else if (!strcmp(argv[i], "--caps")) caps = argv[i + 1];
         else if (!strcmp(argv[i], "--ttl")) ttl = argv[i + 1];
         else if (!strcmp(argv[i], "--secret-file")) file = argv[i + 1];
-        else break;
+        else bad = true;
     }
-    unsigned long long ttl_ms;
-    if (!sub || !caps || !file || !*file || argc % 2 || !parse_duration_ms(ttl, &ttl_ms)) {
+    unsigned long long ttl_ms = 0;
+    if (bad || !sub || !caps || !file || !*file || !parse_duration_ms(ttl, &ttl_ms) || ttl_ms < 1000) {
         fprintf(stderr, "usage: weft token --sub CLIENT_ID --caps '{\"/v1/session/trip-*\": [\"read\", \"write\"]}' "
                         "[--ttl 1h] [--secret-file F (or WEFT_AUTH_SECRET_FILE)]\n"
                         "capabilities: read write create delete presence objects cancel subscribe admin\n");
@@ -291,6 +301,7 @@ static int cmd_token(int argc, char **argv) {
                                             err, sizeof err)
                           : NULL;
     if (len < 32) snprintf(err, sizeof err, "the secret in %s has %zu bytes: use at least 32", file, len);
+    sodium_memzero(secret, len);
     free(secret);
     if (!tok) {
         fprintf(stderr, "weft token: %s\n", err);

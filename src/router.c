@@ -5,10 +5,13 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include "http/parser.h"
+#include "util/buf.h"
 #include "util/log.h"
 
 static bool has_prefix(const char *p, size_t n, const char *prefix) {
@@ -17,12 +20,13 @@ static bool has_prefix(const char *p, size_t n, const char *prefix) {
 }
 
 /* What a session request needs: the capability, and the session's path
- * (written to res) that it is checked against. */
-static unsigned session_need(http_method m, const char *path, size_t n, char *res, size_t reslen) {
+ * (written to res) that it is checked against. `path` is decoded, as the
+ * session layer decodes it before splitting the id from the route. */
+static unsigned session_need(http_method m, const char *path, size_t n, buf *res) {
     size_t k = sizeof SESSION_PREFIX - 1;
     const char *slash = memchr(path + k, '/', n - k);
     size_t idlen = slash ? (size_t)(slash - path) : n;
-    snprintf(res, reslen, "%.*s", (int)idlen, path);
+    buf_append(res, path, idlen);
     const char *rest = path + idlen;
     size_t rn = n - idlen;
     if (m == HTTP_GET || m == HTTP_HEAD) return AUTH_READ;
@@ -71,7 +75,41 @@ static bool token_of(http_request *req, buf *out) {
     return req->target.query && http_query_get(req->target.query, req->target.query_len, "token", out);
 }
 
-/* Whether the request may go on; if not, it was answered. */
+/* A stream created as a fork reads its source: the token must grant
+ * `read` there too. The source as the stream layer resolves it (decoded,
+ * relative to /v1/stream/), or false if there is none. */
+static bool fork_source(http_request *req, buf *out) {
+    size_t n;
+    const char *h = http_head_get(&req->head, "stream-forked-from", &n);
+    if (!h) return false;
+    buf decoded;
+    buf_init(&decoded);
+    if (http_percent_decode(h, n, &decoded) && decoded.len > 0) {
+        if (decoded.data[0] != '/') buf_append_str(out, STREAM_PREFIX);
+        buf_append(out, decoded.data, decoded.len);
+    } else {
+        buf_append_str(out, "/"); /* invalid: the stream layer refuses it; nothing is granted on "/" */
+    }
+    buf_free(&decoded);
+    return true;
+}
+
+/* Whether the grant holds `need` on the NUL-terminated path in b; if not,
+ * the request is answered 403. */
+static bool grant_covers(router *r, http_conn *c, http_request *req, auth_grant *g, buf *b, unsigned need) {
+    buf_append_byte(b, 0);
+    const char *path = (const char *)b->data;
+    if (auth_grant_allows(g, path, need)) return true;
+    size_t len = strlen(path) + 120;
+    char *msg = malloc(len);
+    if (msg) snprintf(msg, len, "the token lacks the '%s' capability on %s", auth_cap_name(need), path);
+    refuse(r, c, req, 403, msg ? msg : "the token lacks a capability");
+    free(msg);
+    return false;
+}
+
+/* Whether the request may go on; if not, it was answered. Paths are
+ * checked decoded, exactly as the layers below will see them. */
 static bool authorize(router *r, http_conn *c, http_request *req, auth_grant **grant) {
     const http_target *t = &req->target;
     if (req->head.method == HTTP_OPTIONS || (t->path_len == 8 && memcmp(t->path, "/healthz", 8) == 0))
@@ -87,22 +125,27 @@ static bool authorize(router *r, http_conn *c, http_request *req, auth_grant **g
         refuse(r, c, req, 401, why);
         return false;
     }
-    char res[512];
-    unsigned need;
-    if (has_prefix(t->path, t->path_len, SESSION_PREFIX)) {
-        need = session_need(req->head.method, t->path, t->path_len, res, sizeof res);
+    buf path, res;
+    buf_init(&path);
+    buf_init(&res);
+    bool ok;
+    if (!http_percent_decode(t->path, t->path_len, &path) || memchr(path.data, 0, path.len)) {
+        refuse(r, c, req, 400, "invalid percent-encoding in path");
+        ok = false;
+    } else if (has_prefix((const char *)path.data, path.len, SESSION_PREFIX)) {
+        unsigned need = session_need(req->head.method, (const char *)path.data, path.len, &res);
+        ok = grant_covers(r, c, req, *grant, &res, need);
     } else {
-        snprintf(res, sizeof res, "%.*s", (int)t->path_len, t->path);
-        need = stream_need(req->head.method);
+        buf_append(&res, path.data, path.len);
+        ok = grant_covers(r, c, req, *grant, &res, stream_need(req->head.method));
+        buf_reset(&res);
+        if (ok && req->head.method == HTTP_PUT && fork_source(req, &res))
+            ok = grant_covers(r, c, req, *grant, &res, AUTH_READ);
     }
-    if (!auth_grant_allows(*grant, res, need)) {
-        char msg[700];
-        snprintf(msg, sizeof msg, "the token lacks the '%s' capability on %s", auth_cap_name(need), res);
-        refuse(r, c, req, 403, msg);
-        return false;
-    }
-    req->principal = auth_grant_subject(*grant);
-    return true;
+    buf_free(&path);
+    buf_free(&res);
+    if (ok) req->principal = auth_grant_subject(*grant);
+    return ok;
 }
 
 void router_handle(void *ctx, http_conn *c, http_request *req) {

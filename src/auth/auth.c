@@ -189,10 +189,11 @@ static const char *check_claims(const auth *a, json_t *claims, int64_t now) {
     if (!json_is_string(sub) || json_string_length(sub) == 0 || json_string_length(sub) > SUB_MAX ||
         memchr(json_string_value(sub), 0, json_string_length(sub)))
         return "malformed token: sub must be a client id of 1-256 bytes";
-    if (!json_is_number(exp)) return "malformed token: exp is required";
-    if (now > (int64_t)json_number_value(exp) + a->leeway_s) return "token expired";
-    if (nbf && !json_is_number(nbf)) return "malformed token: nbf";
-    if (nbf && now + a->leeway_s < (int64_t)json_number_value(nbf)) return "token not yet valid (nbf)";
+    /* Integers only, compared without overflow: now and the leeway are small. */
+    if (!json_is_integer(exp)) return "malformed token: exp is required (an integer)";
+    if (json_integer_value(exp) < now - a->leeway_s) return "token expired";
+    if (nbf && !json_is_integer(nbf)) return "malformed token: nbf must be an integer";
+    if (nbf && json_integer_value(nbf) > now + a->leeway_s) return "token not yet valid (nbf)";
     if (caps && !json_is_object(caps)) return "malformed token: caps must be an object";
     const char *pattern;
     json_t *list;
@@ -269,10 +270,12 @@ static bool glob(const char *p, const char *s) {
 
 bool auth_pattern_match(const char *pattern, const char *path) {
     size_t n = strlen(pattern);
-    if (n >= 3 && strcmp(pattern + n - 3, "/**") == 0 && strlen(path) == n - 3 &&
-        strncmp(pattern, path, n - 3) == 0)
-        return true; /* "/a" followed by slash-'**' covers "/a" itself */
-    return glob(pattern, path);
+    if (glob(pattern, path)) return true;
+    if (n < 3 || strcmp(pattern + n - 3, "/**") != 0) return false;
+    char *head = xstrndup(pattern, n - 3); /* "/a" followed by slash-'**' covers "/a" itself */
+    bool yes = glob(head, path);
+    free(head);
+    return yes;
 }
 
 bool auth_grant_allows(const auth_grant *g, const char *path, unsigned caps) {

@@ -388,7 +388,7 @@ static void post_chunks(req_ctx *r, session *s, const char *rid) {
     json_t *last = json_object_get(json_object_get(s->state, "chunk"), rid);
     json_int_t seq = last ? json_integer_value(json_object_get(last, "seq")) + 1 : 0;
     json_t *want = json_is_array(json_object_get(b, "chunks")) ? json_object_get(b, "seq") : NULL;
-    if (want && !json_is_integer(want)) {
+    if (want && (!json_is_integer(want) || json_integer_value(want) < 0)) {
         fail(r, 400, "seq must be an integer: the batch's number, from 0");
         json_decref(chunks);
         json_decref(b);
@@ -396,13 +396,15 @@ static void post_chunks(req_ctx *r, session *s, const char *rid) {
     }
     if (want && json_integer_value(want) != seq) {
         uint64_t off;
-        if (json_integer_value(want) == seq - 1) { /* a retry of the batch applied last: applied once */
+        if (last && json_integer_value(want) == seq - 1 && json_equal(json_object_get(last, "chunks"), chunks)) {
+            /* a retry of the batch applied last: applied once */
             if (streams_hold_tail(r->ss->st, s->log_path, r->c, &off) != 0) fail_storage(r);
             else answer(r, 200, json_pack("{s:I, s:b}", "seq", seq - 1, "duplicate", 1), &off);
         } else {
             char msg[160];
-            snprintf(msg, sizeof msg, "chunk batch seq %lld is out of order: the run expects %lld",
-                     (long long)json_integer_value(want), (long long)seq);
+            snprintf(msg, sizeof msg, "chunk batch seq %lld is out of order: the run expects %lld%s",
+                     (long long)json_integer_value(want), (long long)seq,
+                     json_integer_value(want) == seq - 1 ? " (and this is not a retry of its last batch)" : "");
             fail(r, 409, msg);
         }
         json_decref(chunks);

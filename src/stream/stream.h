@@ -39,6 +39,9 @@
 #include "../http/server.h"
 #include "../store/store.h"
 
+/* Where streams live: /v1/stream/<path>. */
+#define STREAM_PREFIX "/v1/stream/"
+
 typedef struct streams streams;
 
 /* Every limit of the layer; each is a `weft serve` flag. */

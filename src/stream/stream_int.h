@@ -29,7 +29,6 @@
 #include "stream.h"
 
 /* Where streams live in the URL space. */
-#define STREAM_PREFIX "/v1/stream/"
 
 typedef struct stream stream;
 typedef struct waiter waiter;

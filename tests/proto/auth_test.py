@@ -117,7 +117,8 @@ def main():
         check(r.returncode == 2 and want in r.stderr, "start-up with %s refused: %d %r" % (args, r.returncode, r.stderr))
 
     w = Weft(binary, args=["--auth-secret-file", secret_file, "--auth-jwks-file", jwks_file,
-                           "--auth-leeway", "%ds" % LEEWAY, "--log-level", "debug"]).start()
+                           "--auth-leeway", "%ds" % LEEWAY, "--log-level", "debug",
+                           "--long-poll-timeout", "1s"]).start()
     h = Http(w.port)
     used = []
 
@@ -159,6 +160,8 @@ def main():
         (hs256({"sub": "alice"}), "exp is required"),
         (hs256(claims([])), "caps must be an object"),
         (hs256(claims({"/v1/**": ["fly"]})), "unknown capability"),
+        (hs256(claims({}, nbf=1e300)), "nbf must be an integer"),
+        (hs256(claims({}, exp=1e300)), "exp is required (an integer)"),
         (node("sign", json.dumps({"pem": keys[0]["pem"], "header": {"alg": "EdDSA", "kid": "k2"},
                                  "claims": claims({"/v1/**": ["admin"]})})), "bad signature"),
         (node("sign", json.dumps({"pem": keys[1]["pem"], "header": {"alg": "EdDSA"},
@@ -220,6 +223,26 @@ def main():
         st, b, _ = req(method, path, admin, body, {"Content-Type": "application/octet-stream"})
         check(st in (200, 201, 204), "admin may %s %s: %d %r" % (method, path, st, b))
 
+    # --- no way around a check: fork sources, percent-encoding, long paths ---
+    req("PUT", "/v1/stream/private/s", admin, b"secret", {"Content-Type": "text/plain"})
+    forker = hs256(claims({"/v1/stream/me/**": ["create", "read"]}))
+    refused(403, "lacks the 'read' capability on /v1/stream/private/s", "PUT", "/v1/stream/me/f", forker, None,
+            {"Stream-Forked-From": "/v1/stream/private/s"})
+    refused(403, "lacks the 'read' capability on /v1/stream/private/s", "PUT", "/v1/stream/me/g", forker, None,
+            {"Stream-Forked-From": "private/%73"})
+    refused(403, "lacks the 'read' capability on /v1/session/trip-3", "PUT", "/v1/stream/me/h", forker, None,
+            {"Stream-Forked-From": "/v1/session/trip-3"})
+    rw = hs256(claims({"/v1/session/trip-*": ["read", "write"], "/v1/stream/chat/*": ["create"]}))
+    refused(403, "lacks the 'presence' capability", "POST", "/v1/session/trip-3/%70resence", rw, {"action": "leave"})
+    refused(403, "lacks the 'objects' capability", "POST", "/v1/session/trip-3/%6Fbjects",
+            rw, {"ops": [{"object": "b", "op": "increment"}]})
+    refused(403, "lacks the 'cancel' capability", "POST", "/v1/session/trip-3%2Fruns%2Fr%2Fcancel", rw)
+    refused(403, "lacks the 'create' capability on /v1/stream/chat/a/b", "PUT", "/v1/stream/chat/a%2Fb", rw)
+    refused(403, "lacks the 'create' capability", "PUT", "/v1/stream/chat/%s/deep" % ("a" * 600), rw)
+    refused(400, "percent-encoding", "PUT", "/v1/stream/chat/a%00b", rw)
+    st, _, _ = req("PUT", "/v1/stream/x", hs256(claims({"/v1/stream/*/**": ["create"]})))
+    check(st == 201, "a pattern ending in /** with a wildcard covers the path without it: %d" % st)
+
     # --- ?token= on a live read; never logged ---
     req("PUT", "/v1/session/trip-3", full)
     st, b, r = req("GET", "/v1/session/trip-3/log?offset=-1&live=long-poll", full, query_token=True)
@@ -242,7 +265,8 @@ def main():
     check(payload.get("sub") == "tool" and abs(payload.get("exp", 0) - now() - 120) <= 5,
           "minted claims: %r" % payload)
     for args, want in [(["--caps", "[]"], "caps must be a JSON object"), (["--caps", '{"/a": ["fly"]}'], "unknown capability"),
-                       (["--caps", "{}", "--secret-file", short], "use at least 32"), (["--caps", "{}", "--ttl", "x"], "usage")]:
+                       (["--caps", "{}", "--secret-file", short], "use at least 32"), (["--caps", "{}", "--ttl", "x"], "usage"),
+                       (["--caps", "{}", "--ttl", "0s"], "usage"), (["--caps", "{}", "--secret", "x"], "usage")]:
         base = ["--secret-file", secret_file, "--sub", "x"]
         r = subprocess.run([binary, "token"] + base + args, capture_output=True, text=True)
         check(r.returncode == 2 and want in r.stderr, "weft token %s refused: %d %r" % (args, r.returncode, r.stderr))

@@ -418,6 +418,10 @@ def main_flow(port):
               "agent-1", 409, "chunk batch older than the last", error="out of order")
     s.refused("POST", "/runs/r1/chunks", {"seq": "1", "chunks": [{"type": "text-delta", "id": "t0", "delta": "x"}]},
               "agent-1", 400, "chunk batch seq not an integer", error="seq must be an integer")
+    s.refused("POST", "/runs/r1/chunks", {"seq": -1, "chunks": [{"type": "text-delta", "id": "t0", "delta": "x"}]},
+              "agent-1", 400, "chunk batch seq negative", error="seq must be an integer")
+    s.refused("POST", "/runs/r1/chunks", {"seq": last, "chunks": [{"type": "text-delta", "id": "t0", "delta": "other"}]},
+              "agent-1", 409, "a different batch with the last batch's seq", error="not a retry of its last batch")
     s.write("POST", "/runs/r1/heartbeat", None, "agent-1", 204, [], "heartbeat by the owner")
     s.refused("POST", "/runs/r1/heartbeat", None, "agent-2", 403, "heartbeat by a non-owner")
     s.refused("POST", "/runs/r1/heartbeat", None, None, 400, "heartbeat without identity")

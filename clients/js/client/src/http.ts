@@ -33,7 +33,7 @@ export type TokenSource = string | (() => string | Promise<string>);
 export class Tokens {
   #source: TokenSource;
   #token: string | null = null;
-  #expires = 0;
+  #refreshAt = 0;
   #pending: Promise<string> | null = null;
 
   constructor(source: TokenSource) {
@@ -43,13 +43,15 @@ export class Tokens {
   /** The token to send now. */
   async get(): Promise<string> {
     if (typeof this.#source === "string") return this.#source;
-    if (this.#token && Date.now() < this.#expires - 60_000) return this.#token;
+    if (this.#token && Date.now() < this.#refreshAt) return this.#token;
     if (!this.#pending) {
       const fetching = (async () => (this.#source as () => string | Promise<string>)())();
       this.#pending = fetching.then(
         (t) => {
+          // fetched again a minute before exp, or halfway for a short-lived one
+          const exp = expiryOf(t);
           this.#token = t;
-          this.#expires = expiryOf(t);
+          this.#refreshAt = exp - Math.min(60_000, Math.max(0, (exp - Date.now()) / 2));
           this.#pending = null;
           return t;
         },
@@ -123,6 +125,7 @@ export async function request<T>(
   let refreshed = false;
   for (;;) {
     let res: Response;
+    let text: string;
     try {
       const headers = await resolveHeaders(t);
       if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -132,13 +135,13 @@ export async function request<T>(
         body: body === undefined ? null : JSON.stringify(body),
         signal: opts.signal ?? null,
       });
+      text = await res.text(); // a connection lost while reading the answer is retried too
     } catch (e) {
       if (opts.signal?.aborted || Date.now() + delay > deadline) throw e;
       await sleep(delay);
       delay = Math.min(delay * 2, 2000);
       continue;
     }
-    const text = await res.text();
     if (res.status === 401 && t.tokens?.refreshable && !refreshed) {
       refreshed = true; // an expired or revoked token: fetch a new one, once
       t.tokens.invalidate();

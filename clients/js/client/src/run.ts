@@ -82,11 +82,22 @@ export class RunWriter {
   write(...chunks: UIChunk[]): void {
     if (this.#ended || this.stopped) return;
     this.#queue.push(...chunks);
-    if (!this.#inFlight) this.#inFlight = this.#pump();
+    if (!this.#inFlight) {
+      this.#error = null;
+      this.#inFlight = this.#pump();
+    }
   }
 
-  /** Resolves once every chunk written so far is durable in the session (rejects on a failed write). */
+  /**
+   * Resolves once every chunk written so far is durable in the session.
+   * After a failed write it sends the failed batch again (same number: the
+   * server applies it once); rejects if that fails too.
+   */
   async flush(): Promise<void> {
+    if (this.#queue.length && !this.#inFlight && !this.stopped) {
+      this.#error = null;
+      this.#inFlight = this.#pump();
+    }
     while (this.#inFlight) await this.#inFlight;
     if (this.#error && !this.stopped) throw this.#error;
   }
@@ -96,7 +107,15 @@ export class RunWriter {
    * already ended by someone else, resolves with that status instead.
    */
   async end(reason: RunEndReason = "complete", error?: string): Promise<RunEndReason> {
-    await this.flush().catch(() => {});
+    try {
+      await this.flush();
+    } catch (e) {
+      // chunks the session never got: the run did not complete
+      if (reason === "complete") {
+        reason = "error";
+        error = `chunks were not stored: ${(e as Error).message}`.slice(0, 4096);
+      }
+    }
     this.#stopHeartbeat();
     if (this.stopped) return (this.#abort.signal.reason as RunEndedError).status;
     this.#ended = true;
@@ -143,9 +162,15 @@ export class RunWriter {
           await request(this.#t, "POST", `${this.#path}/chunks`, { seq: this.#seq, chunks }, { retryMs: 30_000 });
           this.#seq++;
         } catch (e) {
-          if (e instanceof WeftError && e.status === 409) this.#endedBySomeone(e.message);
-          else this.#error = e;
-          this.#queue = [];
+          if (e instanceof WeftError && e.status === 409 && /run already ended/.test(e.message)) {
+            this.#endedBySomeone(e.message);
+          } else {
+            // Unknown whether it was stored: keep the batch (same number)
+            // ahead of anything newer; flush() or the next write sends it again.
+            this.#error = e;
+            this.#queue = [...chunks, ...this.#queue];
+            break;
+          }
         }
       }
     } finally {

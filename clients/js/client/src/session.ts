@@ -439,6 +439,11 @@ export class WeftSession {
 
   async #follow(): Promise<void> {
     const signal = this.#abort.signal;
+    let backoff = 0; // after consecutive failures: 0.25 s doubling to 30 s
+    const pause = async () => {
+      backoff = Math.min(backoff ? backoff * 2 : 250, 30_000);
+      await new Promise((r) => setTimeout(r, backoff));
+    };
     while (!signal.aborted) {
       try {
         const res = await stream<LogEvent>({
@@ -455,6 +460,7 @@ export class WeftSession {
         });
         this.#connected = true;
         res.subscribeJson((batch) => {
+          backoff = 0;
           for (const ev of batch.items) this.#take(ev);
           this.#offset = batch.offset;
           this.#reached();
@@ -470,22 +476,25 @@ export class WeftSession {
             await this.#attach();
           } catch (err) {
             this.#opts.onError?.(err as Error);
-            await new Promise((r) => setTimeout(r, 1000));
+            await pause();
           }
           continue;
         }
         if (e instanceof FetchError && e.status === 401 && this.#t.tokens?.refreshable) {
           this.#t.tokens.invalidate(); // expired or revoked: the next connection fetches a new one
           this.#opts.onError?.(e);
-          await new Promise((r) => setTimeout(r, 200));
+          await pause();
           continue;
         }
-        if (e instanceof FetchError && e.status === 404) {
-          this.#opts.onError?.(new WeftError(404, "session not found (deleted?)", `GET ${this.#path}/log`));
+        if (e instanceof FetchError && (e.status === 404 || e.status === 403 || e.status === 401)) {
+          // gone, or not ours to read: retrying would not change that
+          const why = e.status === 404 ? "session not found (deleted?)" : `not allowed to read the session (${e.status})`;
+          this.#connected = false;
+          this.#opts.onError?.(new WeftError(e.status, why, `GET ${this.#path}/log`));
           return;
         }
         this.#opts.onError?.(e as Error);
-        await new Promise((r) => setTimeout(r, 500));
+        await pause();
       }
     }
   }
@@ -523,7 +532,8 @@ export class WeftSession {
     if (ev.headers.operation === "delete") table.delete(ev.key);
     else table.set(ev.key, ev.value);
     if (this.#snapshot) return;
-    if (ev.type === "object" && ev.headers.txid && ev.headers.client === this.client) {
+    if (ev.type === "object" && ev.headers.txid) {
+      // batch ids are random: ours settle whoever the server says wrote them (a token's subject)
       this.#pending = this.#pending.filter((p) => p.batch !== ev.headers.txid);
     } else if (ev.type === "chunk" && ev.headers.operation !== "delete") {
       const batch = ev.value as { chunks: UIChunk[] };

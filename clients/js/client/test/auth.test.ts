@@ -77,7 +77,9 @@ describe("capability tokens", () => {
       await until("the reader to see it", () => reader.messages.some((m) => m.id === ids.at(-1)), 5000);
     }
     expect(reader.messages.map((m) => m.id)).toEqual(ids);
-    expect(fetched).toBeGreaterThan(2); // a fresh token per reconnection (the server closes SSE after 1 s)
+    // the first token expired after 3 s: reconnections (the server closes SSE
+    // after 1 s) went on with tokens fetched again halfway through their life
+    expect(fetched).toBeGreaterThanOrEqual(2);
   });
 
   it("a token for another session is refused with 403", async () => {
