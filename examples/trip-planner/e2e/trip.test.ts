@@ -96,10 +96,21 @@ describe("trip planner", () => {
       const t = await assistantText(b);
       return t.length > 0 && !t.includes("euros") ? t : "";
     }, 20_000);
+    // someone else's message while the answer streams shows at once, before the answer
+    const note = await fetch(`${weft.url}/v1/session/${id}/messages`, {
+      method: "POST",
+      headers: { "Weft-Client": "carol" },
+      body: JSON.stringify({ id: "carol-1", role: "user", parts: [{ type: "text", text: "Carol here" }] }),
+    });
+    expect(note.status).toBe(201);
+    await until("tab a to show carol's message mid-answer", async () => (await shownMessages(a)).some((m) => m.id === "carol-1"));
+    expect((await attach(weft, id)).state.run && Object.values((await attach(weft, id)).state.run).some((r) => r.status === "running")).toBe(true);
     const final = await finalAnswer(id);
     expect(final.startsWith(partial)).toBe(true);
     for (const p of [a, b]) await until("the whole answer", async () => (await assistantText(p)) === final, 15_000);
     expect(await shownMessages(a)).toEqual(await shownMessages(b));
+    const kept = Object.keys((await attach(weft, id)).state.message);
+    expect((await shownMessages(a)).map((m) => m.id)).toEqual(kept);
     await until("the same plan", async () => JSON.stringify(await itinerary(a)) === JSON.stringify(await itinerary(b)) && (await itinerary(a)).flat().length === 4);
     expect(await avatars(a)).toEqual(await avatars(b));
     expect((await avatars(a)).length).toBe(1);

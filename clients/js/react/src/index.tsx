@@ -195,15 +195,21 @@ export function useWeftChat(opts: UseWeftChatOptions = {}): ReturnType<typeof us
   const chat = useChat<UIMessage>({ id: s.id, transport, messages: s.messages as unknown as UIMessage[] });
   const version = useSessionVersion(s);
   const resuming = useRef<string | null>(null);
-  const { status, messages, setMessages, resumeStream } = chat;
+  const { status, setMessages, resumeStream } = chat;
   useEffect(() => {
+    // The session's messages are the truth (everyone's messages, ended runs);
+    // what the chat has beyond them (a message being sent, the answer being
+    // streamed, which the chat finds by id) follows them, as the session
+    // will log it.
+    setMessages((current) => {
+      const fromSession = s.messages as unknown as UIMessage[];
+      const ids = new Set(fromSession.map((m) => m.id));
+      const busy = status === "submitted" || status === "streaming";
+      const extra = current.filter((m) => !ids.has(m.id) && (busy || m.role === "user"));
+      const next = [...fromSession, ...extra];
+      return JSON.stringify(next) === JSON.stringify(current) ? current : next;
+    });
     if (status === "submitted" || status === "streaming") return;
-    // Settled: the session's messages are the truth (others' messages, ended runs).
-    const fromSession = s.messages as unknown as UIMessage[];
-    const ids = new Set(fromSession.map((m) => m.id));
-    const extra = messages.filter((m) => !ids.has(m.id) && m.role === "user");
-    const next = [...fromSession, ...extra];
-    if (JSON.stringify(next) !== JSON.stringify(messages)) setMessages(next);
     // A run someone started (or one going on before a refresh): follow it.
     const active = s.activeRuns.at(-1);
     if (active && resuming.current !== active.id) {
