@@ -3,7 +3,7 @@
 # in build-san/), O (optimisation level).
 CC ?= gcc
 O ?= 2
-PKGS := libdeflate liburing libsodium jansson
+PKGS := libdeflate liburing libsodium jansson libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 

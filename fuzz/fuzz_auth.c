@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "auth/auth.h"
+#include "util/glob.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -37,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!g && !why) abort();
     auth_grant_free(g);
     if (pattern && path && strlen(pattern) < 200 && strlen(path) < 200) {
-        bool m = auth_pattern_match(pattern, path);
+        bool m = glob_match(pattern, path);
         if (!strchr(pattern, '*') && m != (strcmp(pattern, path) == 0)) abort();
         json_t *caps = json_pack("{s:[s]}", pattern, "read");
         if (!caps) { /* not UTF-8: no such claim can exist */

@@ -72,6 +72,17 @@ static option_def options[] = {
      "with it (or --auth-jwks-file) every request needs a token", NULL},
     {"auth-jwks-file", OPT_STR, "", "JWKS file of Ed25519 public keys for EdDSA capability tokens", NULL},
     {"auth-leeway", OPT_DURATION, "60s", "clock skew allowed on a token's exp and nbf", NULL},
+    {"public-url", OPT_STR, "",
+     "where clients reach this server (https://weft.example.com): the base of webhook callback "
+     "and JWKS URLs; default: http:// and the request's Host", NULL},
+    {"webhook-key-file", OPT_STR, "",
+     "Ed25519 seed (32 bytes) that webhooks are signed with, created if missing; default: "
+     "webhook-signing.key in --data-dir", NULL},
+    {"webhook-allow-private", OPT_STR, "off",
+     "on | off: webhooks to private, link-local and reserved addresses, and plain http to any host "
+     "(loopback is always allowed)", NULL},
+    {"webhook-timeout", OPT_DURATION, "10s", "one webhook delivery attempt (then it is retried)", NULL},
+    {"max-subscriptions", OPT_INT, "10000", "subscriptions that may exist at once", NULL},
     {"request-timeout", OPT_DURATION, "30s", "time to receive a whole request once it began", NULL},
     {"idle-timeout", OPT_DURATION, "120s", "keep-alive connections idle this long are closed", NULL},
     {"write-timeout", OPT_DURATION, "60s", "clients that stop reading a response are dropped", NULL},
@@ -111,7 +122,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "\nSizes take B, KiB, MiB, GiB (or k, m, g); durations take ms, s, m, h (plain numbers are seconds).\n"
             "Streams are served under /v1/stream/<path>, sessions under /v1/session/<id>\n"
-            "(docs/sessions.md).\n");
+            "(docs/sessions.md), subscriptions under /v1/stream/__ds/ (docs/subscriptions.md).\n");
 }
 
 static option_def *find_option(const char *name, size_t n) {
@@ -332,8 +343,9 @@ static int serve(void) {
         fprintf(stderr, "weft: --checkpoint-size must be at least 1MiB\n");
         return 2;
     }
-    int cors = opt_on_off("cors"), io_uring = opt_on_off("io-uring");
-    if (cors < 0 || io_uring < 0) return 2;
+    int cors = opt_on_off("cors"), io_uring = opt_on_off("io-uring"),
+        allow_private = opt_on_off("webhook-allow-private");
+    if (cors < 0 || io_uring < 0 || allow_private < 0) return 2;
     streams_limits limits = {
         .long_poll_timeout_ms = (unsigned)opt_num("long-poll-timeout"),
         .sse_max_duration_ms = (unsigned)opt_num("sse-max-duration"),
@@ -374,9 +386,26 @@ static int serve(void) {
         .presence_grace_ms = (unsigned)opt_num("presence-grace"),
         .compact_bytes = opt_num("session-compact-bytes"),
     };
-    router rt = {.st = st, .ss = sessions_open(st, &slimits)};
+    char key_file[4096];
+    snprintf(key_file, sizeof key_file, "%s", *opt_str("webhook-key-file") ? opt_str("webhook-key-file") : "");
+    if (!*key_file) snprintf(key_file, sizeof key_file, "%s/webhook-signing.key", dir);
+    subs_config subcfg = {
+        .key_file = key_file,
+        .public_url = opt_str("public-url"),
+        .allow_private = allow_private,
+        .webhook_timeout_ms = (unsigned)opt_num("webhook-timeout"),
+        .max_subscriptions = (unsigned)opt_num("max-subscriptions"),
+    };
+    router rt = {.st = st};
+    if (!(rt.subs = subs_open(st, &subcfg, err, sizeof err))) {
+        fprintf(stderr, "weft: subscriptions: %s\n", err);
+        streams_close(st);
+        return 1;
+    }
+    rt.ss = sessions_open(st, rt.subs, &slimits);
     if (open_auth(&rt.auth) != 0) {
         sessions_close(rt.ss);
+        subs_close(rt.subs);
         streams_close(st);
         return 2;
     }
@@ -402,6 +431,7 @@ static int serve(void) {
     if (!srv) {
         fprintf(stderr, "weft: %s\n", err);
         sessions_close(rt.ss);
+        subs_close(rt.subs);
         streams_close(st);
         auth_close(rt.auth);
         return 1;
@@ -418,6 +448,7 @@ static int serve(void) {
     streams_detach(st);
     http_server_free(srv);
     sessions_close(rt.ss);
+    subs_close(rt.subs);
     streams_close(st);
     auth_close(rt.auth);
     log_write(LOG_INFO, "shutdown complete");

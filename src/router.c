@@ -37,6 +37,21 @@ static unsigned session_need(http_method m, const char *path, size_t n, buf *res
     return AUTH_WRITE; /* messages, runs, chunks, heartbeats, ends */
 }
 
+/* A wake's callback, ack or release: its token is the wake's, checked by
+ * the subscription layer; and the JWKS, public by design. */
+static bool subs_open_route(const char *path, size_t n) {
+    static const char *const tails[] = {"/callback", "/ack", "/release"};
+    if (n == sizeof SUBS_PREFIX - 1 + 9 && memcmp(path + n - 9, "jwks.json", 9) == 0) return true;
+    size_t k = sizeof SUBS_PREFIX - 1 + 14;
+    if (!has_prefix(path, n, SUBS_PREFIX "subscriptions/")) return false;
+    const char *slash = memchr(path + k, '/', n - k); /* exactly <id>/<tail> */
+    if (!slash || slash == path + k) return false;
+    size_t tn = n - (size_t)(slash - path);
+    for (size_t i = 0; i < 3; i++)
+        if (tn == strlen(tails[i]) && memcmp(slash, tails[i], tn) == 0) return true;
+    return false;
+}
+
 static unsigned stream_need(http_method m) {
     switch (m) {
     case HTTP_PUT: return AUTH_CREATE;
@@ -108,11 +123,52 @@ static bool grant_covers(router *r, http_conn *c, http_request *req, auth_grant 
     return false;
 }
 
+/* A subscription request needs `subscribe` on the subscription
+ * (SUBS_PREFIX subscriptions/<id>, written to res) and, when it links
+ * streams, on each pattern and path it names, and `write` on a pull-wake
+ * stream: true, or false after answering 403. */
+static bool subs_covers(router *r, http_conn *c, http_request *req, auth_grant *g, const char *path, size_t n) {
+    size_t k = sizeof SUBS_PREFIX - 1 + 14;
+    const char *slash = n > k ? memchr(path + k, '/', n - k) : NULL;
+    buf res;
+    buf_init(&res);
+    buf_append(&res, path, slash ? (size_t)(slash - path) : n);
+    bool ok = grant_covers(r, c, req, g, &res, AUTH_SUBSCRIBE);
+    json_t *body = NULL;
+    if (ok && (req->head.method == HTTP_PUT || req->head.method == HTTP_POST) && req->body.len)
+        body = json_loadb((const char *)req->body.data, req->body.len, 0, NULL);
+    json_t *named = json_array();
+    if (json_is_string(json_object_get(body, "pattern"))) json_array_append(named, json_object_get(body, "pattern"));
+    if (json_is_array(json_object_get(body, "streams"))) json_array_extend(named, json_object_get(body, "streams"));
+    size_t i;
+    json_t *v;
+    json_array_foreach(named, i, v) {
+        if (!ok || !json_is_string(v)) continue; /* the layer refuses what is not a path */
+        const char *p = json_string_value(v);
+        buf_reset(&res);
+        if (p[0] != '/') buf_append_str(&res, STREAM_PREFIX);
+        buf_append_str(&res, p);
+        ok = grant_covers(r, c, req, g, &res, AUTH_SUBSCRIBE);
+    }
+    const char *wake = json_string_value(json_object_get(body, "wake_stream"));
+    if (ok && wake) {
+        buf_reset(&res);
+        buf_append_str(&res, STREAM_PREFIX);
+        buf_append_str(&res, wake);
+        ok = grant_covers(r, c, req, g, &res, AUTH_WRITE);
+    }
+    json_decref(named);
+    json_decref(body);
+    buf_free(&res);
+    return ok;
+}
+
 /* Whether the request may go on; if not, it was answered. Paths are
  * checked decoded, exactly as the layers below will see them. */
 static bool authorize(router *r, http_conn *c, http_request *req, auth_grant **grant) {
     const http_target *t = &req->target;
-    if (req->head.method == HTTP_OPTIONS || (t->path_len == 8 && memcmp(t->path, "/healthz", 8) == 0))
+    if (req->head.method == HTTP_OPTIONS || (t->path_len == 8 && memcmp(t->path, "/healthz", 8) == 0) ||
+        subs_open_route(t->path, t->path_len))
         return true;
     buf tok;
     buf_init(&tok);
@@ -132,6 +188,8 @@ static bool authorize(router *r, http_conn *c, http_request *req, auth_grant **g
     if (!http_percent_decode(t->path, t->path_len, &path) || memchr(path.data, 0, path.len)) {
         refuse(r, c, req, 400, "invalid percent-encoding in path");
         ok = false;
+    } else if (has_prefix((const char *)path.data, path.len, SUBS_PREFIX "subscriptions/")) {
+        ok = subs_covers(r, c, req, *grant, (const char *)path.data, path.len);
     } else if (has_prefix((const char *)path.data, path.len, SESSION_PREFIX)) {
         unsigned need = session_need(req->head.method, (const char *)path.data, path.len, &res);
         ok = grant_covers(r, c, req, *grant, &res, need);
@@ -157,6 +215,7 @@ void router_handle(void *ctx, http_conn *c, http_request *req) {
     }
     const http_target *t = &req->target;
     if (has_prefix(t->path, t->path_len, SESSION_PREFIX)) sessions_handle(r->ss, c, req);
+    else if (has_prefix(t->path, t->path_len, SUBS_PREFIX)) subs_handle(r->subs, c, req);
     else streams_handle(r->st, c, req);
     req->principal = NULL;
     auth_grant_free(grant);

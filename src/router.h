@@ -1,7 +1,9 @@
 /* router.h — which layer answers a request: the session routes under
- * /v1/session/, everything else (streams, /healthz, CORS preflight) by the
- * stream layer. With capability tokens configured (auth != NULL), every
- * request but a CORS preflight and /healthz first shows a token that grants
+ * /v1/session/, the subscription routes under /v1/stream/__ds/, everything
+ * else (streams, /healthz, CORS preflight) by the stream layer. With
+ * capability tokens configured (auth != NULL), every request but a CORS
+ * preflight, /healthz, the webhook JWKS and a wake's own callback, ack or
+ * release (which carry the wake's token) first shows a token that grants
  * what it asks for (401 without a valid one, 403 naming the capability it
  * lacks); its subject is the caller's identity for the layers below. The
  * HTTP server's handler; its ctx is a router. */
@@ -12,10 +14,12 @@
 #include "http/server.h"
 #include "session/session.h"
 #include "stream/stream.h"
+#include "subscription/subscription.h"
 
 typedef struct router {
     streams *st;
     sessions *ss;
+    subs *subs;
     auth *auth; /* NULL: open to anyone */
 } router;
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../util/glob.h"
 #include "../util/mem.h"
 
 #define TOKEN_MAX 8192
@@ -243,47 +244,12 @@ void auth_grant_free(auth_grant *g) {
 
 const char *auth_grant_subject(const auth_grant *g) { return g->sub; }
 
-/* '*' matches a run of characters other than '/', "**" any run: one row
- * of a dynamic program over the path per pattern token, so that no pattern
- * costs more than its length times the path's (no backtracking blow-up). */
-static bool glob(const char *p, const char *s) {
-    size_t m = strlen(s);
-    bool *row = xcalloc(m + 1, sizeof *row), *next = xcalloc(m + 1, sizeof *next);
-    row[0] = true;
-    while (*p) {
-        bool star = *p == '*', any = star && p[1] == '*';
-        next[0] = star && row[0];
-        for (size_t j = 1; j <= m; j++) {
-            if (!star) next[j] = row[j - 1] && s[j - 1] == *p;
-            else next[j] = row[j] || (next[j - 1] && (any || s[j - 1] != '/'));
-        }
-        bool *t = row;
-        row = next;
-        next = t;
-        p += any ? 2 : 1;
-    }
-    bool yes = row[m];
-    free(row);
-    free(next);
-    return yes;
-}
-
-bool auth_pattern_match(const char *pattern, const char *path) {
-    size_t n = strlen(pattern);
-    if (glob(pattern, path)) return true;
-    if (n < 3 || strcmp(pattern + n - 3, "/**") != 0) return false;
-    char *head = xstrndup(pattern, n - 3); /* "/a" followed by slash-'**' covers "/a" itself */
-    bool yes = glob(head, path);
-    free(head);
-    return yes;
-}
-
 bool auth_grant_allows(const auth_grant *g, const char *path, unsigned caps) {
     unsigned have = 0;
     const char *pattern;
     json_t *list;
     json_object_foreach(g->caps, pattern, list) {
-        if (!auth_pattern_match(pattern, path)) continue;
+        if (!glob_match(pattern, path)) continue;
         size_t i;
         json_t *name;
         json_array_foreach(list, i, name) have |= auth_cap_parse(json_string_value(name));

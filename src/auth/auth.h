@@ -58,8 +58,6 @@ bool auth_grant_allows(const auth_grant *g, const char *path, unsigned caps);
 const char *auth_cap_name(unsigned cap);
 /* Parse a capability name; 0 if unknown. */
 unsigned auth_cap_parse(const char *name);
-/* Whether `path` matches `pattern` (see above). */
-bool auth_pattern_match(const char *pattern, const char *path);
 
 /* A new HS256 token (malloc'd) for sub with caps (a JSON object text as in
  * the claims) expiring at exp_s; NULL with a message in err if caps is

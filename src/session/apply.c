@@ -150,9 +150,15 @@ int session_commit(sessions *ss, session *s, json_t *events, http_conn *c, uint6
     size_t i;
     json_t *ev;
     json_array_foreach(events, i, ev) session_event_frame(ev, &out);
-    int rc = streams_append(ss->st, s->log_path, out.data, out.len, c, offset);
+    uint64_t end = 0;
+    int rc = streams_append(ss->st, s->log_path, out.data, out.len, c, &end);
     if (rc == 0) {
-        json_array_foreach(events, i, ev) session_apply(ss, s, ev);
+        if (offset) *offset = end;
+        json_array_foreach(events, i, ev) {
+            session_apply(ss, s, ev);
+            wake_note(s, ev, end);
+        }
+        wake_publish(ss, s, end - out.len, true);
         s->log_bytes += out.len;
         generation_maybe_compact(ss, s);
     }

@@ -44,6 +44,7 @@ session *session_add(sessions *ss, const char *id) {
                          "presence");
     s->output = json_object();
     s->batches = json_object();
+    s->wake_obj = json_object();
     s->next = ss->list;
     ss->list = s;
     ss->count++;
@@ -67,6 +68,7 @@ static void session_free(session *s) {
     json_decref(s->state);
     free(s->messages_text);
     json_decref(s->output);
+    json_decref(s->wake_obj);
     free(s->log_path);
     free(s->old_log);
     free(s->id);
@@ -117,6 +119,8 @@ static void replay(void *arg, const char *path, const uint8_t *data, size_t len)
     }
     s->gen = gen;
     s->log_bytes = len;
+    s->wake_msg = 0;
+    json_object_clear(s->wake_obj);
     size_t skipped = 0;
     for (size_t i = 0; i < len;) {
         const uint8_t *nl = memchr(data + i, '\n', len - i);
@@ -125,6 +129,7 @@ static void replay(void *arg, const char *path, const uint8_t *data, size_t len)
         size_t vlen = end - i >= 1 ? end - i - 1 : 0;
         json_t *ev = json_loadb((const char *)data + i, vlen, 0, NULL);
         if (!ev || !session_apply(ss, s, ev)) skipped++;
+        else wake_note(s, ev, end + 1);
         json_decref(ev);
         i = end + 1;
     }
@@ -184,12 +189,13 @@ static void *lease_main(void *arg) {
     return NULL;
 }
 
-sessions *sessions_open(streams *st, const sessions_limits *limits) {
+sessions *sessions_open(streams *st, subs *wakes, const sessions_limits *limits) {
     sessions *ss = xcalloc(1, sizeof *ss);
     pthread_mutex_init(&ss->lock, NULL);
     pthread_cond_init(&ss->leaser_cv, NULL);
     pthread_mutex_init(&ss->conn_mu, NULL);
     ss->st = st;
+    ss->subs = wakes;
     ss->limits = *limits;
     table_grow(ss);
     pthread_mutex_lock(&ss->lock);
@@ -200,7 +206,13 @@ sessions *sessions_open(streams *st, const sessions_limits *limits) {
     json_array_foreach(ss->stale, i, path) streams_delete(st, json_string_value(path), NULL);
     json_decref(ss->stale);
     ss->stale = NULL;
+    for (session *s = ss->list; s; s = s->next) { /* offsets noted from the generation's start */
+        uint64_t end;
+        if (streams_visible_end(st, s->log_path, &end) == 0 && end >= s->log_bytes) wake_shift(s, end - s->log_bytes);
+        wake_publish(ss, s, 0, false);
+    }
     pthread_mutex_unlock(&ss->lock);
+    subs_add_source(wakes, SESSION_PREFIX, wake_each, ss);
     if (ss->count) log_write(LOG_INFO, "sessions: %zu recovered", ss->count);
     ss->leaser_running = pthread_create(&ss->leaser, NULL, lease_main, ss) == 0;
     if (!ss->leaser_running) log_write(LOG_ERROR, "cannot start the run lease thread");

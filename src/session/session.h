@@ -31,6 +31,7 @@
 
 #include "../http/server.h"
 #include "../stream/stream.h"
+#include "../subscription/subscription.h"
 
 typedef struct sessions sessions;
 
@@ -44,9 +45,12 @@ typedef struct sessions_limits {
     uint64_t compact_bytes;     /* a log generation past this (and twice its state) is compacted */
 } sessions_limits;
 
-/* Open the layer on st (which must outlive it) and rebuild every session
- * from its log. Starts the thread that ends runs whose lease ran out. */
-sessions *sessions_open(streams *st, const sessions_limits *limits);
+/* Open the layer on st and subs (which must outlive it) and rebuild every
+ * session from its log. Starts the thread that ends runs whose lease ran
+ * out. Publishes to wakes, for agents' subscriptions: /v1/session/<id>
+ * grows when a person posts a message, /v1/session/<id>/objects/<name>
+ * when that object changes (offsets of the session's log). */
+sessions *sessions_open(streams *st, subs *wakes, const sessions_limits *limits);
 
 /* Stop the lease thread and free every session (after the HTTP server has
  * stopped; before streams_close). */

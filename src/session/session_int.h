@@ -64,11 +64,16 @@ struct session {
     size_t nruns, runs_cap;
     presence_conn *conns;
     size_t nconns, conns_cap;
+    /* What wakes its agents (wake.c): the offset after the last message a
+     * person posted, and after the last change of each object. */
+    uint64_t wake_msg;
+    json_t *wake_obj; /* name -> offset */
 };
 
 struct sessions {
     pthread_mutex_t lock;
     streams *st;
+    subs *subs;
     sessions_limits limits;
     session *list;
     session **table; /* by id: a chained hash, grown at load 1 */
@@ -163,6 +168,19 @@ void generation_maybe_compact(sessions *ss, session *s);
 void generation_drop_old(sessions *ss, session *s);
 /* The generation a read from this request's offset goes to. */
 const char *generation_for_read(session *s, http_request *req);
+
+/* --- wake.c --- */
+/* Note what ev (logged to s, ending at offset end) changes for agents
+ * woken by it: a person's message, an object. */
+void wake_note(session *s, json_t *ev, uint64_t end);
+/* After a replay that noted offsets from 0: they start at `start`. */
+void wake_shift(session *s, uint64_t start);
+/* Tell the subscription layer what s's events since `since` (an offset of
+ * this log, before them) changed; event: they just happened (else: the
+ * state at start-up). */
+void wake_publish(sessions *ss, session *s, uint64_t since, bool event);
+/* subs_each_fn: every session's paths and offsets. */
+void wake_each(void *arg, void (*fn)(void *fnarg, const char *path, uint64_t tail), void *fnarg);
 
 /* --- compact.c --- */
 /* The UI message (role assistant, id message_id) that the chunks build, as

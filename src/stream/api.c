@@ -165,3 +165,30 @@ void streams_each(streams *st, const char *prefix,
     pthread_mutex_unlock(&st->lock);
     buf_free(&data);
 }
+
+void streams_observe(streams *st, streams_observer_fn fn, void *arg) {
+    pthread_mutex_lock(&st->lock);
+    st->observer = fn;
+    st->observer_arg = arg;
+    pthread_mutex_unlock(&st->lock);
+}
+
+int streams_visible_end(streams *st, const char *path, uint64_t *end) {
+    pthread_mutex_lock(&st->lock);
+    stream *s = stream_lookup(st, path, strlen(path));
+    bool ok = s && !s->deleted;
+    if (ok) *end = s->visible;
+    pthread_mutex_unlock(&st->lock);
+    if (!ok) errno = ENOENT;
+    return ok ? 0 : -1;
+}
+
+void streams_each_end(streams *st, const char *prefix,
+                      void (*fn)(void *arg, const char *path, uint64_t end), void *arg) {
+    size_t plen = strlen(prefix);
+    pthread_mutex_lock(&st->lock);
+    for (uint64_t i = 0; i < st->table_size; i++)
+        for (stream *s = st->table[i]; s; s = s->hnext)
+            if (!s->deleted && strncmp(s->path, prefix, plen) == 0) fn(arg, s->path, s->visible);
+    pthread_mutex_unlock(&st->lock);
+}

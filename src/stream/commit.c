@@ -139,16 +139,14 @@ void commit_on_durable(void *ctx, store_lsn lsn) {
     while (st->pend_len > 0 && st->pend[st->pend_head].lsn <= lsn) {
         pending p = pending_pop(st);
         stream *s = p.s;
-        bool changed = false;
-        if (p.tail > s->visible) {
-            s->visible = p.tail;
-            changed = true;
-        }
+        bool grew = p.tail > s->visible, changed = grew;
+        if (grew) s->visible = p.tail;
         if (p.closed && !s->closed_visible) {
             s->closed_visible = true;
             changed = true;
         }
         if (changed && !st->detached) wake_stage(st, s);
+        if (grew && st->observer) st->observer(st->observer_arg, s->path, s->visible);
         if (p.conn) {
             if (st->detached) http_conn_unref(p.conn);
             else wake_stage_release(st, p.conn);

@@ -150,6 +150,25 @@ int streams_delete(streams *st, const char *path, http_conn *c);
 bool streams_serve_read(streams *st, http_conn *c, http_request *req, const char *path,
                         void (*on_end)(void *arg), void *arg);
 
+/* Told that appends to the stream at path are visible to readers up to
+ * `visible` (its new durable end). Called on the store's flusher thread
+ * with the layer's lock held: it must not call into the layer, and may
+ * only take a lock of its own that is never held across a call here. */
+typedef void (*streams_observer_fn)(void *arg, const char *path, uint64_t visible);
+
+/* Set the one observer (before the server starts; NULL for none). */
+void streams_observe(streams *st, streams_observer_fn fn, void *arg);
+
+/* The visible (durable) end of the stream at path. 0, or -1 with errno
+ * ENOENT (none, or deleted). */
+int streams_visible_end(streams *st, const char *path, uint64_t *end);
+
+/* Call fn(arg, path, visible end) for every stream whose path starts with
+ * prefix (soft-deleted ones left out). fn runs with the lock held and must
+ * not call back into the layer. */
+void streams_each_end(streams *st, const char *prefix,
+                      void (*fn)(void *arg, const char *path, uint64_t end), void *arg);
+
 /* Call fn for every stream whose path starts with prefix, with its whole
  * durable data (from its first offset) (at open, to rebuild state kept beside the streams). fn runs
  * with the lock held and must not call back into the layer. */

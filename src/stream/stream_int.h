@@ -144,6 +144,10 @@ struct streams {
     pthread_cond_t sweep_cv;
 
     buf append_meta; /* an append's encoded meta: one buffer, not one allocation each */
+
+    /* Told when a stream's appends become visible (streams_observe). */
+    streams_observer_fn observer;
+    void *observer_arg;
 };
 
 /* --- stream.c: registry, lifetime, data --- */

@@ -1,5 +1,6 @@
-// The public Durable Streams server conformance suite, exactly as its own
-// CLI runs it (default options), against the server at CONFORMANCE_TEST_URL.
+// The public Durable Streams server conformance suite against the server at
+// CONFORMANCE_TEST_URL: every test its own CLI runs, and the reserved
+// subscription APIs (webhooks, pull-wake), which the CLI never enables.
 import { runConformanceTests } from "@durable-streams/server-conformance-tests";
 
-runConformanceTests({ baseUrl: process.env.CONFORMANCE_TEST_URL });
+runConformanceTests({ baseUrl: process.env.CONFORMANCE_TEST_URL, subscriptions: true });
