@@ -56,6 +56,8 @@ step "session protocol test" python3 tests/proto/session_test.py build/weft
 step "session protocol test (ASan+UBSan server)" python3 tests/proto/session_test.py build-san/weft
 step "session cancel test" python3 tests/proto/session_cancel_test.py build/weft
 step "session crash test (SIGKILL)" python3 tests/proto/session_crash_test.py build/weft
+step "subscriptions test (webhooks, pull-wake, restart)" python3 tests/proto/subscription_test.py build/weft
+step "subscriptions test (ASan+UBSan server)" python3 tests/proto/subscription_test.py build-san/weft
 step "capability tokens test" python3 tests/proto/auth_test.py build/weft
 step "capability tokens test (ASan+UBSan server)" python3 tests/proto/auth_test.py build-san/weft
 step "session interop test (@durable-streams/state)" bash tests/interop/run.sh build/weft

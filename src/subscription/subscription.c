@@ -30,6 +30,9 @@ subs *subs_open(streams *st, const subs_config *cfg, char *err, size_t errlen) {
         subs_close(s);
         return NULL;
     }
+    pthread_mutex_lock(&s->mu); /* work left pending before a restart */
+    for (size_t i = 0; i < s->nsubs; i++) sub_maybe_wake(s, s->list[i]);
+    pthread_mutex_unlock(&s->mu);
     return s;
 }
 
