@@ -90,7 +90,7 @@ export async function itinerary(page: Page): Promise<string[][]> {
 
 /** The session as Weft has it (attach). */
 export async function attach(weft: WeftServer, trip: string): Promise<{
-  state: { message: Record<string, { role: string; parts: Array<{ type: string; text?: string }> }>; run: Record<string, { status: string }>; object: Record<string, unknown> };
+  state: { message: Record<string, { role: string; parts: Array<{ type: string; text?: string }> }>; run: Record<string, { status: string; answers: string | null; message_id: string; owner: string; cancelled_by?: string }>; object: Record<string, unknown> };
 }> {
   return (await fetch(`${weft.url}/v1/session/${trip}`)).json() as never;
 }

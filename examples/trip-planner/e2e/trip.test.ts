@@ -97,6 +97,7 @@ describe("trip planner", () => {
       return t.length > 0 && !t.includes("euros") ? t : "";
     }, 20_000);
     // someone else's message, posted while the answer streams, shows in the session's order
+    // (and wakes the agent, which answers it too)
     const note = await fetch(`${weft.url}/v1/session/${id}/messages`, {
       method: "POST",
       headers: { "Weft-Client": "carol" },
@@ -104,15 +105,23 @@ describe("trip planner", () => {
     });
     expect(note.status).toBe(201);
     await until("tab a to show carol's message", async () => (await shownMessages(a)).some((m) => m.id === "carol-1"));
-    const final = await finalAnswer(id);
-    expect(final.startsWith(partial)).toBe(true);
-    for (const p of [a, b]) await until("the whole answer", async () => (await assistantText(p)) === final, 15_000);
-    // The answer's last chunks may be logged before carol's message, so a tab
-    // can show the whole answer a moment before it shows her message.
-    const kept = Object.keys((await attach(weft, id)).state.message);
-    for (const p of [a, b]) await until("every kept message, in order", async () => JSON.stringify((await shownMessages(p)).map((m) => m.id)) === JSON.stringify(kept));
-    expect(await shownMessages(a)).toEqual(await shownMessages(b));
-    await until("the same plan", async () => JSON.stringify(await itinerary(a)) === JSON.stringify(await itinerary(b)) && (await itinerary(a)).flat().length === 4);
+    await until("both answers to end", async () => {
+      const runs = Object.values((await attach(weft, id)).state.run);
+      return runs.length === 2 && runs.every((r) => r.status !== "running");
+    }, 30_000);
+    const kept = (await attach(weft, id)).state;
+    const runs = Object.values(kept.run);
+    const first = runs.find((r) => r.answers !== "carol-1");
+    expect(runs.some((r) => r.answers === "carol-1")).toBe(true);
+    const firstAnswer = textOf(kept.message[first?.message_id ?? ""] ?? { parts: [] });
+    expect(firstAnswer).toContain("Here is a 2-day plan for Paris.");
+    expect(firstAnswer.startsWith(partial)).toBe(true);
+    // Both tabs end up showing exactly what Weft kept, in its order.
+    const want = JSON.stringify(Object.entries(kept.message).map(([mid, m]) => ({ role: m.role, id: mid, text: textOf(m) })));
+    expect(Object.keys(kept.message).length).toBe(4);
+    for (const p of [a, b]) await until("every kept message, in order", async () => JSON.stringify(await shownMessages(p)) === want, 15_000);
+    const stops = Object.entries(kept.object).filter(([k]) => k.startsWith("day:")).reduce((n, [, v]) => n + (v as unknown[]).length, 0);
+    await until("the same plan", async () => JSON.stringify(await itinerary(a)) === JSON.stringify(await itinerary(b)) && (await itinerary(a)).flat().length === stops);
     expect(await avatars(a)).toEqual(await avatars(b));
     expect((await avatars(a)).length).toBe(1);
     await shot(a, "two-tabs-a");
@@ -140,6 +149,28 @@ describe("trip planner", () => {
     await shot(alice, "two-people-after-bob-left");
   });
 
+  it("a message posted outside the page (as curl would) wakes the agent; the page shows its answer live", async () => {
+    const id = trip();
+    const page = await open(await person(), id);
+    const before = (await demo.stats()).turns;
+    const posted = await fetch(`${weft.url}/v1/session/${id}/messages`, {
+      method: "POST",
+      headers: { "Weft-Client": "curl-user" },
+      body: JSON.stringify({ id: "from-curl", role: "user", parts: [{ type: "text", text: "Plan 1 day in Lisbon" }] }),
+    });
+    expect(posted.status).toBe(201);
+    const final = await finalAnswer(id);
+    expect(final).toContain("Here is a 1-day plan for Lisbon.");
+    await until("the page to show the question and the answer", async () => {
+      const shown = await shownMessages(page);
+      return shown.length === 2 && shown[0]?.text === "Plan 1 day in Lisbon" && shown[1]?.text === final;
+    }, 15_000);
+    expect((await demo.stats()).turns - before).toBe(1);
+    const run = Object.values((await attach(weft, id)).state.run)[0];
+    expect(run?.answers).toBe("from-curl");
+    expect(run?.owner).toBe("agent");
+  });
+
   it("Stop in one tab cancels the run in every tab and stops the model", async () => {
     const id = trip();
     const alice = await open(await person(), id);
@@ -153,8 +184,8 @@ describe("trip planner", () => {
     const after = await demo.stats();
     expect(after.aborted - before.aborted).toBeGreaterThanOrEqual(1);
     expect(after.partsAfterAbort).toBe(0);
-    const run = Object.values((await attach(weft, id)).state.run)[0] as { status: string; cancelled_by?: string };
-    expect(run.cancelled_by).toBeTruthy();
+    const run = Object.values((await attach(weft, id)).state.run)[0];
+    expect(run?.cancelled_by).toBeTruthy();
     await shot(alice, "stop-alice");
     await shot(bob, "stop-bob");
   });

@@ -1,9 +1,12 @@
-// The demo's server: the built app (dist/), its chat route (POST /api/chat,
-// @weft/ai-sdk's handler) and where Weft is (GET /api/config). The browser
-// talks to Weft directly for everything else.
+// The demo's server: the built app (dist/), the agent's webhook (POST
+// /api/wake: Weft wakes the agent when anyone posts a message in a trip,
+// through a subscription made at start-up) and where Weft is (GET
+// /api/config). The browser talks to Weft directly for everything else: it
+// posts a message to the session and streams the run that answers it.
 //
 // Env: WEFT_URL (default http://127.0.0.1:4437), TRIP_PORT (default 3000),
-// TRIP_HOST (default 127.0.0.1), ANTHROPIC_API_KEY / OPENAI_API_KEY for a
+// TRIP_HOST (default 127.0.0.1), TRIP_WEBHOOK_URL (where Weft reaches
+// /api/wake; default http://127.0.0.1:<port>/api/wake), ANTHROPIC_API_KEY / OPENAI_API_KEY for a
 // real model (else the scripted one), TRIP_MODEL_DELAY_MS (scripted speed),
 // WEFT_AUTH_SECRET_FILE when Weft requires capability tokens: then this
 // server mints each person a short-lived token for their trip
@@ -13,7 +16,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import { dirname, extname, join, normalize, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { createChatHandler } from "@weft/ai-sdk";
+import { createWakeHandler, subscribeAgent } from "@weft/ai-sdk";
 
 import { chooseModel, respond } from "./agent.js";
 import { stats } from "./scripted.js";
@@ -27,13 +30,29 @@ const { model, name } = chooseModel();
 
 const minter = process.env.WEFT_AUTH_SECRET_FILE ? new TokenMinter(process.env.WEFT_AUTH_SECRET_FILE) : null;
 
-const chat = createChatHandler({
+const agentHeaders = minter ? { headers: { Authorization: () => `Bearer ${minter.agent()}` } } : {};
+const wake = createWakeHandler({
   url: weftUrl,
   client: "agent",
-  ...(minter ? { headers: { Authorization: () => `Bearer ${minter.agent()}` } } : {}),
+  ...agentHeaders,
   respond: respond(model),
   onError: (e, run) => console.error(`run ${run}: ${(e as Error).stack ?? e}`),
 });
+const webhook = process.env.TRIP_WEBHOOK_URL ?? `http://127.0.0.1:${port}/api/wake`;
+
+/** The agent's subscription to every trip, made (or confirmed) at start; retried until Weft answers. */
+async function subscribe(): Promise<void> {
+  for (let delay = 100; ; delay = Math.min(delay * 2, 5000)) {
+    try {
+      await subscribeAgent({ url: weftUrl, id: "trip-planner-agent", pattern: "/v1/session/*", webhook, ...agentHeaders });
+      console.log(`agent subscribed: Weft wakes it at ${webhook}`);
+      return;
+    } catch (e) {
+      console.error(`subscribing the agent (again in ${delay} ms): ${(e as Error).message}`);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
 
 const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
@@ -78,9 +97,12 @@ const server = createServer(async (req, res) => {
       return send(res, 200, { token: minter.person(person, trip) });
     }
     if (url.pathname === "/api/model-stats") return send(res, 200, stats);
-    if (url.pathname === "/api/chat") {
-      if (req.method !== "POST") return send(res, 405, { error: "POST a chat request" });
-      const answer = await chat(new Request(`http://${host}${req.url}`, { method: "POST", body: (await readBody(req)).toString("utf8") }));
+    if (url.pathname === "/api/wake") {
+      if (req.method !== "POST") return send(res, 405, { error: "Weft POSTs wake-ups here" });
+      const headers = new Headers();
+      const sig = req.headers["webhook-signature"];
+      if (typeof sig === "string") headers.set("Webhook-Signature", sig);
+      const answer = await wake(new Request(`http://${host}${req.url}`, { method: "POST", headers, body: (await readBody(req)).toString("utf8") }));
       res.writeHead(answer.status, { "Content-Type": "application/json" });
       return res.end(await answer.text());
     }
@@ -93,5 +115,6 @@ const server = createServer(async (req, res) => {
 
 server.listen(port, host, () => {
   console.log(`trip planner on http://${host}:${port}/ (weft: ${weftUrl}, model: ${name})`);
+  void subscribe();
 });
 for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => server.close(() => process.exit(0)));

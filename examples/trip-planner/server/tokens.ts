@@ -23,8 +23,11 @@ export class TokenMinter {
     return this.mint(personId, { [`/v1/session/${tripId}`]: ["read", "write", "create", "presence", "objects", "cancel"] });
   }
 
-  /** The agent's token: read and write every trip. */
+  /** The agent's token: read and write every trip, and be woken by them (its subscription). */
   agent(): string {
-    return this.mint("agent", { "/v1/session/**": ["read", "write", "objects"] });
+    return this.mint("agent", {
+      "/v1/session/**": ["read", "write", "objects", "subscribe"],
+      "/v1/stream/__ds/subscriptions/trip-planner-agent": ["subscribe"],
+    });
   }
 }

@@ -67,7 +67,8 @@ export interface RespondContext {
   /** The session (attached without following its log). */
   session: WeftSession;
   run: RunWriter;
-  /** The request's body (the chat id, `answers`, and what the app's transport added). */
+  /** The request's body (the chat id, `answers`, and what the app's transport added); for a
+   * run started by a wake-up, the same shape with `trigger: "submit-message"`. */
   request: ChatRouteRequest;
 }
 
@@ -103,7 +104,7 @@ const json = (status: number, body: unknown) =>
  * the run in the background.
  */
 export function createChatHandler(opts: ChatHandlerOptions): ChatHandler {
-  const running = new Set<Promise<unknown>>();
+  const runs = new RunSet();
   const handler = async (req: Request): Promise<Response> => {
     let body: ChatRouteRequest;
     try {
@@ -113,39 +114,56 @@ export function createChatHandler(opts: ChatHandlerOptions): ChatHandler {
     }
     if (typeof body?.id !== "string" || typeof body.answers !== "string")
       return json(400, { error: "id (the session) and answers (the message id) must be strings" });
-    const sopts: SessionOptions = { url: opts.url, id: body.id, client: opts.client ?? "agent", live: false, create: false };
-    if (opts.headers) sopts.headers = opts.headers;
-    if (opts.fetch) sopts.fetch = opts.fetch;
     let session: WeftSession;
     try {
-      session = await WeftSession.attach(sopts);
+      session = await attachForAgent(opts, body.id);
     } catch (e) {
       const status = (e as { status?: number }).status === 404 ? 404 : 502;
       return json(status, { error: `session '${body.id}': ${(e as Error).message}` });
     }
     if (!session.messages.some((m) => m.id === body.answers))
       return json(404, { error: `session '${body.id}' has no message '${body.answers}'` });
-    const messages = sessionConversation(session, body.answers, body.messageId);
+    const run = await runs.answer(opts, session, body);
+    const answer: ChatRouteResponse = { runId: run.id, messageId: run.messageId };
+    return json(200, answer);
+  };
+  return Object.assign(handler, { idle: () => runs.idle() });
+}
+
+/** The session as an agent sees it: attached once, not followed. */
+export function attachForAgent(opts: Pick<ChatHandlerOptions, "url" | "client" | "headers" | "fetch">, id: string): Promise<WeftSession> {
+  const sopts: SessionOptions = { url: opts.url, id, client: opts.client ?? "agent", live: false, create: false };
+  if (opts.headers) sopts.headers = opts.headers;
+  if (opts.fetch) sopts.fetch = opts.fetch;
+  return WeftSession.attach(sopts);
+}
+
+/** The runs an agent has going: start one answering a request, wait for all. */
+export class RunSet {
+  readonly #running = new Set<Promise<unknown>>();
+
+  /** Start a run answering `request.answers` and stream the model into it in the background. */
+  async answer(opts: Pick<ChatHandlerOptions, "respond" | "onError">, session: WeftSession, request: ChatRouteRequest): Promise<RunWriter> {
+    const messages = sessionConversation(session, request.answers, request.messageId);
     const run = await session.startRun(
-      body.messageId ? { answers: body.answers, messageId: body.messageId } : { answers: body.answers },
+      request.messageId ? { answers: request.answers, messageId: request.messageId } : { answers: request.answers },
     );
     const work = (async () => {
       try {
-        const source = await opts.respond({ messages, abortSignal: run.signal, session, run, request: body });
+        const source = await opts.respond({ messages, abortSignal: run.signal, session, run, request });
         await pipeToRun(run, source);
       } catch (e) {
         opts.onError?.(e, run.id);
         await run.end("error", e instanceof Error ? e.message : String(e)).catch(() => {});
       }
     })();
-    running.add(work);
-    void work.finally(() => running.delete(work));
-    const answer: ChatRouteResponse = { runId: run.id, messageId: run.messageId };
-    return json(200, answer);
-  };
-  return Object.assign(handler, {
-    idle: async () => {
-      while (running.size) await Promise.all([...running]);
-    },
-  });
+    this.#running.add(work);
+    void work.finally(() => this.#running.delete(work));
+    return run;
+  }
+
+  /** Resolves when every run started so far has ended. */
+  async idle(): Promise<void> {
+    while (this.#running.size) await Promise.all([...this.#running]);
+  }
 }

@@ -1,9 +1,10 @@
 /**
  * The browser's side: a `ChatTransport` for AI SDK 7's `useChat` whose
  * chats are Weft sessions. A message is appended to the session (every
- * participant sees it), the app's route starts the agent's run, and the
- * run's chunks are read from the session — so a refresh, a second tab or a
- * friend joining resume it, and `stop()` cancels the run on the server.
+ * participant sees it), the agent's run starts (the app's route starts it,
+ * or Weft wakes the agent), and the run's chunks are read from the session
+ * — so a refresh, a second tab or a friend joining resume it, and `stop()`
+ * cancels the run on the server.
  * @module
  */
 import type { ChatRequestOptions, ChatTransport, UIMessage, UIMessageChunk } from "ai";
@@ -39,8 +40,13 @@ export interface WeftChatTransportOptions {
    * what it attached on {@link WeftChatTransport.close}).
    */
   session: WeftSession | ((chatId: string) => Promise<WeftSession>);
-  /** The app's route that starts the agent's run (default `/api/chat`). */
-  api?: string;
+  /**
+   * The app's route that starts the agent's run (default `/api/chat`), or
+   * `null` when the agent is woken by Weft (a subscription, see
+   * `createWakeHandler`): then a message is only appended to the session
+   * and the transport streams the run that answers it once it starts.
+   */
+  api?: string | null;
   /** Headers for the route (a function is called per request). */
   headers?: Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>);
   /** Extra JSON members for the route's body. */
@@ -93,7 +99,10 @@ export class WeftChatTransport<UI_MESSAGE extends UIMessage = UIMessage> impleme
     } & ChatRequestOptions,
   ): Promise<ReadableStream<UIMessageChunk>> {
     const session = await this.session(options.chatId);
+    if (this.#opts.api === null && options.trigger === "regenerate-message")
+      throw new Error("regenerating a message needs the app's route: set WeftChatTransport's api");
     const answers = await this.#question(session, options);
+    if (this.#opts.api === null) return this.#follow(session, await answeringRun(session, answers, options.abortSignal), options.abortSignal);
     const routeBody: ChatRouteRequest = {
       ...this.#opts.body,
       ...(options.body as Record<string, unknown> | undefined),
@@ -117,10 +126,15 @@ export class WeftChatTransport<UI_MESSAGE extends UIMessage = UIMessage> impleme
     });
     if (!res.ok) throw new Error(`${this.#opts.api ?? "/api/chat"}: ${res.status} ${(await res.text()).slice(0, 300)}`);
     const { runId } = (await res.json()) as ChatRouteResponse;
+    return this.#follow(session, runId, options.abortSignal);
+  }
+
+  /** The run's chunks; aborting cancels the run on the server. */
+  #follow(session: WeftSession, runId: string, signal: AbortSignal | undefined): ReadableStream<UIMessageChunk> {
     const stop = () => void session.cancelRun(runId).catch(() => {});
-    if (options.abortSignal?.aborted) stop();
-    else options.abortSignal?.addEventListener("abort", stop, { once: true });
-    return session.runChunks(runId, options.abortSignal) as unknown as ReadableStream<UIMessageChunk>;
+    if (signal?.aborted) stop();
+    else signal?.addEventListener("abort", stop, { once: true });
+    return session.runChunks(runId, signal) as unknown as ReadableStream<UIMessageChunk>;
   }
 
   /**
@@ -159,4 +173,29 @@ export class WeftChatTransport<UI_MESSAGE extends UIMessage = UIMessage> impleme
     }
     return q.id;
   }
+}
+
+/**
+ * The id of the run answering message `answers`, once the agent (woken by
+ * Weft) has started it. Aborted first: rejects at once, and the run is
+ * cancelled when it starts.
+ */
+function answeringRun(session: WeftSession, answers: string, signal: AbortSignal | undefined): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const find = () => session.runs.find((r) => r.answers === answers)?.id;
+    const settle = (id: string) => {
+      off();
+      if (signal?.aborted) void session.cancelRun(id).catch(() => {});
+      else resolve(id);
+    };
+    const off = session.subscribe(() => {
+      const id = find();
+      if (id) settle(id);
+    });
+    signal?.addEventListener("abort", () => reject(new DOMException("stopped before the agent started", "AbortError")), {
+      once: true,
+    });
+    const now = find();
+    if (now) settle(now);
+  });
 }

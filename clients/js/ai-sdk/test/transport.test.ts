@@ -7,7 +7,7 @@ import { AbstractChat, simulateReadableStream, streamText, type ChatState, type 
 import { MockLanguageModelV4 } from "ai/test";
 import { WeftSession } from "@weft/client";
 
-import { createChatHandler, WeftChatTransport, type ChatHandler } from "../src/index.js";
+import { createChatHandler, createWakeHandler, subscribeAgent, WeftChatTransport, type ChatHandler } from "../src/index.js";
 import { until, WeftServer } from "../../test-support/weft-server.js";
 
 class TestChat extends AbstractChat<UIMessage> {
@@ -75,19 +75,24 @@ beforeAll(async () => {
     respond: ({ messages, abortSignal }) =>
       streamText({ model, abortSignal, messages: messages.map((m) => ({ role: m.role as "user", content: text(m) })) }),
   });
-  route = createServer(async (req, res) => {
+  [route, api] = await serve(handler, "/api/chat");
+});
+
+/** A route on a real Node HTTP server for a web handler; its URL. */
+async function serve(h: (req: Request) => Promise<Response>, path: string): Promise<[Server, string]> {
+  const server = createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
-    const answer = await handler(
+    const answer = await h(
       new Request(`http://x${req.url}`, { method: req.method ?? "POST", headers: req.headers as HeadersInit, body: Buffer.concat(chunks) }),
     );
     res.writeHead(answer.status, { "Content-Type": "application/json" });
     res.end(await answer.text());
   });
-  await new Promise<void>((r) => route.listen(0, "127.0.0.1", r));
-  const a = route.address();
-  api = `http://127.0.0.1:${typeof a === "object" && a ? a.port : 0}/api/chat`;
-});
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const a = server.address();
+  return [server, `http://127.0.0.1:${typeof a === "object" && a ? a.port : 0}${path}`];
+}
 
 afterAll(async () => {
   for (const s of sessions) s.close();
@@ -180,5 +185,72 @@ describe("WeftChatTransport + createChatHandler", () => {
     expect(await r1.text()).toContain("has no message 'nope'");
     const r2 = await fetch(api, { method: "POST", body: "{" });
     expect(r2.status).toBe(400);
+  });
+});
+
+describe("an agent woken by Weft (subscribeAgent + createWakeHandler, api: null)", () => {
+  let waker: ChatHandler;
+  let hook: Server;
+  let hookUrl = "";
+  const respond = ({ messages, abortSignal }: { messages: UIMessage[]; abortSignal: AbortSignal }) =>
+    streamText({ model, abortSignal, messages: messages.map((m) => ({ role: m.role as "user", content: text(m) })) });
+
+  beforeAll(async () => {
+    waker = createWakeHandler({ url: weft.url, respond });
+    [hook, hookUrl] = await serve(waker, "/api/wake");
+    await subscribeAgent({ url: weft.url, id: `agent-${process.pid}`, pattern: "/v1/session/wake-*", webhook: hookUrl });
+    await subscribeAgent({ url: weft.url, id: `agent-${process.pid}`, pattern: "/v1/session/wake-*", webhook: hookUrl });
+  });
+
+  afterAll(async () => {
+    await waker.idle();
+    hook.close();
+  });
+
+  it("a message posted by any client (here: a plain session, as curl would) starts the agent's run", async () => {
+    model = scripted(0);
+    const id = `wake-${process.pid}-1`;
+    const poster = await attach(id, "carol");
+    const calls = model.doStreamCalls.length;
+    await poster.sendMessage({ id: "q1", role: "user", parts: [{ type: "text", text: "hello" }] });
+    await until("the agent's answer", () => poster.runs[0]?.status === "complete", 15_000);
+    expect(poster.runs[0]?.answers).toBe("q1");
+    expect(poster.runs[0]?.owner).toBe("agent");
+    expect(text(poster.messages[1] as UIMessage)).toBe(WORDS.join(""));
+    expect(model.doStreamCalls.length - calls).toBe(1);
+  });
+
+  it("useChat with api: null streams the run the wake started; stop() cancels it", async () => {
+    model = scripted(0);
+    const id = `wake-${process.pid}-2`;
+    const s = await attach(id, "alice");
+    const chat = new TestChat({ id, transport: new WeftChatTransport({ session: s, api: null }) });
+    await chat.sendMessage({ text: "Plan 2 days in Paris" });
+    await until("the chat to be ready", () => chat.status === "ready");
+    expect(chat.messages.map((m) => m.role)).toEqual(["user", "assistant"]);
+    expect(text(chat.messages[1])).toBe(WORDS.join(""));
+    model = scripted(40);
+    const sent = chat.sendMessage({ text: "again" });
+    await until("a few words", () => text(chat.messages[3]).length > 20, 15_000);
+    await chat.stop();
+    await sent;
+    await until("the run cancelled", () => s.runs[1]?.status === "cancelled");
+    await expect(chat.regenerate()).resolves.toBeUndefined();
+    expect(chat.error?.message).toContain("needs the app's route");
+  });
+
+  it("a wake without a valid signature is refused; one redelivered does not answer twice", async () => {
+    const bad = await fetch(hookUrl, { method: "POST", body: "{}", headers: { "Webhook-Signature": "t=1,kid=ds_x,ed25519=AAAA" } });
+    expect(bad.status).toBe(401);
+    const unsigned = await fetch(hookUrl, { method: "POST", body: "{}" });
+    expect(unsigned.status).toBe(401);
+    const lax = createWakeHandler({ url: weft.url, respond, verify: false });
+    const id = `wake-${process.pid}-1`;
+    const wake = { streams: [{ path: `/v1/session/${id}`, has_pending: true }] };
+    const again = await lax(new Request("http://x/", { method: "POST", body: JSON.stringify(wake) }));
+    expect(await again.json()).toEqual({ done: true });
+    await lax.idle();
+    const s = await attach(id, "carol");
+    expect(s.runs.length).toBe(1);
   });
 });

@@ -173,8 +173,9 @@ export function useRuns(): { runs: RunInfo[]; active: RunInfo[]; cancel: (id: st
 
 /** Options of {@link useWeftChat}. */
 export interface UseWeftChatOptions {
-  /** The app's route that starts the agent (default `/api/chat`). */
-  api?: string;
+  /** The app's route that starts the agent (default `/api/chat`), or `null`
+   * when Weft wakes the agent (see `@weft/ai-sdk`'s `createWakeHandler`). */
+  api?: string | null;
   /** Extra JSON members for the route's body. */
   body?: Record<string, unknown>;
 }
@@ -187,7 +188,7 @@ export interface UseWeftChatOptions {
 export function useWeftChat(opts: UseWeftChatOptions = {}): ReturnType<typeof useChat<UIMessage>> {
   const s = useSession();
   const transport = useMemo(() => {
-    const t: ConstructorParameters<typeof WeftChatTransport>[0] = { session: s, api: opts.api ?? "/api/chat" };
+    const t: ConstructorParameters<typeof WeftChatTransport>[0] = { session: s, api: opts.api === undefined ? "/api/chat" : opts.api };
     if (opts.body) t.body = opts.body;
     return new WeftChatTransport<UIMessage>(t);
     // eslint-disable-next-line react-hooks/exhaustive-deps

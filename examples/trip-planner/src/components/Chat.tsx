@@ -21,7 +21,7 @@ function PartView({ part }: { part: Part }) {
 
 /** The conversation: everyone's messages and the agent's answers, live; Stop stops the agent for everyone. */
 export function Chat() {
-  const { messages, sendMessage, status, error } = useWeftChat({ api: "/api/chat" });
+  const { messages, sendMessage, status, error } = useWeftChat({ api: null });
   const { runs, active, cancel } = useRuns();
   const ended = new Map(runs.filter((r) => r.status !== "running" && r.status !== "complete").map((r) => [r.message_id, r]));
   const [input, setInput] = useState("");
