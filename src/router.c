@@ -39,9 +39,13 @@ static unsigned session_need(http_method m, const char *path, size_t n, buf *res
 
 /* A wake's callback, ack or release: its token is the wake's, checked by
  * the subscription layer; and the JWKS, public by design. */
-static bool subs_open_route(const char *path, size_t n) {
+static bool subs_open_route(const http_request *req) {
+    const char *path = req->target.path;
+    size_t n = req->target.path_len;
     static const char *const tails[] = {"/callback", "/ack", "/release"};
-    if (n == sizeof SUBS_PREFIX - 1 + 9 && memcmp(path + n - 9, "jwks.json", 9) == 0) return true;
+    if (n == sizeof SUBS_PREFIX - 1 + 9 && memcmp(path, SUBS_PREFIX "jwks.json", n) == 0 &&
+        (req->head.method == HTTP_GET || req->head.method == HTTP_HEAD))
+        return true;
     size_t k = sizeof SUBS_PREFIX - 1 + 14;
     if (!has_prefix(path, n, SUBS_PREFIX "subscriptions/")) return false;
     const char *slash = memchr(path + k, '/', n - k); /* exactly <id>/<tail> */
@@ -109,12 +113,14 @@ static bool fork_source(http_request *req, buf *out) {
     return true;
 }
 
-/* Whether the grant holds `need` on the NUL-terminated path in b; if not,
- * the request is answered 403. */
-static bool grant_covers(router *r, http_conn *c, http_request *req, auth_grant *g, buf *b, unsigned need) {
+/* Whether the grant holds `need` on the NUL-terminated path in b (or, for
+ * a subscription's pattern, on every path it matches); if not, the request
+ * is answered 403. */
+static bool grant_covers(router *r, http_conn *c, http_request *req, auth_grant *g, buf *b, unsigned need,
+                         bool pattern) {
     buf_append_byte(b, 0);
     const char *path = (const char *)b->data;
-    if (auth_grant_allows(g, path, need)) return true;
+    if (pattern ? auth_grant_allows_pattern(g, path, need) : auth_grant_allows(g, path, need)) return true;
     size_t len = strlen(path) + 120;
     char *msg = malloc(len);
     if (msg) snprintf(msg, len, "the token lacks the '%s' capability on %s", auth_cap_name(need), path);
@@ -133,7 +139,7 @@ static bool subs_covers(router *r, http_conn *c, http_request *req, auth_grant *
     buf res;
     buf_init(&res);
     buf_append(&res, path, slash ? (size_t)(slash - path) : n);
-    bool ok = grant_covers(r, c, req, g, &res, AUTH_SUBSCRIBE);
+    bool ok = grant_covers(r, c, req, g, &res, AUTH_SUBSCRIBE, false);
     json_t *body = NULL;
     if (ok && (req->head.method == HTTP_PUT || req->head.method == HTTP_POST) && req->body.len)
         body = json_loadb((const char *)req->body.data, req->body.len, 0, NULL);
@@ -148,14 +154,14 @@ static bool subs_covers(router *r, http_conn *c, http_request *req, auth_grant *
         buf_reset(&res);
         if (p[0] != '/') buf_append_str(&res, STREAM_PREFIX);
         buf_append_str(&res, p);
-        ok = grant_covers(r, c, req, g, &res, AUTH_SUBSCRIBE);
+        ok = grant_covers(r, c, req, g, &res, AUTH_SUBSCRIBE, true);
     }
     const char *wake = json_string_value(json_object_get(body, "wake_stream"));
     if (ok && wake) {
         buf_reset(&res);
         buf_append_str(&res, STREAM_PREFIX);
         buf_append_str(&res, wake);
-        ok = grant_covers(r, c, req, g, &res, AUTH_WRITE);
+        ok = grant_covers(r, c, req, g, &res, AUTH_WRITE, false);
     }
     json_decref(named);
     json_decref(body);
@@ -168,7 +174,7 @@ static bool subs_covers(router *r, http_conn *c, http_request *req, auth_grant *
 static bool authorize(router *r, http_conn *c, http_request *req, auth_grant **grant) {
     const http_target *t = &req->target;
     if (req->head.method == HTTP_OPTIONS || (t->path_len == 8 && memcmp(t->path, "/healthz", 8) == 0) ||
-        subs_open_route(t->path, t->path_len))
+        subs_open_route(req))
         return true;
     buf tok;
     buf_init(&tok);
@@ -192,13 +198,13 @@ static bool authorize(router *r, http_conn *c, http_request *req, auth_grant **g
         ok = subs_covers(r, c, req, *grant, (const char *)path.data, path.len);
     } else if (has_prefix((const char *)path.data, path.len, SESSION_PREFIX)) {
         unsigned need = session_need(req->head.method, (const char *)path.data, path.len, &res);
-        ok = grant_covers(r, c, req, *grant, &res, need);
+        ok = grant_covers(r, c, req, *grant, &res, need, false);
     } else {
         buf_append(&res, path.data, path.len);
-        ok = grant_covers(r, c, req, *grant, &res, stream_need(req->head.method));
+        ok = grant_covers(r, c, req, *grant, &res, stream_need(req->head.method), false);
         buf_reset(&res);
         if (ok && req->head.method == HTTP_PUT && fork_source(req, &res))
-            ok = grant_covers(r, c, req, *grant, &res, AUTH_READ);
+            ok = grant_covers(r, c, req, *grant, &res, AUTH_READ, false);
     }
     buf_free(&path);
     buf_free(&res);
@@ -206,9 +212,27 @@ static bool authorize(router *r, http_conn *c, http_request *req, auth_grant **g
     return ok;
 }
 
+/* Whether the path is a stream path whose first segment is the reserved
+ * "__ds" without being a control route as sent (percent-encoded, or the
+ * bare prefix): no stream may live there. */
+static bool reserved_in_disguise(const http_target *t) {
+    if (!has_prefix(t->path, t->path_len, STREAM_PREFIX) || has_prefix(t->path, t->path_len, SUBS_PREFIX)) return false;
+    buf d;
+    buf_init(&d);
+    size_t k = sizeof STREAM_PREFIX - 1;
+    bool bad = http_percent_decode(t->path, t->path_len, &d) && d.len >= k + 4 &&
+               memcmp(d.data + k, "__ds", 4) == 0 && (d.len == k + 4 || d.data[k + 4] == '/');
+    buf_free(&d);
+    return bad;
+}
+
 void router_handle(void *ctx, http_conn *c, http_request *req) {
     router *r = ctx;
     auth_grant *grant = NULL;
+    if (reserved_in_disguise(&req->target)) {
+        refuse(r, c, req, 400, "/v1/stream/__ds is reserved for subscriptions: send its routes as they are, not percent-encoded");
+        return;
+    }
     if (r->auth && !authorize(r, c, req, &grant)) {
         auth_grant_free(grant);
         return;

@@ -244,18 +244,28 @@ void auth_grant_free(auth_grant *g) {
 
 const char *auth_grant_subject(const auth_grant *g) { return g->sub; }
 
-bool auth_grant_allows(const auth_grant *g, const char *path, unsigned caps) {
+/* The capabilities g holds on what `covered` says its patterns cover. */
+static bool grant_allows(const auth_grant *g, const char *what, unsigned caps,
+                         bool (*covered)(const char *pattern, const char *what)) {
     unsigned have = 0;
     const char *pattern;
     json_t *list;
     json_object_foreach(g->caps, pattern, list) {
-        if (!glob_match(pattern, path)) continue;
+        if (!covered(pattern, what)) continue;
         size_t i;
         json_t *name;
         json_array_foreach(list, i, name) have |= auth_cap_parse(json_string_value(name));
     }
     if (have & AUTH_ADMIN) return true;
     return (have & caps) == caps;
+}
+
+bool auth_grant_allows(const auth_grant *g, const char *path, unsigned caps) {
+    return grant_allows(g, path, caps, glob_match);
+}
+
+bool auth_grant_allows_pattern(const auth_grant *g, const char *pattern, unsigned caps) {
+    return grant_allows(g, pattern, caps, glob_covers);
 }
 
 char *auth_token_mint(const uint8_t *secret, size_t secret_len, const char *sub, const char *caps_json,

@@ -54,6 +54,10 @@ const char *auth_grant_subject(const auth_grant *g);
 /* Whether the grant holds every capability of `caps` on `path`. */
 bool auth_grant_allows(const auth_grant *g, const char *path, unsigned caps);
 
+/* Whether g holds all of caps on every path a pattern (a subscription's)
+ * matches; see glob_covers for how that is judged. */
+bool auth_grant_allows_pattern(const auth_grant *g, const char *pattern, unsigned caps);
+
 /* The name of one capability bit ("read", ...). */
 const char *auth_cap_name(unsigned cap);
 /* Parse a capability name; 0 if unknown. */

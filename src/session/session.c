@@ -122,14 +122,17 @@ static void replay(void *arg, const char *path, const uint8_t *data, size_t len)
     s->wake_msg = 0;
     json_object_clear(s->wake_obj);
     size_t skipped = 0;
+    bool in_snapshot = false;
     for (size_t i = 0; i < len;) {
         const uint8_t *nl = memchr(data + i, '\n', len - i);
         size_t end = nl ? (size_t)(nl - data) : len;
         /* Stored form: the value, then ",\n". */
         size_t vlen = end - i >= 1 ? end - i - 1 : 0;
         json_t *ev = json_loadb((const char *)data + i, vlen, 0, NULL);
+        const char *control = json_string_value(json_object_get(json_object_get(ev, "headers"), "control"));
+        if (control) in_snapshot = strcmp(control, "snapshot-start") == 0;
         if (!ev || !session_apply(ss, s, ev)) skipped++;
-        else wake_note(s, ev, end + 1);
+        else if (!in_snapshot) wake_note(s, ev, end + 1); /* a snapshot repeats what woke agents before */
         json_decref(ev);
         i = end + 1;
     }
@@ -198,6 +201,7 @@ sessions *sessions_open(streams *st, subs *wakes, const sessions_limits *limits)
     ss->subs = wakes;
     ss->limits = *limits;
     table_grow(ss);
+    subs_add_source(wakes, SESSION_PREFIX, wake_each, ss); /* first: the notices below need it */
     pthread_mutex_lock(&ss->lock);
     ss->stale = json_array();
     streams_each(st, SESSION_PREFIX, replay, ss);
@@ -212,7 +216,6 @@ sessions *sessions_open(streams *st, subs *wakes, const sessions_limits *limits)
         wake_publish(ss, s, 0, false);
     }
     pthread_mutex_unlock(&ss->lock);
-    subs_add_source(wakes, SESSION_PREFIX, wake_each, ss);
     if (ss->count) log_write(LOG_INFO, "sessions: %zu recovered", ss->count);
     ss->leaser_running = pthread_create(&ss->leaser, NULL, lease_main, ss) == 0;
     if (!ss->leaser_running) log_write(LOG_ERROR, "cannot start the run lease thread");

@@ -27,6 +27,7 @@ struct delivery {
     sub *b; /* holds a ref */
     uint64_t generation;
     char wake_id[24];
+    bool loopback_ok; /* the URL names loopback itself */
     CURL *easy;
     struct curl_slist *headers;
     char *body;
@@ -47,9 +48,9 @@ static size_t on_answer(char *p, size_t size, size_t n, void *arg) {
 
 /* Connect only where the URL check allows: host names are resolved now. */
 static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a) {
-    subs *s = arg;
+    delivery *d = arg;
     (void)purpose;
-    if (!urlcheck_addr(&a->addr, s->cfg.allow_private)) {
+    if (!urlcheck_addr(&a->addr, d->s->cfg.allow_private, d->loopback_ok)) {
         log_write(LOG_WARN, "webhook: refused to connect to a private or link-local address");
         return CURL_SOCKET_BAD;
     }
@@ -82,6 +83,7 @@ static void start(subs *s, sub *b) {
     b->in_flight = true;
     d->generation = b->generation;
     strcpy(d->wake_id, b->wake_id);
+    d->loopback_ok = urlcheck_loopback_host(b->url);
     d->body = wake_body(s, b);
     size_t len = strlen(d->body);
     buf sig;
@@ -105,7 +107,8 @@ static void start(subs *s, sub *b) {
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_answer);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, d);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, s);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, d);
+    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never through a proxy from the environment */
     curl_easy_setopt(e, CURLOPT_PRIVATE, d);
     d->next = s->inflight;
     if (d->next) d->next->prev = d;
@@ -129,8 +132,7 @@ static void retry_later(subs *s, sub *b, const char *why) {
     json_decref(rec);
 }
 
-/* The receiver answered 2xx: {"done": true} acks the wake's snapshot. */
-static void delivered(subs *s, sub *b, const buf *answer) {
+void sub_delivered(subs *s, sub *b) {
     if (b->failed) {
         b->failed = false;
         json_t *rec = json_pack("{s:s,s:i,s:i}", "t", "retry", "n", 0, "at", 0);
@@ -139,6 +141,11 @@ static void delivered(subs *s, sub *b, const buf *answer) {
     }
     b->attempts = 0;
     b->deliver_at = 0;
+}
+
+/* The receiver answered 2xx: {"done": true} acks the wake's snapshot. */
+static void delivered(subs *s, sub *b, const buf *answer) {
+    sub_delivered(s, b);
     json_t *v = json_loadb((const char *)answer->data, answer->len, 0, NULL);
     bool done = json_is_true(json_object_get(v, "done"));
     json_decref(v);
@@ -206,12 +213,18 @@ static int timers(subs *s) {
             sub_wake_end(s, b);
         }
         if (b->type == SUB_WEBHOOK && b->wake_id[0] && !b->in_flight && b->deliver_at) {
-            if (b->deliver_at <= now) start(s, b);
-            else if (b->deliver_at < next) next = b->deliver_at;
+            if (b->deliver_at > now) {
+                if (b->deliver_at < next) next = b->deliver_at;
+            } else if (!b->log_path || streams_settled(s->st, b->log_path)) { /* its generation is durable */
+                start(s, b);
+            } else if (now + 1 < next) {
+                next = now + 1;
+            }
         }
-        if (b->lease_until && b->lease_until < next) next = b->lease_until;
+        if (b->wake_id[0] && b->lease_until && !b->in_flight && !b->failed && b->lease_until < next)
+            next = b->lease_until;
     }
-    return next > now ? (int)(next - now) : 0;
+    return next > now ? (int)(next - now) : 1;
 }
 
 static void *run(void *arg) {

@@ -49,6 +49,16 @@ static int seed_read_or_create(const char *file, unsigned char seed[32], char *e
         if (fd >= 0) close(fd);
         return -1;
     }
+    /* the rename itself must survive a power loss, or receivers lose the key */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", file);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    int dfd = open(slash ? (dir[0] ? dir : "/") : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
     return 0;
 }
 

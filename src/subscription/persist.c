@@ -213,7 +213,10 @@ void persist_load(subs *s) {
             streams_delete(s->st, f->path, NULL);
         } else {
             sub *b = replay(s, f);
-            if (b) {
+            if (!b) {
+                log_write(LOG_ERROR, "subscription log %s has no configuration: deleted", f->path);
+                streams_delete(s->st, f->path, NULL);
+            } else {
                 for (size_t k = 0; k < b->nlinks; k++) { /* tails now: streams from the store, the rest as notified */
                     sub_link *l = &b->links[k];
                     uint64_t endpos;

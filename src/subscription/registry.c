@@ -161,6 +161,10 @@ bool sub_wake_end(subs *s, sub *b) {
     return again;
 }
 
+bool sub_pattern_matches(const char *pattern, const char *path) {
+    return (pattern[0] == '/') == (path[0] == '/') && glob_match(pattern, path);
+}
+
 /* The subscription path of an internal path, or NULL if no subscription
  * can watch it. */
 static const char *watchable(subs *s, const char *path, bool from_streams) {
@@ -185,7 +189,7 @@ static void notice_apply(subs *s, const notice *n) {
         sub *b = s->list[i];
         if (b->gone || (b->wake_stream && strcmp(b->wake_stream, path) == 0)) continue;
         sub_link *l = sub_link_find(b, path);
-        if (!l && b->pattern && glob_match(b->pattern, path)) {
+        if (!l && b->pattern && sub_pattern_matches(b->pattern, path)) {
             l = sub_link_add(s, b, path, LINK_GLOB, n->event ? SUBS_BEFORE_FIRST : (int64_t)n->tail);
             link_record(s, b, l);
         }
@@ -243,7 +247,7 @@ typedef struct found {
 static void found_add(void *arg, const char *path, uint64_t tail) {
     found *f = arg;
     const char *p = watchable(f->s, path, f->from_streams);
-    if (!p || !glob_match(f->b->pattern, p) || (f->b->wake_stream && strcmp(p, f->b->wake_stream) == 0)) return;
+    if (!p || !sub_pattern_matches(f->b->pattern, p) || (f->b->wake_stream && strcmp(p, f->b->wake_stream) == 0)) return;
     if (f->n == f->cap) {
         f->cap = f->cap ? f->cap * 2 : 16;
         f->paths = xrealloc(f->paths, f->cap * sizeof *f->paths);
@@ -251,6 +255,10 @@ static void found_add(void *arg, const char *path, uint64_t tail) {
     }
     f->paths[f->n] = xstrndup(p, strlen(p));
     f->tails[f->n++] = (int64_t)tail;
+}
+
+static void note_published(void *arg, const char *path, uint64_t tail) {
+    json_object_set_new(arg, path, json_integer((json_int_t)tail));
 }
 
 void sub_backfill(subs *s, sub *b, json_t *explicit_paths, bool with_pattern) {
@@ -272,17 +280,29 @@ void sub_backfill(subs *s, sub *b, json_t *explicit_paths, bool with_pattern) {
     json_t *v;
     buf full;
     buf_init(&full);
+    json_t *published = NULL; /* absolute paths: their offsets, from the layers above */
     json_array_foreach(explicit_paths, i, v) {
         const char *p = json_string_value(v);
         if (sub_link_find(b, p)) {
             sub_link_add(s, b, p, LINK_EXPLICIT, 0);
             continue;
         }
-        sub_full_path(p, &full);
         uint64_t end;
-        int64_t at = streams_visible_end(s->st, (const char *)full.data, &end) == 0 ? (int64_t)end : SUBS_BEFORE_FIRST;
+        int64_t at = SUBS_BEFORE_FIRST;
+        if (p[0] == '/') {
+            if (!published) {
+                published = json_object();
+                for (size_t k = 0; k < s->nsources; k++) s->sources[k].each(s->sources[k].arg, note_published, published);
+            }
+            json_t *t = json_object_get(published, p);
+            if (t) at = json_integer_value(t);
+        } else {
+            sub_full_path(p, &full);
+            if (streams_visible_end(s->st, (const char *)full.data, &end) == 0) at = (int64_t)end;
+        }
         sub_link_add(s, b, p, LINK_EXPLICIT, at);
     }
+    json_decref(published);
     buf_free(&full);
 }
 

@@ -11,7 +11,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include "../util/glob.h"
 #include "../util/log.h"
 #include "../util/mem.h"
 #include "subs_int.h"
@@ -244,6 +243,7 @@ static void put_subscription(route *r) {
         s->list = xrealloc(s->list, s->cap * sizeof *s->list);
     }
     s->list[s->nsubs++] = b;
+    atomic_store(&s->nlive, s->nsubs);
     log_write(LOG_INFO, "subscription %s created (%s)", b->id, b->type == SUB_PULL ? "pull-wake" : "webhook");
     answer(r, 201, serialize(r, b));
     sub_maybe_wake(s, b);
@@ -258,6 +258,7 @@ static void delete_subscription(route *r, sub *b) {
     b->gone = true;
     for (size_t i = 0; i < s->nsubs; i++)
         if (s->list[i] == b) s->list[i] = s->list[--s->nsubs];
+    atomic_store(&s->nlive, s->nsubs);
     sub_unref(b);
     answer(r, 204, NULL);
 }
@@ -297,7 +298,7 @@ static void remove_stream(route *r, sub *b, const char *enc, size_t n) {
     int rc = 0;
     if (l && (l->kind & LINK_EXPLICIT)) {
         l->kind &= ~(unsigned)LINK_EXPLICIT;
-        if (!l->kind && b->pattern && glob_match(b->pattern, l->path)) l->kind = LINK_GLOB;
+        if (!l->kind && b->pattern && sub_pattern_matches(b->pattern, l->path)) l->kind = LINK_GLOB;
         json_t *rec = json_pack("{s:s,s:[[s,i,I]]}", "t", "link", "l", l->path, (int)l->kind, (json_int_t)l->acked);
         if (!l->kind) sub_link_drop(b, l);
         rc = persist_record(r->s, b, rec, r->c);
@@ -378,6 +379,7 @@ static void ack(route *r, sub *b, sub_type want) {
     if (!in) return;
     if (wake_current(r, b, in) && apply_acks(r, b, json_object_get(in, "acks"))) {
         b->lease_until = subs_now_ms() + (int64_t)b->lease_ttl_ms;
+        if (b->failed) sub_delivered(r->s, b); /* a callback proves the wake arrived */
         bool next = json_is_true(json_object_get(in, "done")) && sub_wake_end(r->s, b);
         answer(r, 200, json_pack("{s:b,s:b}", "ok", 1, "next_wake", next));
     }
@@ -401,6 +403,8 @@ static void claim(route *r, sub *b) {
         fail(r, 409, "NO_PENDING_WORK", "no linked stream has anything past its acked offset");
     } else {
         sub_maybe_wake(r->s, b);
+        uint64_t logged;
+        streams_hold_tail(r->s->st, b->log_path, r->c, &logged); /* answered once its generation is durable */
         b->holder = xstrndup(worker, strlen(worker));
         b->lease_until = subs_now_ms() + (int64_t)b->lease_ttl_ms;
         for (size_t i = 0; i < b->nlinks; i++) b->links[i].snap = b->links[i].tail;

@@ -17,6 +17,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 
 #include "../util/buf.h"
@@ -96,6 +97,7 @@ struct subs {
 
     sub **list;
     size_t nsubs, cap;
+    atomic_size_t nlive; /* nsubs, read without the lock: no subscription, no notices */
     subs_source *sources;
     size_t nsources;
 
@@ -113,7 +115,8 @@ struct subs {
     CURLM *multi;
     delivery *inflight; /* the delivery thread's own */
     pthread_t thread;
-    bool running, quit;
+    bool running;
+    atomic_bool quit;
 };
 
 /* --- registry.c --- */
@@ -126,6 +129,9 @@ sub_link *sub_link_find(sub *b, const char *path);
 /* The link for path, created (acked and tail at `at`) if missing; kind added. */
 sub_link *sub_link_add(subs *s, sub *b, const char *path, unsigned kind, int64_t at);
 void sub_link_drop(sub *b, sub_link *l);
+/* Whether a subscription's pattern matches path: relative patterns match
+ * stream paths, absolute ones the paths of the layers above. */
+bool sub_pattern_matches(const char *pattern, const char *path);
 /* The absolute internal path of a subscription path. */
 void sub_full_path(const char *path, buf *out);
 bool sub_has_pending(const sub *b);
@@ -174,12 +180,17 @@ void keys_b64url(const unsigned char *p, size_t n, buf *out);
 /* --- urlcheck.c (no lock needed) --- */
 /* NULL if url may receive webhooks, else why not. */
 const char *urlcheck_url(const char *url, bool allow_private);
+/* Whether url's host is loopback as written (localhost, 127.0.0.0/8, ::1):
+ * only then may its connection go to a loopback address. */
+bool urlcheck_loopback_host(const char *url);
 /* Whether a resolved address may be connected to. */
-bool urlcheck_addr(const struct sockaddr *sa, bool allow_private);
+bool urlcheck_addr(const struct sockaddr *sa, bool allow_private, bool allow_loopback);
 
 /* --- deliver.c --- */
 int deliver_start(subs *s, char *err, size_t errlen); /* without s->mu */
 void deliver_stop(subs *s);                           /* without s->mu */
+/* The wake reached its receiver: no retry is due (logged if one was). */
+void sub_delivered(subs *s, sub *b);
 /* Something changed for the delivery thread (a wake, a notice). Any lock. */
 void deliver_kick(subs *s);
 

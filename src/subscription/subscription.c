@@ -9,7 +9,10 @@
 #include "subs_int.h"
 
 /* The stream layer's observer: a queue push (its lock is held). */
-static void on_visible(void *arg, const char *path, uint64_t visible) { subs_queue(arg, path, visible, true, true); }
+static void on_visible(void *arg, const char *path, uint64_t visible) {
+    subs *s = arg;
+    if (atomic_load_explicit(&s->nlive, memory_order_relaxed)) subs_queue(s, path, visible, true, true);
+}
 
 subs *subs_open(streams *st, const subs_config *cfg, char *err, size_t errlen) {
     subs *s = xcalloc(1, sizeof *s);
@@ -25,6 +28,7 @@ subs *subs_open(streams *st, const subs_config *cfg, char *err, size_t errlen) {
         return NULL;
     }
     persist_load(s);
+    atomic_store(&s->nlive, s->nsubs);
     streams_observe(st, on_visible, s);
     if (deliver_start(s, err, errlen) != 0) {
         subs_close(s);

@@ -36,3 +36,11 @@ bool glob_match(const char *pattern, const char *path) {
     /* "a" followed by slash-'**' also covers "a" itself */
     return n >= 3 && strcmp(pattern + n - 3, "/**") == 0 && match_all(pattern, n - 3, path);
 }
+
+bool glob_covers(const char *outer, const char *inner) {
+    if (!strchr(inner, '*')) return glob_match(outer, inner);
+    if (strcmp(outer, inner) == 0) return true;
+    size_t n = strlen(outer);
+    return n >= 3 && strcmp(outer + n - 3, "/**") == 0 && !memchr(outer, '*', n - 3) &&
+           strncmp(inner, outer, n - 2) == 0;
+}

@@ -14,4 +14,10 @@
 /* Whether `path` matches `pattern`. */
 bool glob_match(const char *pattern, const char *path);
 
+/* Whether every path that `inner` (itself a pattern) matches also matches
+ * `outer`, judged conservatively: inner has no wildcard and outer matches
+ * it, or the two are equal, or outer is a literal prefix followed by
+ * slash-'**' and inner starts with that prefix and a slash. */
+bool glob_covers(const char *outer, const char *inner);
+
 #endif

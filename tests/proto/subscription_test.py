@@ -354,6 +354,57 @@ def sessions(h):
     rec.close()
 
 
+def scopes(h):
+    rec = Receiver([(200, {"done": True})])
+    st, _, _ = h.request("PUT", "/v1/session/scoped-1", b"{}", {"Content-Type": "application/json"})
+    st, m, _ = h.json("POST", "/v1/session/scoped-1/messages", {"id": "m1", "role": "user", "parts": []}, {"Weft-Client": "a"})
+    put_sub(h, "everything", {"type": "webhook", "pattern": "**", "webhook": {"url": rec.url}})
+    put_sub(h, "explicit", {"type": "webhook", "streams": ["/v1/session/scoped-1"], "webhook": {"url": rec.url}})
+    check(link(get_sub(h, "explicit"), "/v1/session/scoped-1")["acked_offset"] == m["offset"],
+          "an explicit session path starts at its current offset, not -1")
+    h.json("POST", "/v1/session/scoped-1/messages", {"id": "m2", "role": "user", "parts": []}, {"Weft-Client": "a"})
+    got = rec.next()
+    check(got and got[1]["subscription_id"] == "explicit", "the session wakes its explicit subscriber: %s" % (got and got[1]))
+    check(rec.next(timeout=1) is None, "a relative pattern (**) never matches a session path")
+    for sid in ("everything", "explicit"):
+        h.request("DELETE", SUBS + sid)
+    rec.close()
+
+
+def idle_while_failing(w, h):
+    rec = Receiver([(500, {})])
+    put_sub(h, "down", {"type": "webhook", "streams": ["down/a"], "webhook": {"url": rec.url}, "lease_ttl_ms": 1000})
+    append(h, "down/a", {"n": 1}, create=True)
+    rec.next()
+
+    def cpu():
+        f = open("/proc/%d/stat" % w.proc.pid).read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    c0 = cpu()
+    time.sleep(3)
+    used = cpu() - c0
+    check(used < 0.5, "weft stays idle while a webhook keeps failing past its lease: %.2f s CPU in 3 s" % used)
+    h.request("DELETE", SUBS + "down")
+    rec.close()
+
+
+def many_after_restart(w, h):
+    rec = Receiver([(200, {})])
+    put_sub(h, "many", {"type": "webhook", "pattern": "/v1/session/many-*", "webhook": {"url": rec.url}, "lease_ttl_ms": 60000})
+    for i in range(20):
+        h.request("PUT", "/v1/session/many-%d" % i, b"{}", {"Content-Type": "application/json"})
+        h.json("POST", "/v1/session/many-%d/messages" % i, {"id": "m", "role": "user", "parts": []}, {"Weft-Client": "a"})
+    check(rec.next() is not None, "many: the first wake")
+    w.kill()
+    w.start()
+    h2 = Http(w.port)
+    got = rec.next(timeout=5)
+    pending = {s["path"] for s in (got[1]["streams"] if got else []) if s["has_pending"]}
+    check(len(pending) == 20, "after a restart every session with an unacked message is pending: %d" % len(pending))
+    rec.close()
+    return h2
+
+
 def hs256(claims, secret):
     b = lambda v: base64.urlsafe_b64encode(v).rstrip(b"=").decode()  # noqa: E731
     head = b(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b(json.dumps(claims).encode())
@@ -399,6 +450,22 @@ def with_tokens(binary):
         check(st == 200, "tokens: the callback with the wake's token only: %s %s" % (st, b))
     st, _, _ = h.request("DELETE", SUBS + "agent-1/streams/a%2Fcallback")
     check(st == 401, "tokens: a route ending in /callback deeper down still needs a token: %s" % st)
+    for path in ["/v1/stream/abcdejwks.json", "/v1/session/abcdjwks.json"]:
+        st, _, _ = h.request("PUT", path, b"{}", {"Content-Type": "application/json"})
+        check(st == 401, "tokens: %s is no JWKS: it needs a token: %s" % (path, st))
+    st, _, _ = h.request("POST", "/v1/stream/__ds/jwks.json", b"{}")
+    check(st == 401, "tokens: only GET of the JWKS is open: %s" % st)
+    sub_only = hs256({"sub": "s", "exp": exp, "caps": {"/v1/stream/__ds/subscriptions/**": ["subscribe"]}}, secret)
+    st, _, _ = h.request("PUT", "/v1/stream/__ds%2Fsubscriptions/x", b"hi", {"Authorization": "Bearer " + sub_only})
+    check(st == 400, "tokens: a percent-encoded __ds is refused, not a stream: %s" % st)
+    shallow = hs256({"sub": "s", "exp": exp, "caps": {"/v1/stream/__ds/subscriptions/agent-*": ["subscribe"],
+                                                      "/v1/stream/*": ["subscribe"]}}, secret)
+    st, b, _ = h.json("PUT", SUBS + "agent-2", {"type": "webhook", "pattern": "**", "webhook": {"url": rec.url}},
+                      {"Authorization": "Bearer " + shallow})
+    check(st == 403, "tokens: a pattern deeper than the grant: %s %s" % (st, b))
+    st, b, _ = h.json("PUT", SUBS + "agent-2", {"type": "webhook", "pattern": "*", "webhook": {"url": rec.url}},
+                      {"Authorization": "Bearer " + shallow})
+    check(st == 201, "tokens: the grant's own pattern: %s %s" % (st, b))
     rec.close()
     check(w.stop() == 0, "tokens: weft exits 0 on SIGTERM")
 
@@ -416,7 +483,10 @@ def main():
         webhook_retries(h)
         failed_status(h)
         sessions(h)
+        scopes(h)
+        idle_while_failing(w, h)
         h = restart(w, h)
+        h = many_after_restart(w, h)
         with_tokens(binary)
     finally:
         rc = w.stop()
