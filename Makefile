@@ -18,7 +18,7 @@ endif
 CFLAGS := -std=c17 -O$(O) -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
           -D_GNU_SOURCE -pthread $(SANFLAGS) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := -pthread $(SANFLAGS)
-LIBS := $(PKG_LIBS)
+LIBS := $(PKG_LIBS) -lpg_query -lm
 
 SRCS := $(shell find src -name '*.c' | sort)
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))
@@ -57,7 +57,12 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(BUILD)/libweft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libweft.a $(LIBS)
 
-unit-bins: $(TEST_BINS)
+# The where evaluator against a real Postgres (tests/pg/, libpq).
+$(BUILD)/tests/where_diff: tests/pg/where_diff.c $(BUILD)/libweft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc $(shell pkg-config --cflags libpq) -o $@ $< $(BUILD)/libweft.a $(LIBS) $(shell pkg-config --libs libpq)
+
+unit-bins: $(TEST_BINS) $(BUILD)/tests/where_diff
 
 unit: $(TEST_BINS)
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; $$t; done

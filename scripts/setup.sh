@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in build-essential gcc clang make pkg-config libdeflate-dev liburing-dev libsodium-dev libjansson-dev libcurl4-openssl-dev libfuzzer-14-dev libclang-rt-14-dev nodejs npm curl python3 e2fsprogs; do
+for pkg in build-essential gcc clang make pkg-config libdeflate-dev liburing-dev libsodium-dev libjansson-dev libcurl4-openssl-dev libpg-query-dev libpq-dev postgresql libfuzzer-14-dev libclang-rt-14-dev nodejs npm curl python3 e2fsprogs; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 # A node that is already on PATH (not from apt) is fine.

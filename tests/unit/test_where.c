@@ -1,0 +1,63 @@
+/* test_where.c — shape where clauses (src/shape/where.c) without a
+ * database: parameters, literals typed by their context, three-valued
+ * logic, and the errors a client gets for what is not supported (each
+ * naming it). tests/pg/where_diff.c checks the evaluator against Postgres. */
+#include "check.h"
+#include "shape/where.h"
+
+static const where_column COLS[] = {{"id", WHERE_INT}, {"name", WHERE_TEXT}, {"score", WHERE_FLOAT}, {"done", WHERE_BOOL}};
+
+static int eval(const char *sql, const char *const *params, size_t np, const char *const *row) {
+    char err[256];
+    where_expr *e = where_compile(sql, COLS, 4, params, np, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "compile %s: %s\n", sql, err);
+        return -1;
+    }
+    int r = where_eval(e, row);
+    where_free(e);
+    return r;
+}
+
+static void refused(const char *sql, const char *want) {
+    char err[256] = "";
+    where_expr *e = where_compile(sql, COLS, 4, NULL, 0, err, sizeof err);
+    CHECK(e == NULL);
+    if (!strstr(err, want)) fprintf(stderr, "%s: '%s' lacks '%s'\n", sql, err, want);
+    CHECK(strstr(err, want) != NULL);
+    where_free(e);
+}
+
+int main(void) {
+    const char *row[] = {"42", "Alice", "2.5", "t"}, *nulls[] = {NULL, NULL, NULL, NULL};
+    CHECK_EQ_INT(eval("id = 42", NULL, 0, row), WHERE_TRUE);
+    CHECK_EQ_INT(eval("id = '42'", NULL, 0, row), WHERE_TRUE); /* an unknown literal takes the column's type */
+    CHECK_EQ_INT(eval("id = $1 AND name = $2", (const char *const[]){"42", "Alice"}, 2, row), WHERE_TRUE);
+    CHECK_EQ_INT(eval("score > $1", (const char *const[]){"3"}, 1, row), WHERE_FALSE);
+    CHECK_EQ_INT(eval("id = $1", (const char *const[]){NULL}, 1, row), WHERE_UNKNOWN);
+    CHECK_EQ_INT(eval("name ILIKE 'al%' AND done", NULL, 0, row), WHERE_TRUE);
+    CHECK_EQ_INT(eval("id = 1 OR name = 'x'", NULL, 0, nulls), WHERE_UNKNOWN);
+    CHECK_EQ_INT(eval("id = 1 AND name = 'x'", NULL, 0, row), WHERE_FALSE);
+    CHECK_EQ_INT(eval("id IS NULL AND name IS NULL", NULL, 0, nulls), WHERE_TRUE);
+    CHECK_EQ_INT(eval("id IN (1, 2, NULL)", NULL, 0, row), WHERE_UNKNOWN);
+    CHECK_EQ_INT(eval("id NOT IN (1, 2)", NULL, 0, row), WHERE_TRUE);
+    CHECK_EQ_INT(eval("id BETWEEN 40 AND 50 AND score BETWEEN -1 AND 2.5", NULL, 0, row), WHERE_TRUE);
+    CHECK_EQ_INT(eval("id IS DISTINCT FROM NULL", NULL, 0, row), WHERE_TRUE);
+    CHECK_EQ_INT(eval("id / 0 = 1", NULL, 0, row), WHERE_UNKNOWN); /* Postgres raises: not a match */
+    CHECK_EQ_INT(eval("id * 9223372036854775807 > 0", NULL, 0, row), WHERE_UNKNOWN);
+    CHECK_EQ_INT(eval("-id = -42 AND abs(-id) = 42 AND length(name) = 5 AND upper(name) = 'ALICE'", NULL, 0, row), WHERE_TRUE);
+    CHECK_EQ_INT(eval("'42'::int = id AND id::text = '42' AND coalesce(name, 'x') = 'Alice'", NULL, 0, row), WHERE_TRUE);
+    CHECK_EQ_INT(eval("done IS NOT FALSE AND done IS TRUE", NULL, 0, row), WHERE_TRUE);
+    refused("id = ANY(ARRAY[1,2])", "not supported");
+    refused("id IN (SELECT 1)", "not supported");
+    refused("nope = 1", "column \"nope\" does not exist");
+    refused("name = 1", "operator does not exist: text = integer");
+    refused("id = 'abc'", "invalid input syntax for type integer");
+    refused("id = $2", "parameter $2 has no value");
+    refused("id +", "invalid where clause");
+    refused("id", "must be a boolean expression");
+    refused("now() > '2020-01-01'", "function now is not supported");
+    refused("id = 1; DROP TABLE t", "must be one expression");
+    refused("name ~ 'a'", "operator ~ is not supported");
+    return check_summary("test_where");
+}
