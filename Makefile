@@ -57,12 +57,14 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(BUILD)/libweft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libweft.a $(LIBS)
 
-# The where evaluator against a real Postgres (tests/pg/, libpq).
-$(BUILD)/tests/where_diff: tests/pg/where_diff.c $(BUILD)/libweft.a
+# Tests against a real Postgres (tests/pg/, libpq; run through tests/pg/pgtmp.py).
+PG_TEST_SRCS := $(wildcard tests/pg/*.c)
+PG_TEST_BINS := $(PG_TEST_SRCS:tests/pg/%.c=$(BUILD)/tests/%)
+$(BUILD)/tests/%: tests/pg/%.c tests/pg/pgtest.h tests/unit/check.h $(BUILD)/libweft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc $(shell pkg-config --cflags libpq) -o $@ $< $(BUILD)/libweft.a $(LIBS) $(shell pkg-config --libs libpq)
 
-unit-bins: $(TEST_BINS) $(BUILD)/tests/where_diff
+unit-bins: $(TEST_BINS) $(PG_TEST_BINS)
 
 unit: $(TEST_BINS)
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; $$t; done

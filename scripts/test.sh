@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine (as root): installs what
 # is missing, builds with gcc and clang (-Werror), runs the C unit tests
-# plain and under ASan+UBSan, the where-clause evaluator against a real
-# Postgres (started in a temporary directory), a short run of every fuzz target, the public
+# plain and under ASan+UBSan, the where-clause evaluator and the pgoutput
+# decoder against a real Postgres (started in a temporary directory), a
+# short run of every fuzz target, the public
 # Durable Streams conformance suite against the real binary, and the crash,
 # disk-full, bad-input, graceful-shutdown and expiry tests over real sockets,
 # the session tests (convergence, presence, every route and error path plain
@@ -43,6 +44,7 @@ export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrac
 step "unit tests (ASan+UBSan)" unit_tests build-san
 step "where clauses vs a real Postgres (differential)" python3 tests/pg/pgtmp.py -- build/tests/where_diff 5000
 step "where clauses vs a real Postgres (ASan+UBSan)" python3 tests/pg/pgtmp.py -- build-san/tests/where_diff 1000
+step "pgoutput decoder on a real Postgres's changes (ASan+UBSan)" python3 tests/pg/pgtmp.py -- build-san/tests/pgoutput_test
 step "fuzz smoke" bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 step "conformance suite" bash tests/conformance/run.sh build/weft
 step "conformance suite (ASan+UBSan server)" bash tests/conformance/run.sh build-san/weft

@@ -7,7 +7,7 @@
  * Usage: where_diff [N clauses] with WEFT_TEST_DATABASE_URL set (run it
  * through tests/pg/pgtmp.py). Ends with "where_diff: N passed, N failed".
  */
-#include <libpq-fe.h>
+#include "pgtest.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,16 +113,7 @@ static PGresult *run(PGconn *c, const char *sql) {
 
 int main(int argc, char **argv) {
     int clauses = argc > 1 ? atoi(argv[1]) : 2000;
-    const char *url = getenv("WEFT_TEST_DATABASE_URL");
-    if (!url) {
-        fprintf(stderr, "where_diff: set WEFT_TEST_DATABASE_URL (run through tests/pg/pgtmp.py)\n");
-        return 2;
-    }
-    PGconn *c = PQconnectdb(url);
-    if (PQstatus(c) != CONNECTION_OK) {
-        fprintf(stderr, "where_diff: %s", PQerrorMessage(c));
-        return 2;
-    }
+    PGconn *c = pgtest_connect("where_diff");
     PQclear(run(c, "DROP TABLE IF EXISTS wd; CREATE TABLE wd (id int PRIMARY KEY, i int, j bigint, f float8, "
                    "n numeric, t text, u varchar(10), b bool)"));
     for (int r = 0; r < ROWS; r++) {
