@@ -3,7 +3,7 @@
 # in build-san/), O (optimisation level).
 CC ?= gcc
 O ?= 2
-PKGS := libdeflate liburing libsodium jansson libcurl
+PKGS := libdeflate liburing libsodium jansson libcurl libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 
@@ -62,7 +62,7 @@ PG_TEST_SRCS := $(wildcard tests/pg/*.c)
 PG_TEST_BINS := $(PG_TEST_SRCS:tests/pg/%.c=$(BUILD)/tests/%)
 $(BUILD)/tests/%: tests/pg/%.c tests/pg/pgtest.h tests/unit/check.h $(BUILD)/libweft.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc $(shell pkg-config --cflags libpq) -o $@ $< $(BUILD)/libweft.a $(LIBS) $(shell pkg-config --libs libpq)
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libweft.a $(LIBS)
 
 unit-bins: $(TEST_BINS) $(PG_TEST_BINS)
 

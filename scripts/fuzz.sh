@@ -12,7 +12,7 @@ for target in fuzz/fuzz_*.c; do
   name=$(basename "$target" .c)
   corpus=fuzz/corpus/${name#fuzz_}
   clang -std=c17 -g -O1 -D_GNU_SOURCE -pthread -fsanitize=fuzzer,address,undefined \
-    -fno-sanitize-recover=all -Isrc "$target" $lib_srcs $(pkg-config --cflags --libs libdeflate liburing libsodium jansson libcurl) -lpg_query -lm \
+    -fno-sanitize-recover=all -Isrc "$target" $lib_srcs $(pkg-config --cflags --libs libdeflate liburing libsodium jansson libcurl libpq) -lpg_query -lm \
     -o "$out/$name"
   work=$(mktemp -d /tmp/weft-fuzz.XXXXXX)
   [[ -d "$corpus" ]] && cp -r "$corpus"/. "$work"/

@@ -83,6 +83,11 @@ static option_def options[] = {
      "(loopback is always allowed)", NULL},
     {"webhook-timeout", OPT_DURATION, "10s", "one webhook delivery attempt (then it is retried)", NULL},
     {"max-subscriptions", OPT_INT, "10000", "subscriptions that may exist at once", NULL},
+    {"database-url", OPT_STR, "",
+     "Postgres to sync shapes from (postgres://user@host/db; needs wal_level = logical): serves "
+     "Electric's /v1/shape API (docs/shapes.md)", NULL},
+    {"shape-publication", OPT_STR, "weft_publication", "Postgres publication for shapes (created if missing)", NULL},
+    {"shape-slot", OPT_STR, "weft_slot", "Postgres logical replication slot for shapes (created if missing)", NULL},
     {"request-timeout", OPT_DURATION, "30s", "time to receive a whole request once it began", NULL},
     {"idle-timeout", OPT_DURATION, "120s", "keep-alive connections idle this long are closed", NULL},
     {"write-timeout", OPT_DURATION, "60s", "clients that stop reading a response are dropped", NULL},
@@ -403,7 +408,22 @@ static int serve(void) {
         return 1;
     }
     rt.ss = sessions_open(st, rt.subs, &slimits);
+    shapes_config shcfg = {
+        .database_url = opt_str("database-url"),
+        .publication = opt_str("shape-publication"),
+        .slot = opt_str("shape-slot"),
+        .long_poll_ms = limits.long_poll_timeout_ms,
+        .read_chunk = limits.read_chunk,
+    };
+    if (!(rt.shapes = shapes_open(st, &shcfg, err, sizeof err))) {
+        fprintf(stderr, "weft: shapes: %s\n", err);
+        sessions_close(rt.ss);
+        subs_close(rt.subs);
+        streams_close(st);
+        return 1;
+    }
     if (open_auth(&rt.auth) != 0) {
+        shapes_close(rt.shapes);
         sessions_close(rt.ss);
         subs_close(rt.subs);
         streams_close(st);
@@ -430,6 +450,7 @@ static int serve(void) {
     http_server *srv = http_server_start(&cfg, err, sizeof err);
     if (!srv) {
         fprintf(stderr, "weft: %s\n", err);
+        shapes_close(rt.shapes);
         sessions_close(rt.ss);
         subs_close(rt.subs);
         streams_close(st);
@@ -447,6 +468,7 @@ static int serve(void) {
         usleep(10000);
     streams_detach(st);
     http_server_free(srv);
+    shapes_close(rt.shapes);
     sessions_close(rt.ss);
     subs_close(rt.subs);
     streams_close(st);

@@ -56,6 +56,12 @@ static bool subs_open_route(const http_request *req) {
     return false;
 }
 
+/* /v1/shape and /v1/health: the shape layer's. */
+static bool is_shape_route(const http_target *t) {
+    return (t->path_len == sizeof SHAPE_PREFIX - 1 && memcmp(t->path, SHAPE_PREFIX, t->path_len) == 0) ||
+           (t->path_len == sizeof SHAPE_HEALTH - 1 && memcmp(t->path, SHAPE_HEALTH, t->path_len) == 0);
+}
+
 static unsigned stream_need(http_method m) {
     switch (m) {
     case HTTP_PUT: return AUTH_CREATE;
@@ -174,6 +180,7 @@ static bool subs_covers(router *r, http_conn *c, http_request *req, auth_grant *
 static bool authorize(router *r, http_conn *c, http_request *req, auth_grant **grant) {
     const http_target *t = &req->target;
     if (req->head.method == HTTP_OPTIONS || (t->path_len == 8 && memcmp(t->path, "/healthz", 8) == 0) ||
+        (t->path_len == sizeof SHAPE_HEALTH - 1 && memcmp(t->path, SHAPE_HEALTH, t->path_len) == 0) ||
         subs_open_route(req))
         return true;
     buf tok;
@@ -194,6 +201,10 @@ static bool authorize(router *r, http_conn *c, http_request *req, auth_grant **g
     if (!http_percent_decode(t->path, t->path_len, &path) || memchr(path.data, 0, path.len)) {
         refuse(r, c, req, 400, "invalid percent-encoding in path");
         ok = false;
+    } else if (is_shape_route(t)) { /* a shape of table T needs read on /v1/shape/T */
+        buf_append_str(&res, SHAPE_PREFIX "/");
+        if (t->query) http_query_get(t->query, t->query_len, "table", &res);
+        ok = grant_covers(r, c, req, *grant, &res, AUTH_READ, false);
     } else if (has_prefix((const char *)path.data, path.len, SUBS_PREFIX "subscriptions/")) {
         ok = subs_covers(r, c, req, *grant, (const char *)path.data, path.len);
     } else if (has_prefix((const char *)path.data, path.len, SESSION_PREFIX)) {
@@ -238,7 +249,8 @@ void router_handle(void *ctx, http_conn *c, http_request *req) {
         return;
     }
     const http_target *t = &req->target;
-    if (has_prefix(t->path, t->path_len, SESSION_PREFIX)) sessions_handle(r->ss, c, req);
+    if (is_shape_route(t)) shapes_handle(r->shapes, c, req);
+    else if (has_prefix(t->path, t->path_len, SESSION_PREFIX)) sessions_handle(r->ss, c, req);
     else if (has_prefix(t->path, t->path_len, SUBS_PREFIX)) subs_handle(r->subs, c, req);
     else streams_handle(r->st, c, req);
     req->principal = NULL;

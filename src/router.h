@@ -1,5 +1,6 @@
 /* router.h — which layer answers a request: the session routes under
- * /v1/session/, the subscription routes under /v1/stream/__ds/, everything
+ * /v1/session/, the subscription routes under /v1/stream/__ds/, shapes
+ * (/v1/shape, /v1/health) by the shape layer, everything
  * else (streams, /healthz, CORS preflight) by the stream layer. With
  * capability tokens configured (auth != NULL), every request but a CORS
  * preflight, /healthz, the webhook JWKS and a wake's own callback, ack or
@@ -14,12 +15,14 @@
 #include "http/server.h"
 #include "session/session.h"
 #include "stream/stream.h"
+#include "shape/shape.h"
 #include "subscription/subscription.h"
 
 typedef struct router {
     streams *st;
     sessions *ss;
     subs *subs;
+    shapes *shapes;
     auth *auth; /* NULL: open to anyone */
 } router;
 

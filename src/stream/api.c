@@ -166,11 +166,63 @@ void streams_each(streams *st, const char *prefix,
     buf_free(&data);
 }
 
-void streams_observe(streams *st, streams_observer_fn fn, void *arg) {
+int streams_observe(streams *st, streams_observer_fn fn, void *arg) {
     pthread_mutex_lock(&st->lock);
-    st->observer = fn;
-    st->observer_arg = arg;
+    int rc = -1;
+    for (int k = 0; k < STREAMS_MAX_OBSERVERS && rc < 0; k++)
+        if (!st->observers[k].fn) {
+            st->observers[k].fn = fn;
+            st->observers[k].arg = arg;
+            rc = 0;
+        }
     pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+void streams_unobserve(streams *st, void *arg) {
+    pthread_mutex_lock(&st->lock);
+    for (int k = 0; k < STREAMS_MAX_OBSERVERS; k++)
+        if (st->observers[k].arg == arg) st->observers[k].fn = NULL, st->observers[k].arg = NULL;
+    pthread_mutex_unlock(&st->lock);
+}
+
+int streams_read(streams *st, const char *path, uint64_t from, size_t max, buf *out, uint64_t *next,
+                 uint64_t *end) {
+    int rc = -1;
+    pthread_mutex_lock(&st->lock);
+    stream *s = stream_lookup(st, path, strlen(path));
+    uint64_t first = s ? (s->src ? 0 : s->fork_off) : 0;
+    if (!s || s->deleted) {
+        errno = ENOENT;
+    } else if (from < first || from > s->visible) {
+        errno = ERANGE;
+    } else {
+        size_t n = (size_t)(s->visible - from < max ? s->visible - from : max);
+        size_t at = out->len;
+        buf_reserve(out, n);
+        if (n && !stream_pread(st, s, from, n, out->data + at)) {
+            errno = EIO;
+        } else {
+            out->len += n;
+            if (s->json && n < s->visible - from) { /* whole messages only */
+                while (out->len > at && out->data[out->len - 1] != '\n') out->len--;
+                if (out->len == at) { /* one message longer than max: all of it */
+                    size_t all = (size_t)(s->visible - from);
+                    buf_reserve(out, all);
+                    if (stream_pread(st, s, from, all, out->data + at)) {
+                        uint8_t *nl = memchr(out->data + at, '\n', all);
+                        out->len = at + (nl ? (size_t)(nl - (out->data + at)) + 1 : all);
+                    }
+                }
+                n = out->len - at;
+            }
+            *next = from + n;
+            *end = s->visible;
+            rc = 0;
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
 }
 
 int streams_visible_end(streams *st, const char *path, uint64_t *end) {

@@ -146,7 +146,8 @@ void commit_on_durable(void *ctx, store_lsn lsn) {
             changed = true;
         }
         if (changed && !st->detached) wake_stage(st, s);
-        if (grew && st->observer) st->observer(st->observer_arg, s->path, s->visible);
+        for (int k = 0; grew && k < STREAMS_MAX_OBSERVERS; k++)
+            if (st->observers[k].fn) st->observers[k].fn(st->observers[k].arg, s->path, s->visible);
         if (p.conn) {
             if (st->detached) http_conn_unref(p.conn);
             else wake_stage_release(st, p.conn);

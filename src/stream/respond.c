@@ -16,7 +16,8 @@
     "Access-Control-Expose-Headers: Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, "       \
     "Stream-Closed, Stream-TTL, Stream-Expires-At, Stream-Seq, ETag, Location, Content-Type, "    \
     "Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq, "                \
-    "stream-sse-data-encoding\r\n"
+    "stream-sse-data-encoding, electric-handle, electric-offset, electric-schema, electric-cursor, "  \
+    "electric-up-to-date\r\n"
 #define SAFETY_HEADERS                                                                            \
     "X-Content-Type-Options: nosniff\r\n"                                                         \
     "Cross-Origin-Resource-Policy: cross-origin\r\n"

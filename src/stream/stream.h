@@ -156,8 +156,19 @@ bool streams_serve_read(streams *st, http_conn *c, http_request *req, const char
  * only take a lock of its own that is never held across a call here. */
 typedef void (*streams_observer_fn)(void *arg, const char *path, uint64_t visible);
 
-/* Set the one observer (before the server starts; NULL for none). */
-void streams_observe(streams *st, streams_observer_fn fn, void *arg);
+/* Add an observer (before the server starts): 0, or -1 if there are
+ * STREAMS_MAX_OBSERVERS already. streams_unobserve removes the one of arg. */
+#define STREAMS_MAX_OBSERVERS 4
+int streams_observe(streams *st, streams_observer_fn fn, void *arg);
+void streams_unobserve(streams *st, void *arg);
+
+/* Append to out the visible bytes of the stream at path from offset
+ * `from`, at most max (for a JSON stream: whole messages, in stored form,
+ * unless one alone is longer); *next gets the offset after them and *end
+ * the visible end. 0, or -1 with errno ENOENT (no stream), ERANGE (from is
+ * outside it), EIO. */
+int streams_read(streams *st, const char *path, uint64_t from, size_t max, buf *out, uint64_t *next,
+                 uint64_t *end);
 
 /* The visible (durable) end of the stream at path. 0, or -1 with errno
  * ENOENT (none, or deleted). */

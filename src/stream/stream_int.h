@@ -146,8 +146,10 @@ struct streams {
     buf append_meta; /* an append's encoded meta: one buffer, not one allocation each */
 
     /* Told when a stream's appends become visible (streams_observe). */
-    streams_observer_fn observer;
-    void *observer_arg;
+    struct {
+        streams_observer_fn fn;
+        void *arg;
+    } observers[STREAMS_MAX_OBSERVERS];
 };
 
 /* --- stream.c: registry, lifetime, data --- */

@@ -29,7 +29,11 @@ subs *subs_open(streams *st, const subs_config *cfg, char *err, size_t errlen) {
     }
     persist_load(s);
     atomic_store(&s->nlive, s->nsubs);
-    streams_observe(st, on_visible, s);
+    if (streams_observe(st, on_visible, s) != 0) {
+        snprintf(err, errlen, "too many stream observers");
+        subs_close(s);
+        return NULL;
+    }
     if (deliver_start(s, err, errlen) != 0) {
         subs_close(s);
         return NULL;
@@ -42,7 +46,7 @@ subs *subs_open(streams *st, const subs_config *cfg, char *err, size_t errlen) {
 
 void subs_close(subs *s) {
     if (!s) return;
-    streams_observe(s->st, NULL, NULL);
+    streams_unobserve(s->st, s);
     deliver_stop(s);
     for (size_t i = 0; i < s->nsubs; i++) sub_unref(s->list[i]);
     free(s->list);

@@ -1,0 +1,769 @@
+/* pg.c — the Postgres thread: one control connection (catalog, the
+ * publication and replica identity of a shape's table, each shape's
+ * snapshot) and one logical replication connection (pgoutput), both
+ * libpq. Requests for new shapes come as jobs; the replication stream's
+ * transactions are matched to the shapes of their table, appended to
+ * their logs, and confirmed to Postgres once those logs are durable.
+ * Everything here runs on that one thread, so a shape's snapshot and the
+ * changes after it are applied in order: a transaction the snapshot saw is
+ * skipped for that shape, one it did not see is applied. If Postgres goes
+ * away the thread reconnects with backoff; if the slot is gone, every
+ * shape must be fetched again (must-refetch), never served stale.
+ */
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../util/log.h"
+#include "../util/mem.h"
+#include "pgoutput.h"
+#include "shape_int.h"
+
+#define STATUS_EVERY_MS 1000
+#define ROWS_PER_APPEND 1000
+
+typedef struct relation {
+    uint32_t id;
+    char *schema, *table;
+    uint16_t ncols;
+    char **names;
+} relation;
+
+/* A confirmed position waiting for the logs it touched to be durable. */
+typedef struct pending {
+    uint64_t lsn;
+    char **paths;
+    size_t npaths;
+} pending;
+
+typedef struct pgstate {
+    shapes *sh;
+    PGconn *ctl, *repl;
+    relation *rels;
+    size_t nrels;
+    /* the transaction being received */
+    uint32_t xid;
+    uint64_t final_lsn;
+    json_t *batches; /* shape handle -> array of messages */
+    int op_position;
+    /* confirmation */
+    pending *pend;
+    size_t npend;
+    uint64_t received, confirmed;
+    int64_t last_status;
+    unsigned backoff_ms;
+} pgstate;
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_status(shapes *sh, const char *status, const char *error) {
+    pthread_mutex_lock(&sh->mu);
+    snprintf(sh->status, sizeof sh->status, "%s", status);
+    if (error) snprintf(sh->last_error, sizeof sh->last_error, "%s", error);
+    pthread_mutex_unlock(&sh->mu);
+}
+
+/* --- answers go back to each request's loop --- */
+
+typedef struct reply {
+    shapes *sh;
+    shape *s; /* NULL: an error */
+    http_conn *c;
+    int status;
+    char msg[300];
+} reply;
+
+static void reply_run(void *arg) {
+    reply *r = arg;
+    if (!http_conn_closed(r->c)) {
+        if (r->s) shape_answer(r->sh, r->s, r->c);
+        else shape_answer_error(r->sh, r->c, r->status, r->msg);
+    }
+    if (r->s) {
+        pthread_mutex_lock(&r->sh->mu);
+        shape_unref(r->s);
+        pthread_mutex_unlock(&r->sh->mu);
+    }
+    http_conn_unref(r->c);
+    free(r);
+}
+
+static void reply_post(shapes *sh, http_conn *c, shape *s, int status, const char *msg) {
+    reply *r = xcalloc(1, sizeof *r);
+    r->sh = sh;
+    r->c = c; /* the job's ref passes to the reply */
+    r->s = s;
+    if (s) {
+        pthread_mutex_lock(&sh->mu);
+        s->refs++;
+        pthread_mutex_unlock(&sh->mu);
+    }
+    r->status = status;
+    snprintf(r->msg, sizeof r->msg, "%s", msg ? msg : "");
+    loop_post(http_conn_loop(c), reply_run, r);
+}
+
+/* --- control connection --- */
+
+static PGresult *query(pgstate *p, const char *sql, int n, const char *const *params, char *err, size_t errlen) {
+    PGresult *r = PQexecParams(p->ctl, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType t = PQresultStatus(r);
+    if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+        size_t k = strlen(err);
+        while (k && (err[k - 1] == '\n')) err[--k] = 0;
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+static bool exec_ok(pgstate *p, const char *sql, char *err, size_t errlen) {
+    PGresult *r = query(p, sql, 0, NULL, err, errlen);
+    PQclear(r);
+    return r != NULL;
+}
+
+static char *quote_ident(pgstate *p, const char *s) {
+    char *q = PQescapeIdentifier(p->ctl, s, strlen(s));
+    char *out = xstrndup(q ? q : "\"\"", q ? strlen(q) : 2);
+    PQfreemem(q);
+    return out;
+}
+
+/* The definition of a requested shape, from the catalog: NULL (answered
+ * 400 or 503 by the caller through err/status) if the table or a column
+ * does not exist or Postgres failed. */
+static json_t *catalog(pgstate *p, json_t *req, int *status, char *err, size_t errlen) {
+    const char *schema = json_string_value(json_object_get(req, "schema"));
+    const char *table = json_string_value(json_object_get(req, "table"));
+    char *qs = quote_ident(p, schema), *qt = quote_ident(p, table);
+    char rel[600];
+    snprintf(rel, sizeof rel, "%s.%s", qs, qt);
+    free(qs);
+    free(qt);
+    const char *params[] = {rel};
+    PGresult *r = query(p,
+                        "SELECT a.attname, t.typname, coalesce((SELECT k.n - 1 FROM unnest(i.indkey::int2[]) WITH ORDINALITY "
+                        "k(att, n) WHERE k.att = a.attnum), -1) "
+                        "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                        "LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
+                        "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                        1, params, err, errlen);
+    *status = 503;
+    if (!r) return NULL;
+    if (PQntuples(r) == 0) {
+        snprintf(err, errlen, "table %.200s does not exist", rel);
+        *status = 400;
+        PQclear(r);
+        return NULL;
+    }
+    json_t *cols = json_array(), *sel = json_array();
+    json_t *want = json_object_get(req, "columns");
+    size_t found = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *name = PQgetvalue(r, i, 0);
+        int pk = atoi(PQgetvalue(r, i, 2));
+        json_array_append_new(cols, json_pack("{s:s,s:s,s:i}", "name", name, "type", PQgetvalue(r, i, 1), "pk_index", pk));
+        bool in = !want || pk >= 0;
+        size_t k;
+        json_t *w;
+        json_array_foreach(want, k, w) if (strcmp(json_string_value(w), name) == 0) in = true, found++;
+        json_array_append_new(sel, json_boolean(in));
+    }
+    PQclear(r);
+    if (want && found != json_array_size(want)) {
+        snprintf(err, errlen, "columns names a column that %s.%s does not have", schema, table);
+        *status = 400;
+        json_decref(cols);
+        json_decref(sel);
+        return NULL;
+    }
+    json_t *def = json_pack("{s:s,s:s,s:o,s:o,s:O}", "schema", schema, "table", table, "columns", cols, "selected", sel,
+                            "params", json_object_get(req, "params") ?: json_array());
+    if (json_object_get(req, "where")) json_object_set(def, "where", json_object_get(req, "where"));
+    return def;
+}
+
+/* Make the table's changes reach us whole: in the publication, with
+ * REPLICA IDENTITY FULL (old rows come with updates and deletes). */
+static bool publish(pgstate *p, const shape *s, char *err, size_t errlen) {
+    char *qs = quote_ident(p, s->schema), *qt = quote_ident(p, s->table), *qp = quote_ident(p, p->sh->publication);
+    char sql[2048];
+    const char *params[] = {p->sh->publication, s->schema, s->table};
+    PGresult *r = query(p,
+                        "SELECT (SELECT relreplident FROM pg_class WHERE oid = to_regclass(quote_ident($2) || '.' || quote_ident($3))), "
+                        "EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)",
+                        3, params, err, errlen);
+    bool ok = r != NULL;
+    if (ok && strcmp(PQgetvalue(r, 0, 0), "f") != 0) {
+        snprintf(sql, sizeof sql, "ALTER TABLE %s.%s REPLICA IDENTITY FULL", qs, qt);
+        ok = exec_ok(p, sql, err, errlen);
+    }
+    if (ok && strcmp(PQgetvalue(r, 0, 1), "t") != 0) {
+        snprintf(sql, sizeof sql, "ALTER PUBLICATION %s ADD TABLE %s.%s", qp, qs, qt);
+        ok = exec_ok(p, sql, err, errlen);
+    }
+    PQclear(r);
+    free(qs);
+    free(qt);
+    free(qp);
+    return ok;
+}
+
+static json_t *row_value(const shape *s, char **values, bool pk_only) {
+    json_t *v = json_object();
+    for (size_t i = 0; i < s->ncols; i++)
+        if ((pk_only ? s->cols[i].pk_index >= 0 : s->selected[i]))
+            json_object_set_new(v, s->cols[i].name, values[i] ? json_string(values[i]) : json_null());
+    return v;
+}
+
+/* The snapshot of a new shape: its rows as inserts, then snapshot-end. */
+static bool snapshot(pgstate *p, shape *s, char *err, size_t errlen) {
+    if (streams_create_json(p->sh->st, s->log_path, -1, 0, NULL, 0, NULL) < 0) {
+        snprintf(err, errlen, "storage error: %s", strerror(errno));
+        return false;
+    }
+    if (!publish(p, s, err, errlen) || !exec_ok(p, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, errlen))
+        return false;
+    PGresult *snap = query(p, "SELECT pg_current_snapshot()::text", 0, NULL, err, errlen);
+    bool ok = snap != NULL;
+    if (ok) { /* "xmin:xmax:xip1,xip2" */
+        const char *t = PQgetvalue(snap, 0, 0);
+        char *end;
+        s->xmin = strtoull(t, &end, 10);
+        s->xmax = strtoull(end + 1, &end, 10);
+        for (const char *x = end + 1; *end == ':' && *x;) {
+            s->xip = xrealloc(s->xip, (s->nxip + 1) * sizeof *s->xip);
+            s->xip[s->nxip++] = (uint32_t)strtoull(x, &end, 10);
+            x = *end == ',' ? end + 1 : end;
+            if (*end != ',') break;
+        }
+    }
+    PQclear(snap);
+    buf sql, key;
+    buf_init(&sql);
+    buf_init(&key);
+    buf_append_str(&sql, "SELECT ");
+    for (size_t i = 0; i < s->ncols; i++) {
+        char *q = quote_ident(p, s->cols[i].name);
+        buf_printf(&sql, "%s%s::text", i ? ", " : "", q);
+        free(q);
+    }
+    char *qs = quote_ident(p, s->schema), *qt = quote_ident(p, s->table);
+    buf_printf(&sql, " FROM %s.%s", qs, qt);
+    free(qs);
+    free(qt);
+    if (s->where_sql) buf_printf(&sql, " WHERE %s", s->where_sql);
+    buf_append_byte(&sql, 0);
+    size_t np = json_array_size(s->params);
+    const char **pv = xcalloc(np ? np : 1, sizeof *pv);
+    for (size_t i = 0; i < np; i++) pv[i] = json_string_value(json_array_get(s->params, i));
+    PGresult *rows = ok ? query(p, (const char *)sql.data, (int)np, pv, err, errlen) : NULL;
+    free(pv);
+    ok = rows != NULL;
+    json_t *msgs = json_array();
+    char **values = xcalloc(s->ncols ? s->ncols : 1, sizeof *values);
+    for (int r = 0; ok && r < PQntuples(rows); r++) {
+        for (size_t i = 0; i < s->ncols; i++) values[i] = PQgetisnull(rows, r, (int)i) ? NULL : PQgetvalue(rows, r, (int)i);
+        shape_row_key(s, (const char *const *)values, &key);
+        json_object_set_new(s->keys, (const char *)key.data, json_true());
+        json_array_append_new(msgs, json_pack("{s:s,s:o,s:{s:s,s:[s,s]}}", "key", (const char *)key.data, "value",
+                                              row_value(s, values, false), "headers", "operation", "insert", "relation",
+                                              s->schema, s->table));
+        if (json_array_size(msgs) == ROWS_PER_APPEND) {
+            ok = shape_log(p->sh, s, msgs) == 0;
+            json_array_clear(msgs);
+        }
+    }
+    free(values);
+    PQclear(rows);
+    exec_ok(p, ok ? "COMMIT" : "ROLLBACK", err, ok ? errlen : 0);
+    if (ok) {
+        char xmin[24], xmax[24];
+        snprintf(xmin, sizeof xmin, "%llu", (unsigned long long)s->xmin);
+        snprintf(xmax, sizeof xmax, "%llu", (unsigned long long)s->xmax);
+        json_t *xip = json_array();
+        for (size_t i = 0; i < s->nxip; i++) json_array_append_new(xip, json_sprintf("%u", s->xip[i]));
+        json_array_append_new(msgs, json_pack("{s:{s:s,s:s,s:s,s:o}}", "headers", "control", "snapshot-end", "xmin", xmin,
+                                              "xmax", xmax, "xip_list", xip));
+        ok = shape_log(p->sh, s, msgs) == 0;
+        if (!ok) snprintf(err, errlen, "storage error: %s", strerror(errno));
+    }
+    json_decref(msgs);
+    buf_free(&sql);
+    buf_free(&key);
+    return ok;
+}
+
+/* A request for a shape nobody has yet: make it, or answer its error. */
+static void run_job(pgstate *p, shape_job *j) {
+    shapes *sh = p->sh;
+    char err[512] = "";
+    int status = 503;
+    pthread_mutex_lock(&sh->mu);
+    shape *s = shape_find_key(sh, j->key);
+    if (s) s->refs++;
+    pthread_mutex_unlock(&sh->mu);
+    if (!s) {
+        json_t *def = catalog(p, j->req, &status, err, sizeof err);
+        if (def) {
+            pthread_mutex_lock(&sh->mu);
+            s = shape_add(sh, j->key, def, err, sizeof err);
+            if (s) s->refs++;
+            else status = 400;
+            pthread_mutex_unlock(&sh->mu);
+            json_decref(def);
+        }
+        if (s && !snapshot(p, s, err, sizeof err)) {
+            pthread_mutex_lock(&sh->mu);
+            s->gone = true; /* never served: a new request makes a new one */
+            shape_unref(s);
+            s = NULL;
+            pthread_mutex_unlock(&sh->mu);
+            status = strstr(err, "does not exist") || strstr(err, "syntax") ? 400 : 503;
+        } else if (s) {
+            /* answer once the snapshot is durable (and so readable) */
+            for (int i = 0; i < 10000 && !streams_settled(sh->st, s->log_path); i++) usleep(500);
+            pthread_mutex_lock(&sh->mu);
+            s->ready = true;
+            shape_save_def(sh, s);
+            pthread_mutex_unlock(&sh->mu);
+            log_write(LOG_INFO, "shape %s: %s.%s%s%s, %zu rows", s->handle, s->schema, s->table,
+                      s->where_sql ? " where " : "", s->where_sql ? s->where_sql : "", json_object_size(s->keys));
+        }
+    }
+    reply_post(sh, j->c, s, status, err);
+    if (s) {
+        pthread_mutex_lock(&sh->mu);
+        shape_unref(s);
+        pthread_mutex_unlock(&sh->mu);
+    }
+}
+
+/* Every request waiting for a new shape: made, or (Postgres away) 503. */
+static void run_jobs(pgstate *p, bool reachable) {
+    shapes *sh = p->sh;
+    pthread_mutex_lock(&sh->mu);
+    shape_job *jobs = sh->jobs;
+    sh->jobs = NULL;
+    pthread_mutex_unlock(&sh->mu);
+    while (jobs) {
+        shape_job *j = jobs;
+        jobs = j->next;
+        if (reachable) run_job(p, j);
+        else reply_post(sh, j->c, NULL, 503, "Postgres is not reachable: try again");
+        json_decref(j->req);
+        free(j->key);
+        free(j);
+    }
+}
+
+/* --- replication --- */
+
+static relation *rel_find(pgstate *p, uint32_t id) {
+    for (size_t i = 0; i < p->nrels; i++)
+        if (p->rels[i].id == id) return &p->rels[i];
+    return NULL;
+}
+
+static void rel_forget(relation *r) {
+    free(r->schema);
+    free(r->table);
+    for (uint16_t i = 0; i < r->ncols; i++) free(r->names[i]);
+    free(r->names);
+}
+
+/* Whether transaction xid is visible in s's snapshot (then s has it). */
+static bool seen(const shape *s, uint32_t xid) {
+    uint32_t xmin = (uint32_t)s->xmin, xmax = (uint32_t)s->xmax;
+    if ((int32_t)(xid - xmin) < 0) return true;
+    if ((int32_t)(xid - xmax) >= 0) return false;
+    for (size_t i = 0; i < s->nxip; i++)
+        if (s->xip[i] == xid) return false;
+    return true;
+}
+
+static void invalidate(pgstate *p, shape *s, const char *why) {
+    if (s->gone) return;
+    s->gone = true;
+    json_t *m = json_pack("[{s:{s:s}}]", "headers", "control", "must-refetch");
+    shape_log(p->sh, s, m);
+    json_decref(m);
+    shape_save_def(p->sh, s);
+    log_write(LOG_INFO, "shape %s: %s: clients must refetch", s->handle, why);
+}
+
+/* A tuple as NUL-terminated text values in the shape's column order
+ * (found by name); 'u' (an unchanged TOASTed value) from the old row. */
+static char **tuple_values(const shape *s, const relation *r, const pgo_tuple *t, char **old) {
+    char **v = xcalloc(s->ncols ? s->ncols : 1, sizeof *v);
+    for (uint16_t k = 0; k < t->ncols && k < r->ncols; k++) {
+        size_t i = 0;
+        while (i < s->ncols && strcmp(s->cols[i].name, r->names[k]) != 0) i++;
+        if (i == s->ncols) continue;
+        const pgo_value *x = &t->values[k];
+        if (x->kind == 't') v[i] = xstrndup(x->data, x->len);
+        else if (x->kind == 'u' && old && old[i]) v[i] = xstrndup(old[i], strlen(old[i]));
+    }
+    return v;
+}
+
+static void values_free(const shape *s, char **v) {
+    if (!v) return;
+    for (size_t i = 0; i < s->ncols; i++) free(v[i]);
+    free(v);
+}
+
+static bool matches(const shape *s, char **v) {
+    return !s->where || where_eval(s->where, (const char *const *)v) == WHERE_TRUE;
+}
+
+static void emit(pgstate *p, shape *s, const char *op, const char *key, json_t *value) {
+    json_t *arr = json_object_get(p->batches, s->handle);
+    if (!arr) {
+        arr = json_array();
+        json_object_set_new(p->batches, s->handle, arr);
+    }
+    char lsn[24];
+    snprintf(lsn, sizeof lsn, "%llu", (unsigned long long)p->final_lsn);
+    json_array_append_new(arr, json_pack("{s:s,s:o,s:{s:s,s:[s,s],s:[I],s:s,s:i}}", "key", key, "value", value, "headers",
+                                         "operation", op, "relation", s->schema, s->table, "txids", (json_int_t)p->xid,
+                                         "lsn", lsn, "op_position", p->op_position++));
+}
+
+static void apply_change(pgstate *p, shape *s, const relation *r, const pgo_message *m) {
+    buf kold, knew;
+    buf_init(&kold);
+    buf_init(&knew);
+    char **oldv = m->old_kind ? tuple_values(s, r, &m->old, NULL) : NULL;
+    char **newv = m->kind != PGO_DELETE ? tuple_values(s, r, &m->new_row, oldv) : NULL;
+    if (newv) shape_row_key(s, (const char *const *)newv, &knew);
+    if (oldv) shape_row_key(s, (const char *const *)oldv, &kold);
+    else if (newv) shape_row_key(s, (const char *const *)newv, &kold);
+    bool was = m->kind != PGO_INSERT && json_object_get(s->keys, (const char *)kold.data);
+    bool now = newv && matches(s, newv);
+    bool same = newv && strcmp((const char *)kold.data, (const char *)knew.data) == 0;
+    if (was && (!now || !same)) { /* moved out, deleted, or its key changed */
+        emit(p, s, "delete", (const char *)kold.data, row_value(s, oldv ? oldv : newv, true));
+        json_object_del(s->keys, (const char *)kold.data);
+    }
+    if (now && was && same) {
+        emit(p, s, "update", (const char *)knew.data, row_value(s, newv, false));
+    } else if (now) {
+        emit(p, s, "insert", (const char *)knew.data, row_value(s, newv, false));
+        json_object_set_new(s->keys, (const char *)knew.data, json_true());
+    }
+    values_free(s, oldv);
+    values_free(s, newv);
+    buf_free(&kold);
+    buf_free(&knew);
+}
+
+static void on_relation(pgstate *p, const pgo_message *m) {
+    relation *r = rel_find(p, m->relid);
+    if (r) rel_forget(r);
+    else {
+        p->rels = xrealloc(p->rels, (p->nrels + 1) * sizeof *p->rels);
+        r = &p->rels[p->nrels++];
+    }
+    r->id = m->relid;
+    r->schema = xstrndup(m->schema, strlen(m->schema));
+    r->table = xstrndup(m->table, strlen(m->table));
+    r->ncols = m->ncols;
+    r->names = xcalloc(m->ncols ? m->ncols : 1, sizeof *r->names);
+    for (uint16_t i = 0; i < m->ncols; i++) r->names[i] = xstrndup(m->cols[i].name, strlen(m->cols[i].name));
+    /* a shape of this table whose columns changed cannot go on */
+    shapes *sh = p->sh;
+    pthread_mutex_lock(&sh->mu);
+    for (size_t i = 0; i < sh->n; i++) {
+        shape *s = sh->list[i];
+        if (s->gone || strcmp(s->schema, r->schema) != 0 || strcmp(s->table, r->table) != 0) continue;
+        bool same = s->ncols == r->ncols;
+        for (size_t k = 0; same && k < s->ncols; k++) same = strcmp(s->cols[k].name, r->names[k]) == 0;
+        if (!same) invalidate(p, s, "its table's columns changed");
+    }
+    pthread_mutex_unlock(&sh->mu);
+}
+
+static void on_change(pgstate *p, const pgo_message *m) {
+    shapes *sh = p->sh;
+    pthread_mutex_lock(&sh->mu);
+    if (m->kind == PGO_TRUNCATE) {
+        for (uint32_t t = 0; t < m->ntruncated; t++) {
+            const relation *r = rel_find(p, m->truncated[t]);
+            for (size_t i = 0; r && i < sh->n; i++)
+                if (strcmp(sh->list[i]->schema, r->schema) == 0 && strcmp(sh->list[i]->table, r->table) == 0 &&
+                    !seen(sh->list[i], p->xid))
+                    invalidate(p, sh->list[i], "its table was truncated");
+        }
+    } else {
+        const relation *r = rel_find(p, m->relid);
+        for (size_t i = 0; r && i < sh->n; i++) {
+            shape *s = sh->list[i];
+            if (s->gone || !s->ready || strcmp(s->schema, r->schema) != 0 || strcmp(s->table, r->table) != 0 ||
+                seen(s, p->xid) || p->final_lsn <= s->last_lsn)
+                continue;
+            apply_change(p, s, r, m);
+        }
+    }
+    pthread_mutex_unlock(&sh->mu);
+}
+
+static void on_commit(pgstate *p, const pgo_message *m) {
+    shapes *sh = p->sh;
+    pending pd = {.lsn = m->end_lsn};
+    pthread_mutex_lock(&sh->mu);
+    const char *handle;
+    json_t *msgs;
+    json_object_foreach(p->batches, handle, msgs) {
+        shape *s = shape_find_handle(sh, handle);
+        if (!s) continue;
+        json_object_set_new(json_object_get(json_array_get(msgs, json_array_size(msgs) - 1), "headers"), "last", json_true());
+        shape_log(sh, s, msgs);
+        s->last_lsn = p->final_lsn;
+        pd.paths = xrealloc(pd.paths, (pd.npaths + 1) * sizeof *pd.paths);
+        pd.paths[pd.npaths++] = xstrndup(s->log_path, strlen(s->log_path));
+    }
+    pthread_mutex_unlock(&sh->mu);
+    json_object_clear(p->batches);
+    p->pend = xrealloc(p->pend, (p->npend + 1) * sizeof *p->pend);
+    p->pend[p->npend++] = pd;
+    if (m->end_lsn > p->received) p->received = m->end_lsn;
+}
+
+static void on_message(pgstate *p, const uint8_t *data, size_t n) {
+    pgo_message m;
+    char err[200];
+    if (pgo_parse(data, n, &m, err, sizeof err) != 0) {
+        log_write(LOG_ERROR, "replication: %s", err);
+    } else {
+        switch (m.kind) {
+        case PGO_BEGIN:
+            p->xid = m.xid;
+            p->final_lsn = m.lsn;
+            p->op_position = 0;
+            json_object_clear(p->batches);
+            break;
+        case PGO_RELATION: on_relation(p, &m); break;
+        case PGO_INSERT:
+        case PGO_UPDATE:
+        case PGO_DELETE:
+        case PGO_TRUNCATE: on_change(p, &m); break;
+        case PGO_COMMIT: on_commit(p, &m); break;
+        default: break;
+        }
+    }
+    pgo_message_free(&m);
+}
+
+/* The newest position all of whose logs are durable. */
+static void settle(pgstate *p) {
+    size_t done = 0;
+    while (done < p->npend) {
+        pending *pd = &p->pend[done];
+        bool all = true;
+        for (size_t i = 0; all && i < pd->npaths; i++) all = streams_settled(p->sh->st, pd->paths[i]);
+        if (!all) break;
+        p->confirmed = pd->lsn;
+        for (size_t i = 0; i < pd->npaths; i++) free(pd->paths[i]);
+        free(pd->paths);
+        done++;
+    }
+    memmove(p->pend, p->pend + done, (p->npend - done) * sizeof *p->pend);
+    p->npend -= done;
+}
+
+static void put64(uint8_t *b, uint64_t v) {
+    for (int i = 7; i >= 0; i--) b[7 - i] = (uint8_t)(v >> (i * 8));
+}
+
+static void send_status(pgstate *p) {
+    uint8_t b[34];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t pg_us = ((int64_t)ts.tv_sec - 946684800) * 1000000 + ts.tv_nsec / 1000; /* since 2000-01-01 */
+    b[0] = 'r';
+    put64(b + 1, p->confirmed);
+    put64(b + 9, p->confirmed);
+    put64(b + 17, p->confirmed);
+    put64(b + 25, (uint64_t)pg_us);
+    b[33] = 0;
+    if (PQputCopyData(p->repl, (const char *)b, sizeof b) == 1) PQflush(p->repl);
+    p->last_status = now_ms();
+}
+
+static void disconnect(pgstate *p) {
+    if (p->repl) PQfinish(p->repl);
+    if (p->ctl) PQfinish(p->ctl);
+    p->repl = p->ctl = NULL;
+    for (size_t i = 0; i < p->nrels; i++) rel_forget(&p->rels[i]);
+    p->nrels = 0;
+}
+
+/* Connect both connections, make the publication and the slot; false with err. */
+static bool connect_all(pgstate *p, char *err, size_t errlen) {
+    shapes *sh = p->sh;
+    p->ctl = PQconnectdb(sh->url);
+    if (PQstatus(p->ctl) != CONNECTION_OK) {
+        snprintf(err, errlen, "%s", PQerrorMessage(p->ctl));
+        return false;
+    }
+    PGresult *r = query(p, "SHOW wal_level", 0, NULL, err, errlen);
+    if (!r) return false;
+    bool logical = strcmp(PQgetvalue(r, 0, 0), "logical") == 0;
+    PQclear(r);
+    if (!logical) {
+        snprintf(err, errlen, "Postgres runs with wal_level = %s: shapes need wal_level = logical", "replica");
+        return false;
+    }
+    const char *pub[] = {sh->publication}, *slot[] = {sh->slot};
+    r = query(p, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, pub, err, errlen);
+    if (!r) return false;
+    bool have_pub = PQntuples(r) > 0;
+    PQclear(r);
+    if (!have_pub) {
+        char *q = quote_ident(p, sh->publication), sql[300];
+        snprintf(sql, sizeof sql, "CREATE PUBLICATION %s", q);
+        free(q);
+        if (!exec_ok(p, sql, err, errlen)) return false;
+    }
+    r = query(p, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", 1, slot, err, errlen);
+    if (!r) return false;
+    bool have_slot = PQntuples(r) > 0;
+    PQclear(r);
+    if (!have_slot) {
+        pthread_mutex_lock(&sh->mu); /* what was derived from a lost slot is stale */
+        for (size_t i = 0; i < sh->n; i++) invalidate(p, sh->list[i], "the replication slot is new");
+        pthread_mutex_unlock(&sh->mu);
+        r = query(p, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", 1, slot, err, errlen);
+        if (!r) return false;
+        PQclear(r);
+    }
+    const char *keys[] = {"dbname", "replication", NULL}, *vals[] = {sh->url, "database", NULL};
+    p->repl = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(p->repl) != CONNECTION_OK) {
+        snprintf(err, errlen, "replication connection: %s", PQerrorMessage(p->repl));
+        return false;
+    }
+    char *qs = PQescapeIdentifier(p->repl, sh->slot, strlen(sh->slot));
+    char *qp = PQescapeLiteral(p->repl, sh->publication, strlen(sh->publication));
+    char sql[600];
+    snprintf(sql, sizeof sql, "START_REPLICATION SLOT %s LOGICAL 0/0 (proto_version '1', publication_names %s)", qs, qp);
+    PQfreemem(qs);
+    PQfreemem(qp);
+    r = PQexec(p->repl, sql);
+    bool copying = PQresultStatus(r) == PGRES_COPY_BOTH;
+    if (!copying) snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    return copying;
+}
+
+/* Read what the replication connection has; false if it broke. */
+static bool consume(pgstate *p) {
+    if (!PQconsumeInput(p->repl)) return false;
+    for (;;) {
+        char *data = NULL;
+        int n = PQgetCopyData(p->repl, &data, 1);
+        if (n == 0) return true;
+        if (n < 0) return false;
+        const uint8_t *b = (const uint8_t *)data;
+        if (b[0] == 'w' && n >= 25) {
+            on_message(p, b + 25, (size_t)n - 25);
+        } else if (b[0] == 'k' && n >= 18) {
+            uint64_t end = 0;
+            for (int i = 1; i <= 8; i++) end = end << 8 | b[i];
+            if (p->npend == 0 && end > p->received) p->received = p->confirmed = end; /* nothing of ours in between */
+            if (b[17]) send_status(p);
+        }
+        PQfreemem(data);
+    }
+}
+
+static void *run(void *arg) {
+    pgstate *p = arg;
+    shapes *sh = p->sh;
+    p->backoff_ms = 100;
+    while (!sh->quit) {
+        char err[512] = "";
+        if (!p->repl) {
+            if (!connect_all(p, err, sizeof err)) {
+                log_write(LOG_WARN, "shapes: Postgres: %s (again in %u ms)", err, p->backoff_ms);
+                set_status(sh, "waiting", err);
+                disconnect(p);
+                struct pollfd w = {sh->wake_fd, POLLIN, 0};
+                poll(&w, 1, (int)p->backoff_ms);
+                p->backoff_ms = p->backoff_ms * 2 > 10000 ? 10000 : p->backoff_ms * 2;
+                run_jobs(p, false); /* requests waiting meanwhile are answered 503 */
+                continue;
+            }
+            p->backoff_ms = 100;
+            set_status(sh, "active", NULL);
+            log_write(LOG_INFO, "shapes: replicating from Postgres (slot %s, publication %s)", sh->slot, sh->publication);
+        }
+        struct pollfd fds[2] = {{PQsocket(p->repl), POLLIN, 0}, {sh->wake_fd, POLLIN, 0}};
+        poll(fds, 2, 100);
+        if (fds[1].revents & POLLIN) {
+            uint64_t v;
+            if (read(sh->wake_fd, &v, sizeof v) < 0) { /* EAGAIN: nothing */
+            }
+        }
+        run_jobs(p, true);
+        if (!consume(p)) {
+            log_write(LOG_WARN, "shapes: the replication connection broke: %s", PQerrorMessage(p->repl));
+            set_status(sh, "waiting", PQerrorMessage(p->repl));
+            disconnect(p);
+            continue;
+        }
+        settle(p);
+        if (now_ms() - p->last_status >= STATUS_EVERY_MS) send_status(p);
+    }
+    disconnect(p);
+    return NULL;
+}
+
+static pgstate *the_state(shapes *sh) { return (pgstate *)sh->pg; }
+
+int pg_start(shapes *sh, char *err, size_t errlen) {
+    pgstate *p = xcalloc(1, sizeof *p);
+    p->sh = sh;
+    p->batches = json_object();
+    sh->pg = p;
+    if (pthread_create(&sh->thread, NULL, run, p) != 0) {
+        snprintf(err, errlen, "cannot start the Postgres thread");
+        return -1;
+    }
+    sh->running = true;
+    return 0;
+}
+
+void pg_stop(shapes *sh) {
+    pgstate *p = the_state(sh);
+    if (!p) return;
+    if (sh->running) {
+        sh->quit = true;
+        uint64_t one = 1;
+        if (write(sh->wake_fd, &one, sizeof one) < 0) { /* full: awake anyway */
+        }
+        pthread_join(sh->thread, NULL);
+    }
+    for (size_t i = 0; i < p->npend; i++) {
+        for (size_t k = 0; k < p->pend[i].npaths; k++) free(p->pend[i].paths[k]);
+        free(p->pend[i].paths);
+    }
+    free(p->pend);
+    free(p->rels);
+    json_decref(p->batches);
+    free(p);
+    sh->pg = NULL;
+}

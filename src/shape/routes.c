@@ -1,0 +1,432 @@
+/* routes.c — Electric's HTTP API for shapes: GET /v1/shape (the initial
+ * sync from offset -1, catch-up from an offset, live long-polls) and
+ * GET /v1/health. A shape nobody has asked for yet is made by the Postgres
+ * thread (the request waits for its snapshot); every other request is
+ * answered from the shape's log, on the connection's loop. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../stream/protocol.h"
+#include "../util/log.h"
+#include "../util/mem.h"
+#include "shape_int.h"
+
+#define MAX_PARAMS 100
+
+static void begin(shapes *sh, http_conn *c, int status) {
+    streams_respond_begin(sh->st, c, status);
+    http_respond_header(c, "Content-Type", "application/json");
+}
+
+static void answer_json(shapes *sh, http_conn *c, int status, json_t *body) {
+    begin(sh, c, status);
+    http_respond_header(c, "Cache-Control", "no-store");
+    char *t = json_dumps(body, JSON_COMPACT);
+    http_respond_body(c, t, strlen(t));
+    free(t);
+    json_decref(body);
+    http_respond_end(c);
+}
+
+/* 400 in Electric's shape: {"message", "errors": {param: [why]}}. */
+static void bad_request(shapes *sh, http_conn *c, const char *param, const char *why) {
+    http_request *req = http_conn_request(c);
+    log_write(LOG_INFO, "%.*s %.*s: 400 %s: %s", (int)req->head.method_len, req->head.method_str,
+              (int)req->target.path_len, req->target.path, param, why);
+    answer_json(sh, c, 400, json_pack("{s:s,s:{s:[s]}}", "message", "Invalid request", "errors", param, why));
+}
+
+void shape_answer_error(shapes *sh, http_conn *c, int status, const char *msg) {
+    if (status == 400) bad_request(sh, c, strstr(msg, "column") ? "columns" : strstr(msg, "table") ? "table" : "where", msg);
+    else answer_json(sh, c, status, json_pack("{s:s}", "message", msg));
+}
+
+/* A query parameter, decoded, or NULL; `name` also matched percent-encoded
+ * (the client sends params[1] as params%5B1%5D). */
+static const char *param(http_request *req, const char *name, buf *b) {
+    buf_reset(b);
+    if (!req->target.query) return NULL;
+    bool got = http_query_get(req->target.query, req->target.query_len, name, b);
+    if (!got && strchr(name, '[')) {
+        char enc[64];
+        size_t k = 0;
+        for (const char *p = name; *p && k + 4 < sizeof enc; p++) {
+            if (*p == '[') k += (size_t)snprintf(enc + k, sizeof enc - k, "%%5B");
+            else if (*p == ']') k += (size_t)snprintf(enc + k, sizeof enc - k, "%%5D");
+            else enc[k++] = *p;
+        }
+        enc[k] = 0;
+        got = http_query_get(req->target.query, req->target.query_len, enc, b);
+    }
+    if (!got) return NULL;
+    buf_append_byte(b, 0);
+    return (const char *)b->data;
+}
+
+static bool is_true(const char *v) { return v && strcmp(v, "true") == 0; }
+
+/* The shape a request asks for, as {schema, table, where?, params, columns?}
+ * and its key; NULL after answering 400. */
+static json_t *request_def(shapes *sh, http_conn *c, http_request *req, char **key) {
+    buf b;
+    buf_init(&b);
+    json_t *def = NULL;
+    const char *table = param(req, "table", &b);
+    if (!table || !*table) {
+        bad_request(sh, c, "table", "table is required: ?table=<name> (or schema.name)");
+        goto out;
+    }
+    const char *dot = strchr(table, '.');
+    char schema[256] = "public", name[256];
+    if (dot) snprintf(schema, sizeof schema, "%.*s", (int)(dot - table), table);
+    snprintf(name, sizeof name, "%s", dot ? dot + 1 : table);
+    for (char *p = schema; *p && !strchr(table, '"'); p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+    for (char *p = name; *p && !strchr(table, '"'); p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+    def = json_pack("{s:s,s:s,s:[]}", "schema", schema, "table", name, "params");
+    const char *where = param(req, "where", &b);
+    if (where && *where) json_object_set_new(def, "where", json_string(where));
+    for (int i = 1; i <= MAX_PARAMS; i++) {
+        char pn[32];
+        snprintf(pn, sizeof pn, "params[%d]", i);
+        const char *v = param(req, pn, &b);
+        if (!v) break;
+        json_array_append_new(json_object_get(def, "params"), json_string(v));
+    }
+    const char *cols = param(req, "columns", &b);
+    if (cols && *cols) {
+        json_t *list = json_array();
+        for (const char *p = cols; *p;) {
+            const char *comma = strchr(p, ',');
+            size_t n = comma ? (size_t)(comma - p) : strlen(p);
+            char col[256];
+            snprintf(col, sizeof col, "%.*s", (int)n, p);
+            if (col[0] == '"' && n >= 2) memmove(col, col + 1, n - 2), col[n - 2] = 0;
+            json_array_append_new(list, json_string(col));
+            p += n + (comma ? 1 : 0);
+        }
+        json_object_set_new(def, "columns", list);
+    }
+    const char *replica = param(req, "replica", &b);
+    if (replica && strcmp(replica, "default") != 0 && strcmp(replica, "full") != 0) {
+        bad_request(sh, c, "replica", "replica must be default or full");
+        json_decref(def);
+        def = NULL;
+        goto out;
+    }
+    const char *mode = param(req, "log", &b);
+    if (mode && strcmp(mode, "full") != 0) {
+        bad_request(sh, c, "log", "log=changes_only is not supported yet (log=full is)");
+        json_decref(def);
+        def = NULL;
+        goto out;
+    }
+    if (param(req, "live_sse", &b) || param(req, "experimental_live_sse", &b)) {
+        if (is_true((const char *)b.data)) {
+            bad_request(sh, c, "live_sse", "live_sse is not supported yet: use long-polling (live=true)");
+            json_decref(def);
+            def = NULL;
+            goto out;
+        }
+    }
+    *key = json_dumps(def, JSON_COMPACT | JSON_SORT_KEYS);
+out:
+    buf_free(&b);
+    return def;
+}
+
+/* --- answers from a shape's log --- */
+
+static void waiter_fire(void *arg);
+static void waiter_timeout(void *arg);
+static void waiter_abort(void *arg);
+
+static void free_waiter(shape_waiter *w) {
+    http_conn_unref(w->c);
+    free(w->log_path);
+    free(w);
+}
+
+static void schema_header(http_conn *c, const shape *s) {
+    json_t *o = json_object();
+    for (size_t i = 0; i < s->ncols; i++) {
+        if (!s->selected[i]) continue;
+        json_t *t = json_pack("{s:s}", "type", s->cols[i].type);
+        if (s->cols[i].pk_index >= 0) json_object_set_new(t, "pk_index", json_integer(s->cols[i].pk_index));
+        json_object_set_new(o, s->cols[i].name, t);
+    }
+    char *txt = json_dumps(o, JSON_COMPACT);
+    http_respond_header(c, "electric-schema", txt);
+    free(txt);
+    json_decref(o);
+}
+
+/* 409: the handle is gone (truncated, schema change, lost slot, restart of
+ * a shape that never finished): start again from -1. */
+static void must_refetch(shapes *sh, http_conn *c, const char *new_handle) {
+    begin(sh, c, 409);
+    http_respond_header(c, "Cache-Control", "no-store");
+    if (new_handle) http_respond_header(c, "electric-handle", new_handle);
+    static const char body[] = "[{\"headers\":{\"control\":\"must-refetch\"}}]";
+    http_respond_body(c, body, sizeof body - 1);
+    http_respond_end(c);
+}
+
+void shape_answer(shapes *sh, shape *s, http_conn *c) {
+    http_request *req = http_conn_request(c);
+    buf b, body;
+    buf_init(&b);
+    buf_init(&body);
+    const char *off = param(req, "offset", &b);
+    uint64_t from = 0;
+    bool start = !off || strcmp(off, "-1") == 0;
+    offset_kind k = start ? OFFSET_START : offset_parse(off, strlen(off), &from);
+    bool live = is_true(param(req, "live", &b)) && !start;
+    const char *cursor = param(req, "cursor", &b);
+    char client_cursor[64] = "";
+    if (cursor) snprintf(client_cursor, sizeof client_cursor, "%s", cursor);
+    if (k == OFFSET_INVALID || k == OFFSET_NOW) {
+        uint64_t end;
+        if (k == OFFSET_NOW && streams_visible_end(sh->st, s->log_path, &end) == 0) from = end;
+        else {
+            bad_request(sh, c, "offset", "offset must be -1, now, or an offset this server gave");
+            goto out;
+        }
+    }
+    uint64_t next = from, end = from;
+    buf_append_byte(&body, '[');
+    if (streams_read(sh->st, s->log_path, from, sh->cfg.read_chunk, &body, &next, &end) != 0) {
+        if (errno == ERANGE) bad_request(sh, c, "offset", "offset is not one of this shape's");
+        else must_refetch(sh, c, NULL);
+        goto out;
+    }
+    if (next == from && live) { /* nothing new: wait for it */
+        shape_waiter *w = xcalloc(1, sizeof *w);
+        w->sh = sh;
+        w->c = c;
+        http_conn_ref(c);
+        w->log_path = xstrndup(s->log_path, strlen(s->log_path));
+        w->offset = from;
+        loop_timer_init(&w->timer, waiter_timeout, w);
+        http_conn_park(c, waiter_abort, w);
+        pthread_mutex_lock(&sh->wait_mu);
+        w->next = sh->waiters;
+        if (w->next) w->next->prev = w;
+        sh->waiters = w;
+        w->linked = true;
+        pthread_mutex_unlock(&sh->wait_mu);
+        loop_timer_set(http_conn_loop(c), &w->timer, sh->cfg.long_poll_ms);
+        uint64_t now_end; /* it may have grown between the read and the link */
+        if (streams_visible_end(sh->st, s->log_path, &now_end) == 0 && now_end > from)
+            shape_waiters_wake(sh, s->log_path, now_end);
+        goto out;
+    }
+    /* stored form "m1,\nm2,\n": drop the last separator, end with up-to-date if caught up */
+    if (body.len > 1) body.len -= 2;
+    bool up_to_date = next == end;
+    if (up_to_date) {
+        if (body.len > 1) buf_append_byte(&body, ',');
+        buf_append_str(&body, "{\"headers\":{\"control\":\"up-to-date\"}}");
+    }
+    buf_append_byte(&body, ']');
+    char noff[OFFSET_LEN + 1], etag[160];
+    offset_format(next, noff);
+    begin(sh, c, 200);
+    http_respond_header(c, "electric-handle", s->handle);
+    http_respond_header(c, "electric-offset", noff);
+    schema_header(c, s);
+    if (up_to_date) http_respond_header(c, "electric-up-to-date", "");
+    if (live) {
+        char cur[24];
+        snprintf(cur, sizeof cur, "%llu", (unsigned long long)cursor_next(client_cursor, strlen(client_cursor), (int64_t)time(NULL) * 1000));
+        http_respond_header(c, "electric-cursor", cur);
+        http_respond_header(c, "Cache-Control", "public, max-age=5, stale-while-revalidate=5");
+    } else {
+        http_respond_header(c, "Cache-Control", up_to_date ? "public, max-age=5, stale-while-revalidate=5" : "public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746");
+    }
+    snprintf(etag, sizeof etag, "\"%s:%llu:%llu\"", s->handle, (unsigned long long)from, (unsigned long long)next);
+    http_respond_header(c, "ETag", etag);
+    http_respond_body(c, body.data, body.len);
+    http_respond_end(c);
+out:
+    buf_free(&b);
+    buf_free(&body);
+}
+
+/* --- live waits: whichever of wake, timeout and abort comes first answers --- */
+
+static bool waiter_unlink(shape_waiter *w) {
+    shapes *sh = w->sh;
+    pthread_mutex_lock(&sh->wait_mu);
+    bool was = w->linked;
+    if (was) {
+        if (w->prev) w->prev->next = w->next;
+        else sh->waiters = w->next;
+        if (w->next) w->next->prev = w->prev;
+        w->linked = false;
+    }
+    pthread_mutex_unlock(&sh->wait_mu);
+    return was;
+}
+
+/* Answer a live request again now that its shape has more (or at the end
+ * of its wait, up-to-date with nothing new). */
+static void waiter_answer(shape_waiter *w, bool timed_out) {
+    shapes *sh = w->sh;
+    http_conn *c = w->c;
+    http_conn_unpark(c, w);
+    loop_timer_cancel(http_conn_loop(c), &w->timer);
+    if (http_conn_closed(c)) return;
+    pthread_mutex_lock(&sh->mu);
+    shape *s = NULL;
+    for (size_t i = 0; i < sh->n && !s; i++)
+        if (strcmp(sh->list[i]->log_path, w->log_path) == 0) s = sh->list[i];
+    if (s) s->refs++;
+    pthread_mutex_unlock(&sh->mu);
+    if (!s) {
+        must_refetch(sh, c, NULL);
+    } else if (timed_out) {
+        char noff[OFFSET_LEN + 1], cur[24];
+        offset_format(w->offset, noff);
+        http_request *req = http_conn_request(c);
+        buf b;
+        buf_init(&b);
+        const char *cursor = param(req, "cursor", &b);
+        snprintf(cur, sizeof cur, "%llu", (unsigned long long)cursor_next(cursor, cursor ? strlen(cursor) : 0, (int64_t)time(NULL) * 1000));
+        buf_free(&b);
+        begin(sh, c, 200);
+        http_respond_header(c, "electric-handle", s->handle);
+        http_respond_header(c, "electric-offset", noff);
+        http_respond_header(c, "electric-up-to-date", "");
+        http_respond_header(c, "electric-cursor", cur);
+        http_respond_header(c, "Cache-Control", "public, max-age=5, stale-while-revalidate=5");
+        static const char body[] = "[{\"headers\":{\"control\":\"up-to-date\"}}]";
+        http_respond_body(c, body, sizeof body - 1);
+        http_respond_end(c);
+    } else {
+        shape_answer(sh, s, c);
+    }
+    if (s) {
+        pthread_mutex_lock(&sh->mu);
+        shape_unref(s);
+        pthread_mutex_unlock(&sh->mu);
+    }
+}
+
+static void waiter_fire(void *arg) {
+    shape_waiter *w = arg;
+    if (!w->done) waiter_answer(w, false);
+    free_waiter(w);
+}
+
+static void waiter_timeout(void *arg) {
+    shape_waiter *w = arg;
+    if (!waiter_unlink(w)) return; /* a wake is on its way: it answers */
+    waiter_answer(w, true);
+    free_waiter(w);
+}
+
+static void waiter_abort(void *arg) {
+    shape_waiter *w = arg;
+    loop_timer_cancel(http_conn_loop(w->c), &w->timer);
+    if (waiter_unlink(w)) free_waiter(w);
+    else w->done = true; /* the wake on its way frees it */
+}
+
+void shape_waiters_wake(shapes *sh, const char *path, uint64_t visible) {
+    pthread_mutex_lock(&sh->wait_mu);
+    for (shape_waiter *w = sh->waiters, *next; w; w = next) {
+        next = w->next;
+        if (w->offset >= visible || strcmp(w->log_path, path) != 0) continue;
+        if (w->prev) w->prev->next = w->next;
+        else sh->waiters = w->next;
+        if (w->next) w->next->prev = w->prev;
+        w->linked = false;
+        loop_post(http_conn_loop(w->c), waiter_fire, w);
+    }
+    pthread_mutex_unlock(&sh->wait_mu);
+}
+
+/* --- the routes --- */
+
+static void noop_abort(void *arg) { (void)arg; }
+
+static void get_shape(shapes *sh, http_conn *c, http_request *req) {
+    char *key = NULL;
+    json_t *def = request_def(sh, c, req, &key);
+    if (!def) return;
+    buf b;
+    buf_init(&b);
+    const char *off = param(req, "offset", &b);
+    bool start = !off || strcmp(off, "-1") == 0;
+    const char *handle = param(req, "handle", &b);
+    char hcopy[64] = "";
+    if (handle) snprintf(hcopy, sizeof hcopy, "%s", handle);
+    buf_free(&b);
+    pthread_mutex_lock(&sh->mu);
+    shape *s = start ? shape_find_key(sh, key) : shape_find_handle(sh, hcopy);
+    if (!start && (!s || s->gone || strcmp(s->def_key, key) != 0)) {
+        shape *now = shape_find_key(sh, key);
+        char nh[64] = "";
+        if (now) snprintf(nh, sizeof nh, "%s", now->handle);
+        pthread_mutex_unlock(&sh->mu);
+        if (!hcopy[0]) bad_request(sh, c, "handle", "a request with an offset needs the shape's handle");
+        else must_refetch(sh, c, nh[0] ? nh : NULL);
+        json_decref(def);
+        free(key);
+        return;
+    }
+    if (s && s->ready) {
+        s->refs++;
+        pthread_mutex_unlock(&sh->mu);
+        shape_answer(sh, s, c);
+        pthread_mutex_lock(&sh->mu);
+        shape_unref(s);
+        pthread_mutex_unlock(&sh->mu);
+        json_decref(def);
+        free(key);
+        return;
+    }
+    http_conn_park(c, noop_abort, NULL); /* answered by the Postgres thread, through its loop */
+    shape_job_push(sh, def, key, c);
+    pthread_mutex_unlock(&sh->mu);
+}
+
+void shapes_handle(void *ctx, http_conn *c, http_request *req) {
+    shapes *sh = ctx;
+    const http_target *t = &req->target;
+    bool health = t->path_len == sizeof SHAPE_HEALTH - 1 && memcmp(t->path, SHAPE_HEALTH, t->path_len) == 0;
+    if (req->head.method == HTTP_OPTIONS) {
+        streams_respond_begin(sh->st, c, 204);
+        http_respond_header(c, "Access-Control-Allow-Methods", "GET, HEAD, OPTIONS");
+        http_respond_header(c, "Access-Control-Allow-Headers", "Authorization, Content-Type, If-None-Match");
+        http_respond_header(c, "Access-Control-Max-Age", "86400");
+        http_respond_end(c);
+        return;
+    }
+    if (req->head.method != HTTP_GET && req->head.method != HTTP_HEAD) {
+        answer_json(sh, c, 405, json_pack("{s:s}", "message", "GET a shape (POST subsets and DELETE are not supported yet)"));
+        return;
+    }
+    if (health) {
+        pthread_mutex_lock(&sh->mu);
+        char status[32];
+        snprintf(status, sizeof status, "%s", sh->on ? sh->status : "active");
+        pthread_mutex_unlock(&sh->mu);
+        answer_json(sh, c, strcmp(status, "active") == 0 ? 200 : 503, json_pack("{s:s}", "status", status));
+        return;
+    }
+    if (t->path_len != sizeof SHAPE_PREFIX - 1 || memcmp(t->path, SHAPE_PREFIX, t->path_len) != 0) {
+        answer_json(sh, c, 404, json_pack("{s:s}", "message", "no such route: shapes are at /v1/shape"));
+        return;
+    }
+    if (!sh->on) {
+        answer_json(sh, c, 503, json_pack("{s:s}", "message",
+                                          "Postgres sync is off: start weft with --database-url postgres://... "
+                                          "(or WEFT_DATABASE_URL)"));
+        return;
+    }
+    get_shape(sh, c, req);
+}

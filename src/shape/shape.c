@@ -1,0 +1,336 @@
+/* shape.c — the shape layer's object: the registry of shapes, their logs
+ * (internal JSON streams of Electric messages) and their definitions,
+ * which are kept in one more internal stream so that shapes, with their
+ * handles and offsets, survive a restart. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../util/hash.h"
+#include "../util/log.h"
+#include "../util/mem.h"
+#include "shape_int.h"
+
+shape *shape_find_handle(shapes *sh, const char *handle) {
+    for (size_t i = 0; i < sh->n; i++)
+        if (strcmp(sh->list[i]->handle, handle) == 0) return sh->list[i];
+    return NULL;
+}
+
+shape *shape_find_key(shapes *sh, const char *key) {
+    for (size_t i = 0; i < sh->n; i++)
+        if (!sh->list[i]->gone && strcmp(sh->list[i]->def_key, key) == 0) return sh->list[i];
+    return NULL;
+}
+
+static void shape_free(shape *s) {
+    for (size_t i = 0; i < s->ncols; i++) free(s->cols[i].name), free(s->cols[i].type);
+    free(s->cols);
+    free(s->selected);
+    where_free(s->where);
+    json_decref(s->params);
+    json_decref(s->keys);
+    free(s->xip);
+    free(s->handle);
+    free(s->def_key);
+    free(s->schema);
+    free(s->table);
+    free(s->where_sql);
+    free(s->log_path);
+    free(s);
+}
+
+void shape_unref(shape *s) {
+    if (--s->refs == 0) shape_free(s);
+}
+
+/* Fill s from its definition: {"schema","table","where","params","columns": [{name,type,pk_index,filterable}],
+ * "selected": [bool], "xmin","xmax","xip"}. */
+static bool shape_define(shape *s, json_t *def, char *err, size_t errlen) {
+    s->schema = xstrndup(json_string_value(json_object_get(def, "schema")) ?: "public", 64 * 4);
+    s->table = xstrndup(json_string_value(json_object_get(def, "table")) ?: "", 64 * 4);
+    const char *w = json_string_value(json_object_get(def, "where"));
+    s->where_sql = w ? xstrndup(w, strlen(w)) : NULL;
+    s->params = json_incref(json_object_get(def, "params") ?: json_array());
+    json_t *cols = json_object_get(def, "columns"), *sel = json_object_get(def, "selected");
+    s->ncols = json_array_size(cols);
+    s->cols = xcalloc(s->ncols ? s->ncols : 1, sizeof *s->cols);
+    s->selected = xcalloc(s->ncols ? s->ncols : 1, sizeof *s->selected);
+    where_column *wc = xcalloc(s->ncols ? s->ncols : 1, sizeof *wc);
+    for (size_t i = 0; i < s->ncols; i++) {
+        json_t *c = json_array_get(cols, i);
+        s->cols[i].name = xstrndup(json_string_value(json_object_get(c, "name")) ?: "", 256);
+        s->cols[i].type = xstrndup(json_string_value(json_object_get(c, "type")) ?: "text", 256);
+        s->cols[i].pk_index = (int)json_integer_value(json_object_get(c, "pk_index"));
+        where_type t;
+        s->cols[i].filterable = where_type_of(s->cols[i].type, &t);
+        wc[i] = (where_column){s->cols[i].filterable ? s->cols[i].name : "", t};
+        s->selected[i] = !sel || json_is_true(json_array_get(sel, i));
+    }
+    bool ok = true;
+    if (s->where_sql) {
+        size_t np = json_array_size(s->params);
+        const char **pv = xcalloc(np ? np : 1, sizeof *pv);
+        for (size_t i = 0; i < np; i++) pv[i] = json_string_value(json_array_get(s->params, i));
+        s->where = where_compile(s->where_sql, wc, s->ncols, pv, np, err, errlen);
+        free(pv);
+        ok = s->where != NULL;
+    }
+    free(wc);
+    s->xmin = (uint64_t)json_integer_value(json_object_get(def, "xmin"));
+    s->xmax = (uint64_t)json_integer_value(json_object_get(def, "xmax"));
+    json_t *xip = json_object_get(def, "xip");
+    s->nxip = json_array_size(xip);
+    s->xip = xcalloc(s->nxip ? s->nxip : 1, sizeof *s->xip);
+    for (size_t i = 0; i < s->nxip; i++) s->xip[i] = (uint32_t)json_integer_value(json_array_get(xip, i));
+    return ok;
+}
+
+shape *shape_add(shapes *sh, const char *key, json_t *def, char *err, size_t errlen) {
+    shape *s = xcalloc(1, sizeof *s);
+    if (!shape_define(s, def, err, errlen)) {
+        shape_free(s);
+        return NULL;
+    }
+    char handle[64];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(handle, sizeof handle, "%llu-%lld",
+             (unsigned long long)(hash_keyed(key, strlen(key)) % 100000000ull),
+             (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    s->handle = xstrndup(handle, strlen(handle));
+    s->def_key = xstrndup(key, strlen(key));
+    char path[128];
+    snprintf(path, sizeof path, "%s%s", SHAPE_LOG_PREFIX, handle);
+    s->log_path = xstrndup(path, strlen(path));
+    s->keys = json_object();
+    s->refs = 1;
+    if (sh->n == sh->cap) {
+        sh->cap = sh->cap ? sh->cap * 2 : 16;
+        sh->list = xrealloc(sh->list, sh->cap * sizeof *sh->list);
+    }
+    sh->list[sh->n++] = s;
+    return s;
+}
+
+void shape_row_key(const shape *s, const char *const *values, buf *out) {
+    buf_reset(out);
+    buf_printf(out, "\"%s\".\"%s\"", s->schema, s->table);
+    bool any = false;
+    for (int k = 0;; k++) { /* primary key columns in key order */
+        size_t i = 0;
+        while (i < s->ncols && s->cols[i].pk_index != k) i++;
+        if (i == s->ncols) break;
+        buf_printf(out, "/\"%s\"", values[i] ? values[i] : "");
+        any = true;
+    }
+    if (!any) /* no primary key: the whole row */
+        for (size_t i = 0; i < s->ncols; i++) buf_printf(out, "/\"%s\"", values[i] ? values[i] : "");
+    buf_append_byte(out, 0);
+}
+
+int shape_log(shapes *sh, shape *s, json_t *msgs) {
+    buf data;
+    buf_init(&data);
+    size_t i;
+    json_t *m;
+    json_array_foreach(msgs, i, m) {
+        char *t = json_dumps(m, JSON_COMPACT);
+        buf_append_str(&data, t);
+        buf_append_str(&data, ",\n");
+        free(t);
+    }
+    int rc = data.len ? streams_append(sh->st, s->log_path, data.data, data.len, NULL, NULL) : 0;
+    if (rc != 0) log_write(LOG_ERROR, "shape %s: cannot log: %s", s->handle, strerror(errno));
+    buf_free(&data);
+    return rc;
+}
+
+static json_t *shape_def(const shape *s) {
+    json_t *cols = json_array(), *sel = json_array(), *xip = json_array();
+    for (size_t i = 0; i < s->ncols; i++) {
+        json_array_append_new(cols, json_pack("{s:s,s:s,s:i}", "name", s->cols[i].name, "type", s->cols[i].type, "pk_index",
+                                              s->cols[i].pk_index));
+        json_array_append_new(sel, json_boolean(s->selected[i]));
+    }
+    for (size_t i = 0; i < s->nxip; i++) json_array_append_new(xip, json_integer(s->xip[i]));
+    json_t *def = json_pack("{s:s,s:s,s:O,s:o,s:o,s:I,s:I,s:o}", "schema", s->schema, "table", s->table, "params",
+                            s->params, "columns", cols, "selected", sel, "xmin", (json_int_t)s->xmin, "xmax",
+                            (json_int_t)s->xmax, "xip", xip);
+    if (s->where_sql) json_object_set_new(def, "where", json_string(s->where_sql));
+    return def;
+}
+
+int shape_save_def(shapes *sh, shape *s) {
+    json_t *rec = json_pack("{s:s,s:s,s:s,s:o}", "op", s->gone ? "remove" : "add", "handle", s->handle, "key",
+                            s->def_key, "def", shape_def(s));
+    char *t = json_dumps(rec, JSON_COMPACT);
+    buf data;
+    buf_init(&data);
+    buf_append_str(&data, t);
+    buf_append_str(&data, ",\n");
+    int rc = streams_append(sh->st, SHAPE_DEFS_PATH, data.data, data.len, NULL, NULL);
+    buf_free(&data);
+    free(t);
+    json_decref(rec);
+    return rc;
+}
+
+/* --- restart: definitions, then each log's keys and last position --- */
+
+/* fn(arg, record) for each JSON record of a log in stored form. */
+static void each_record(const uint8_t *data, size_t len, void (*fn)(void *arg, json_t *rec), void *arg) {
+    const char *p = (const char *)data, *end = p + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((nl ? nl : end) - p);
+        if (n && p[n - 1] == ',') n--;
+        json_t *rec = json_loadb(p, n, 0, NULL);
+        if (rec) fn(arg, rec);
+        json_decref(rec);
+        p = nl ? nl + 1 : end;
+    }
+}
+
+typedef struct replay_ctx {
+    shape *s;
+} replay_ctx;
+
+static void replay_message(void *arg, json_t *m) {
+    replay_ctx *x = arg;
+    {
+        json_t *h = json_object_get(m, "headers");
+        const char *op = json_string_value(json_object_get(h, "operation"));
+        const char *key = json_string_value(json_object_get(m, "key"));
+        if (op && key) {
+            if (strcmp(op, "delete") == 0) json_object_del(x->s->keys, key);
+            else json_object_set_new(x->s->keys, key, json_true());
+        }
+        const char *lsn = json_string_value(json_object_get(h, "lsn"));
+        if (lsn && strtoull(lsn, NULL, 10) > x->s->last_lsn) x->s->last_lsn = strtoull(lsn, NULL, 10);
+        if (json_object_get(h, "control") && strcmp(json_string_value(json_object_get(h, "control")) ?: "", "snapshot-end") == 0)
+            x->s->ready = true;
+        if (json_object_get(h, "control") && strcmp(json_string_value(json_object_get(h, "control")) ?: "", "must-refetch") == 0)
+            x->s->gone = true;
+    }
+}
+
+static void replay_log(void *arg, const char *path, const uint8_t *data, size_t len) {
+    replay_ctx *x = arg;
+    if (strcmp(path, x->s->log_path) == 0) each_record(data, len, replay_message, x);
+}
+
+static void def_record(void *arg, json_t *rec) {
+    shapes *sh = arg;
+    {
+        const char *op = json_string_value(json_object_get(rec, "op"));
+        const char *handle = json_string_value(json_object_get(rec, "handle"));
+        const char *key = json_string_value(json_object_get(rec, "key"));
+        shape *old = handle ? shape_find_handle(sh, handle) : NULL;
+        if (op && strcmp(op, "remove") == 0 && old) {
+            old->gone = true;
+        } else if (op && strcmp(op, "add") == 0 && handle && key && !old) {
+            char err[256];
+            shape *s = shape_add(sh, key, json_object_get(rec, "def"), err, sizeof err);
+            if (!s) log_write(LOG_ERROR, "shape %s: %s", handle, err);
+            if (s) {
+                free(s->handle);
+                s->handle = xstrndup(handle, strlen(handle));
+                char lp[128];
+                snprintf(lp, sizeof lp, "%s%s", SHAPE_LOG_PREFIX, handle);
+                free(s->log_path);
+                s->log_path = xstrndup(lp, strlen(lp));
+            }
+        }
+    }
+}
+
+static void defs_replay(void *arg, const char *path, const uint8_t *data, size_t len) {
+    if (strcmp(path, SHAPE_DEFS_PATH) == 0) each_record(data, len, def_record, arg);
+}
+
+static void load(shapes *sh) {
+    streams_each(sh->st, SHAPE_DEFS_PATH, defs_replay, sh);
+    for (size_t i = 0; i < sh->n; i++) {
+        replay_ctx x = {sh->list[i]};
+        streams_each(sh->st, sh->list[i]->log_path, replay_log, &x);
+        if (!sh->list[i]->ready) sh->list[i]->gone = true; /* its snapshot never finished */
+    }
+    if (sh->n) log_write(LOG_INFO, "shapes: %zu recovered", sh->n);
+}
+
+/* --- live readers --- */
+
+static void on_visible(void *arg, const char *path, uint64_t visible) {
+    if (strncmp(path, SHAPE_LOG_PREFIX, sizeof SHAPE_LOG_PREFIX - 1) == 0) shape_waiters_wake(arg, path, visible);
+}
+
+/* --- lifetime --- */
+
+shapes *shapes_open(streams *st, const shapes_config *cfg, char *err, size_t errlen) {
+    shapes *sh = xcalloc(1, sizeof *sh);
+    sh->st = st;
+    sh->cfg = *cfg;
+    sh->wake_fd = -1;
+    pthread_mutex_init(&sh->mu, NULL);
+    pthread_mutex_init(&sh->wait_mu, NULL);
+    snprintf(sh->status, sizeof sh->status, "starting");
+    if (!cfg->database_url || !*cfg->database_url) return sh;
+    sh->on = true;
+    sh->url = xstrndup(cfg->database_url, strlen(cfg->database_url));
+    sh->publication = xstrndup(cfg->publication, strlen(cfg->publication));
+    sh->slot = xstrndup(cfg->slot, strlen(cfg->slot));
+    if (streams_create_json(st, SHAPE_DEFS_PATH, -1, 0, NULL, 0, NULL) < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", SHAPE_DEFS_PATH, strerror(errno));
+        shapes_close(sh);
+        return NULL;
+    }
+    load(sh);
+    sh->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (sh->wake_fd < 0 || streams_observe(st, on_visible, sh) != 0 || pg_start(sh, err, errlen) != 0) {
+        if (!*err) snprintf(err, errlen, "cannot start the Postgres thread");
+        shapes_close(sh);
+        return NULL;
+    }
+    return sh;
+}
+
+void shapes_close(shapes *sh) {
+    if (!sh) return;
+    streams_unobserve(sh->st, sh);
+    pg_stop(sh);
+    while (sh->jobs) {
+        shape_job *j = sh->jobs;
+        sh->jobs = j->next;
+        http_conn_unref(j->c);
+        json_decref(j->req);
+        free(j->key);
+        free(j);
+    }
+    for (size_t i = 0; i < sh->n; i++) shape_unref(sh->list[i]);
+    free(sh->list);
+    if (sh->wake_fd >= 0) close(sh->wake_fd);
+    pthread_mutex_destroy(&sh->mu);
+    pthread_mutex_destroy(&sh->wait_mu);
+    free(sh->url);
+    free(sh->publication);
+    free(sh->slot);
+    free(sh);
+}
+
+void shape_job_push(shapes *sh, json_t *req, char *key, http_conn *c) {
+    shape_job *j = xcalloc(1, sizeof *j);
+    j->req = req;
+    j->key = key;
+    j->c = c;
+    http_conn_ref(c);
+    j->next = sh->jobs;
+    sh->jobs = j;
+    uint64_t one = 1;
+    if (write(sh->wake_fd, &one, sizeof one) < 0) { /* the counter is full: the thread is awake anyway */
+    }
+}

@@ -1,0 +1,126 @@
+/* shape_int.h — the shape layer's internals (its own files only).
+ *
+ * Files, each calling only the ones below it:
+ *   routes.c    GET /v1/shape and /v1/health: parameters, answers, live waits
+ *   pg.c        the Postgres thread: connections, catalog, snapshots, replication
+ *   shape.c     the object, the registry, shape logs and their definitions
+ *   where.c     where clauses (where.h)   pgoutput.c  the replication messages (pgoutput.h)
+ *
+ * Functions here take sh->mu unless they say "with sh->mu held".
+ */
+#ifndef WEFT_SHAPE_INT_H
+#define WEFT_SHAPE_INT_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "../net/loop.h"
+#include "../util/buf.h"
+#include "shape.h"
+#include "where.h"
+
+/* Internal paths: each shape's log, and the list of shape definitions. */
+#define SHAPE_LOG_PREFIX "/v1/__shape/"
+#define SHAPE_DEFS_PATH "/v1/__shapes"
+
+typedef struct shape_column {
+    char *name;
+    char *type;   /* Postgres type name (udt), for electric-schema */
+    int pk_index; /* -1 if not in the primary key */
+    bool filterable; /* a type where clauses can use */
+} shape_column;
+
+typedef struct shape {
+    char *handle;
+    char *def_key;      /* table, where, params, columns, replica: equal keys share a shape */
+    char *schema, *table;
+    char *where_sql;    /* NULL: every row */
+    json_t *params;     /* array of strings */
+    shape_column *cols; /* the table's columns, in table order */
+    size_t ncols;
+    bool *selected;     /* per column: in `columns` (all if none given) */
+    where_expr *where;
+    char *log_path;
+    json_t *keys;       /* row key -> true: the rows in the shape now */
+    uint64_t xmin, xmax; /* the snapshot: transactions it saw are skipped */
+    uint32_t *xip;
+    size_t nxip;
+    uint64_t last_lsn;  /* newest commit applied (restart: skip up to it) */
+    bool ready;         /* its snapshot is in its log */
+    bool gone;          /* truncated or its table changed: clients must refetch */
+    unsigned refs;
+} shape;
+
+/* A request for a shape nobody has yet (pg.c makes it, or answers why not). */
+typedef struct shape_job {
+    struct shape_job *next;
+    json_t *req;  /* schema, table, where?, params, columns? */
+    char *key;    /* the shape's definition key */
+    http_conn *c; /* holds a ref */
+} shape_job;
+
+/* A live request waiting for its shape's log to grow (routes.c). */
+typedef struct shape_waiter {
+    struct shape_waiter *prev, *next;
+    shapes *sh;
+    http_conn *c; /* holds a ref */
+    char *log_path;
+    uint64_t offset;
+    loop_timer timer;
+    bool linked, done;
+} shape_waiter;
+
+struct shapes {
+    pthread_mutex_t mu;
+    streams *st;
+    shapes_config cfg;
+    char *url, *publication, *slot;
+    bool on; /* a database URL was given */
+
+    shape **list;
+    size_t n, cap;
+    shape_job *jobs; /* for the Postgres thread */
+    char status[32]; /* "starting", "active", "waiting" (Postgres unreachable) */
+    char last_error[256];
+
+    pthread_mutex_t wait_mu; /* innermost: the stream observer takes it */
+    shape_waiter *waiters;
+
+    pthread_t thread;
+    bool running;
+    atomic_bool quit;
+    int wake_fd; /* eventfd: jobs for the Postgres thread */
+    void *pg;    /* the Postgres thread's own state (pg.c) */
+};
+
+/* --- shape.c --- */
+shape *shape_find_handle(shapes *sh, const char *handle); /* with sh->mu held */
+shape *shape_find_key(shapes *sh, const char *key);       /* with sh->mu held */
+/* A new shape (not yet ready) of a definition from the catalog, in the
+ * registry; with sh->mu held. NULL with a message in err if its where
+ * clause does not compile. */
+shape *shape_add(shapes *sh, const char *key, json_t *def, char *err, size_t errlen);
+void shape_unref(shape *s);
+/* Row key: "schema"."table"/"pk1"/"pk2" (Electric's). values in table order. */
+void shape_row_key(const shape *s, const char *const *values, buf *out);
+/* Append Electric messages (each a JSON object) to s's log. 0 or -1. */
+int shape_log(shapes *sh, shape *s, json_t *msgs);
+/* Persist s's definition (so it survives a restart). */
+int shape_save_def(shapes *sh, shape *s);
+/* Wake the live readers of the log at path (the stream observer). */
+void shape_waiters_wake(shapes *sh, const char *path, uint64_t visible);
+/* Hand a request to the Postgres thread (req and key are taken); with sh->mu held. */
+void shape_job_push(shapes *sh, json_t *req, char *key, http_conn *c);
+
+/* --- pg.c --- */
+int pg_start(shapes *sh, char *err, size_t errlen);
+void pg_stop(shapes *sh);
+
+/* --- routes.c --- */
+/* Answer a request for s (ready) from its log; on the connection's loop. */
+void shape_answer(shapes *sh, shape *s, http_conn *c);
+/* A request whose shape could not be made: its error; on the connection's loop. */
+void shape_answer_error(shapes *sh, http_conn *c, int status, const char *msg);
+
+#endif
