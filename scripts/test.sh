@@ -8,7 +8,8 @@
 # disk-full, bad-input, graceful-shutdown and expiry tests over real sockets,
 # the session tests (convergence, presence, every route and error path plain
 # and under ASan+UBSan, cancel, SIGKILL crash, interop with
-# @durable-streams/state), the TypeScript packages (vitest, against the real
+# @durable-streams/state), shapes with @electric-sql/client and a real
+# Postgres, the TypeScript packages (vitest, against the real
 # binary), the trip planner end to end in Debian's chromium, then a 5 s benchmark smoke run. Ends with "N passed, N failed" (steps).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -66,6 +67,8 @@ step "subscriptions test (ASan+UBSan server)" python3 tests/proto/subscription_t
 step "capability tokens test" python3 tests/proto/auth_test.py build/weft
 step "capability tokens test (ASan+UBSan server)" python3 tests/proto/auth_test.py build-san/weft
 step "session interop test (@durable-streams/state)" bash tests/interop/run.sh build/weft
+step "shapes: @electric-sql/client against weft and a real Postgres" python3 tests/pg/pgtmp.py -- node_modules/.bin/vitest run --root tests/electric
+step "shapes (ASan+UBSan server)" env WEFT_BIN="$PWD/build-san/weft" python3 tests/pg/pgtmp.py -- node_modules/.bin/vitest run --root tests/electric
 step "TypeScript packages (typecheck, build, vitest against the real weft)" env WEFT_BIN="$PWD/build/weft" npm run --silent test:js
 step "trip planner end-to-end (chromium, real weft)" env WEFT_BIN="$PWD/build/weft" TRIP_ARTIFACTS="${TRIP_ARTIFACTS:-$PWD/build/e2e-artifacts}" npm run --silent test:e2e
 step "benchmark smoke run (5 s)" python3 bench/run.py smoke --out "$(mktemp -d)/bench.json"

@@ -85,7 +85,8 @@ typedef struct reply {
 static void reply_run(void *arg) {
     reply *r = arg;
     if (!http_conn_closed(r->c)) {
-        if (r->s) shape_answer(r->sh, r->s, r->c);
+        if (r->s && r->status == 409) shape_answer_refetch(r->sh, r->c, r->s->handle);
+        else if (r->s) shape_answer(r->sh, r->s, r->c);
         else shape_answer_error(r->sh, r->c, r->status, r->msg);
     }
     if (r->s) {
@@ -343,7 +344,7 @@ static void run_job(pgstate *p, shape_job *j) {
                       s->where_sql ? " where " : "", s->where_sql ? s->where_sql : "", json_object_size(s->keys));
         }
     }
-    reply_post(sh, j->c, s, status, err);
+    reply_post(sh, j->c, s, s && j->refetch ? 409 : status, err);
     if (s) {
         pthread_mutex_lock(&sh->mu);
         shape_unref(s);
@@ -580,7 +581,7 @@ static void settle(pgstate *p) {
         free(pd->paths);
         done++;
     }
-    memmove(p->pend, p->pend + done, (p->npend - done) * sizeof *p->pend);
+    if (done) memmove(p->pend, p->pend + done, (p->npend - done) * sizeof *p->pend);
     p->npend -= done;
 }
 

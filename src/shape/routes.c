@@ -165,7 +165,7 @@ static void schema_header(http_conn *c, const shape *s) {
 
 /* 409: the handle is gone (truncated, schema change, lost slot, restart of
  * a shape that never finished): start again from -1. */
-static void must_refetch(shapes *sh, http_conn *c, const char *new_handle) {
+void shape_answer_refetch(shapes *sh, http_conn *c, const char *new_handle) {
     begin(sh, c, 409);
     http_respond_header(c, "Cache-Control", "no-store");
     if (new_handle) http_respond_header(c, "electric-handle", new_handle);
@@ -199,7 +199,7 @@ void shape_answer(shapes *sh, shape *s, http_conn *c) {
     buf_append_byte(&body, '[');
     if (streams_read(sh->st, s->log_path, from, sh->cfg.read_chunk, &body, &next, &end) != 0) {
         if (errno == ERANGE) bad_request(sh, c, "offset", "offset is not one of this shape's");
-        else must_refetch(sh, c, NULL);
+        else shape_answer_refetch(sh, c, NULL);
         goto out;
     }
     if (next == from && live) { /* nothing new: wait for it */
@@ -286,7 +286,7 @@ static void waiter_answer(shape_waiter *w, bool timed_out) {
     if (s) s->refs++;
     pthread_mutex_unlock(&sh->mu);
     if (!s) {
-        must_refetch(sh, c, NULL);
+        shape_answer_refetch(sh, c, NULL);
     } else if (timed_out) {
         char noff[OFFSET_LEN + 1], cur[24];
         offset_format(w->offset, noff);
@@ -372,8 +372,17 @@ static void get_shape(shapes *sh, http_conn *c, http_request *req) {
         char nh[64] = "";
         if (now) snprintf(nh, sizeof nh, "%s", now->handle);
         pthread_mutex_unlock(&sh->mu);
-        if (!hcopy[0]) bad_request(sh, c, "handle", "a request with an offset needs the shape's handle");
-        else must_refetch(sh, c, nh[0] ? nh : NULL);
+        if (!hcopy[0]) {
+            bad_request(sh, c, "handle", "a request with an offset needs the shape's handle");
+        } else if (nh[0]) {
+            shape_answer_refetch(sh, c, nh);
+        } else { /* make the new shape first: the 409 names it */
+            http_conn_park(c, noop_abort, NULL);
+            pthread_mutex_lock(&sh->mu);
+            shape_job_push(sh, def, key, c, true);
+            pthread_mutex_unlock(&sh->mu);
+            return;
+        }
         json_decref(def);
         free(key);
         return;
@@ -390,7 +399,7 @@ static void get_shape(shapes *sh, http_conn *c, http_request *req) {
         return;
     }
     http_conn_park(c, noop_abort, NULL); /* answered by the Postgres thread, through its loop */
-    shape_job_push(sh, def, key, c);
+    shape_job_push(sh, def, key, c, false);
     pthread_mutex_unlock(&sh->mu);
 }
 

@@ -27,6 +27,8 @@ shape *shape_find_key(shapes *sh, const char *key) {
     return NULL;
 }
 
+static char *str_dup(const char *s) { return xstrndup(s, strlen(s)); }
+
 static void shape_free(shape *s) {
     for (size_t i = 0; i < s->ncols; i++) free(s->cols[i].name), free(s->cols[i].type);
     free(s->cols);
@@ -51,8 +53,8 @@ void shape_unref(shape *s) {
 /* Fill s from its definition: {"schema","table","where","params","columns": [{name,type,pk_index,filterable}],
  * "selected": [bool], "xmin","xmax","xip"}. */
 static bool shape_define(shape *s, json_t *def, char *err, size_t errlen) {
-    s->schema = xstrndup(json_string_value(json_object_get(def, "schema")) ?: "public", 64 * 4);
-    s->table = xstrndup(json_string_value(json_object_get(def, "table")) ?: "", 64 * 4);
+    s->schema = str_dup(json_string_value(json_object_get(def, "schema")) ?: "public");
+    s->table = str_dup(json_string_value(json_object_get(def, "table")) ?: "");
     const char *w = json_string_value(json_object_get(def, "where"));
     s->where_sql = w ? xstrndup(w, strlen(w)) : NULL;
     s->params = json_incref(json_object_get(def, "params") ?: json_array());
@@ -63,8 +65,8 @@ static bool shape_define(shape *s, json_t *def, char *err, size_t errlen) {
     where_column *wc = xcalloc(s->ncols ? s->ncols : 1, sizeof *wc);
     for (size_t i = 0; i < s->ncols; i++) {
         json_t *c = json_array_get(cols, i);
-        s->cols[i].name = xstrndup(json_string_value(json_object_get(c, "name")) ?: "", 256);
-        s->cols[i].type = xstrndup(json_string_value(json_object_get(c, "type")) ?: "text", 256);
+        s->cols[i].name = str_dup(json_string_value(json_object_get(c, "name")) ?: "");
+        s->cols[i].type = str_dup(json_string_value(json_object_get(c, "type")) ?: "text");
         s->cols[i].pk_index = (int)json_integer_value(json_object_get(c, "pk_index"));
         where_type t;
         s->cols[i].filterable = where_type_of(s->cols[i].type, &t);
@@ -322,8 +324,9 @@ void shapes_close(shapes *sh) {
     free(sh);
 }
 
-void shape_job_push(shapes *sh, json_t *req, char *key, http_conn *c) {
+void shape_job_push(shapes *sh, json_t *req, char *key, http_conn *c, bool refetch) {
     shape_job *j = xcalloc(1, sizeof *j);
+    j->refetch = refetch;
     j->req = req;
     j->key = key;
     j->c = c;

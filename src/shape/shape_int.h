@@ -58,6 +58,7 @@ typedef struct shape_job {
     json_t *req;  /* schema, table, where?, params, columns? */
     char *key;    /* the shape's definition key */
     http_conn *c; /* holds a ref */
+    bool refetch; /* the client's handle is gone: answer 409 with the new one */
 } shape_job;
 
 /* A live request waiting for its shape's log to grow (routes.c). */
@@ -111,7 +112,7 @@ int shape_save_def(shapes *sh, shape *s);
 /* Wake the live readers of the log at path (the stream observer). */
 void shape_waiters_wake(shapes *sh, const char *path, uint64_t visible);
 /* Hand a request to the Postgres thread (req and key are taken); with sh->mu held. */
-void shape_job_push(shapes *sh, json_t *req, char *key, http_conn *c);
+void shape_job_push(shapes *sh, json_t *req, char *key, http_conn *c, bool refetch);
 
 /* --- pg.c --- */
 int pg_start(shapes *sh, char *err, size_t errlen);
@@ -120,6 +121,8 @@ void pg_stop(shapes *sh);
 /* --- routes.c --- */
 /* Answer a request for s (ready) from its log; on the connection's loop. */
 void shape_answer(shapes *sh, shape *s, http_conn *c);
+/* 409 must-refetch, naming the shape to start again with (if any). */
+void shape_answer_refetch(shapes *sh, http_conn *c, const char *new_handle);
 /* A request whose shape could not be made: its error; on the connection's loop. */
 void shape_answer_error(shapes *sh, http_conn *c, int status, const char *msg);
 

@@ -1,0 +1,120 @@
+// Electric's own TypeScript client (@electric-sql/client, pinned) against
+// Weft's /v1/shape, with a real Postgres (tests/pg/pgtmp.py starts it and
+// sets WEFT_TEST_DATABASE_URL) and the real weft binary: the initial sync,
+// live inserts / updates / deletes, a where clause with params, columns,
+// rows moving into and out of a shape, resuming from a stored offset and
+// handle, and must-refetch after a TRUNCATE and after a restart of Weft
+// (SIGKILL) the shape goes on from where it was.
+import { execFileSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Shape, ShapeStream, type Row } from "@electric-sql/client";
+
+import { until, WeftServer } from "../../clients/js/test-support/weft-server.js";
+
+const db = process.env.WEFT_TEST_DATABASE_URL ?? "";
+let weft: WeftServer;
+
+function sql(q: string): string {
+  return execFileSync("psql", [db, "-qAtc", q], { encoding: "utf8" });
+}
+
+/** The rows Postgres has for a query, as the client shows them (sorted by id). */
+function pgRows(q: string): Row[] {
+  const out = sql(`SELECT coalesce(json_agg(t ORDER BY id), '[]') FROM (${q}) t`);
+  return JSON.parse(out) as Row[];
+}
+
+const sorted = (rows: Row[]) => [...rows].sort((a, b) => Number(a.id) - Number(b.id));
+
+beforeAll(async () => {
+  if (!db) throw new Error("set WEFT_TEST_DATABASE_URL: run through tests/pg/pgtmp.py");
+  sql("CREATE TABLE todos (id int PRIMARY KEY, title text NOT NULL, done boolean NOT NULL DEFAULT false, owner text, prio int)");
+  sql("INSERT INTO todos SELECT i, 'todo ' || i, i % 3 = 0, CASE WHEN i % 2 = 0 THEN 'alice' ELSE 'bob' END, i % 5 FROM generate_series(1, 50) i");
+  weft = new WeftServer(["--database-url", db, "--long-poll-timeout", "3s"]);
+  await weft.start();
+  await until("Postgres replication", async () => (await fetch(`${weft.url}/v1/health`)).ok, 15_000);
+});
+
+afterAll(async () => {
+  await weft?.stop();
+});
+
+describe("@electric-sql/client against Weft", () => {
+  it("initial sync of a whole table, then live inserts, updates and deletes", async () => {
+    const stream = new ShapeStream({ url: `${weft.url}/v1/shape`, params: { table: "todos" } });
+    const shape = new Shape(stream);
+    const rows = await shape.rows;
+    expect(sorted(rows)).toEqual(pgRows("SELECT * FROM todos"));
+    expect(typeof rows[0]?.id).toBe("number"); // parsed by electric-schema's types
+    sql("INSERT INTO todos VALUES (100, 'new', false, 'carol', 1)");
+    sql("UPDATE todos SET title = 'changed', done = true WHERE id = 1");
+    sql("DELETE FROM todos WHERE id = 2");
+    const want = pgRows("SELECT * FROM todos");
+    await until("the live changes", () => JSON.stringify(sorted(shape.currentRows)) === JSON.stringify(want), 15_000);
+    shape.unsubscribeAll();
+  });
+
+  it("a where clause with params and columns; rows move in and out", async () => {
+    const stream = new ShapeStream({
+      url: `${weft.url}/v1/shape`,
+      params: { table: "todos", where: "owner = $1 AND prio >= $2", params: ["alice", "2"], columns: ["id", "title", "prio"] },
+    });
+    const shape = new Shape(stream);
+    const q = "SELECT id, title, prio FROM todos WHERE owner = 'alice' AND prio >= 2";
+    expect(sorted(await shape.rows)).toEqual(pgRows(q));
+    sql("UPDATE todos SET owner = 'alice', prio = 4 WHERE id = 3"); // moves in
+    sql("UPDATE todos SET prio = 0 WHERE id = 4"); // moves out
+    sql("INSERT INTO todos VALUES (101, 'also alice', false, 'alice', 3), (102, 'not alice', false, 'bob', 3)");
+    sql("UPDATE todos SET id = 1000 WHERE id = 6"); // its key changes
+    await until("moves in and out", () => JSON.stringify(sorted(shape.currentRows)) === JSON.stringify(pgRows(q)), 15_000);
+    expect(shape.currentRows.some((r) => r.id === 3)).toBe(true);
+    expect(shape.currentRows.some((r) => r.id === 4)).toBe(false);
+    expect(Object.keys(shape.currentRows[0] ?? {}).sort()).toEqual(["id", "prio", "title"]);
+    shape.unsubscribeAll();
+  });
+
+  it("resumes from a stored offset and handle; a restart of Weft (SIGKILL) keeps both valid", async () => {
+    const first = new ShapeStream({ url: `${weft.url}/v1/shape`, params: { table: "todos", where: "done" } });
+    const shape = new Shape(first);
+    await shape.rows;
+    const handle = first.shapeHandle;
+    const offset = first.lastOffset;
+    shape.unsubscribeAll();
+    sql("UPDATE todos SET done = true WHERE id = 5");
+    await weft.kill();
+    await weft.start();
+    await until("Postgres replication again", async () => (await fetch(`${weft.url}/v1/health`)).ok, 15_000);
+    sql("UPDATE todos SET done = true WHERE id = 7");
+    const resumed = new ShapeStream({ url: `${weft.url}/v1/shape`, params: { table: "todos", where: "done" }, handle, offset });
+    const seen: number[] = [];
+    resumed.subscribe((msgs) => {
+      for (const m of msgs) if ("key" in m && "value" in m) seen.push(Number((m.value as Row).id));
+    });
+    await until("the two changes after the stored offset", () => seen.includes(5) && seen.includes(7), 15_000);
+    expect(resumed.shapeHandle).toBe(handle);
+    expect(seen.filter((id) => id === 5).length).toBe(1); // once, not again from the snapshot
+    resumed.unsubscribeAll();
+  });
+
+  it("TRUNCATE: must-refetch, and the client starts over with the empty table", async () => {
+    sql("CREATE TABLE notes (id int PRIMARY KEY, body text)");
+    sql("INSERT INTO notes VALUES (1, 'a'), (2, 'b')");
+    const shape = new Shape(new ShapeStream({ url: `${weft.url}/v1/shape`, params: { table: "notes" } }));
+    expect((await shape.rows).length).toBe(2);
+    sql("TRUNCATE notes");
+    sql("INSERT INTO notes VALUES (3, 'c')");
+    await until("the shape after the truncate", () => JSON.stringify(shape.currentRows) === JSON.stringify([{ id: 3, body: "c" }]), 15_000);
+    shape.unsubscribeAll();
+  });
+
+  it("errors: a table that does not exist, an unsupported where clause (400 naming it)", async () => {
+    const r1 = await fetch(`${weft.url}/v1/shape?table=nope&offset=-1`);
+    expect(r1.status).toBe(400);
+    expect(JSON.stringify(await r1.json())).toContain("does not exist");
+    const r2 = await fetch(`${weft.url}/v1/shape?table=todos&offset=-1&where=${encodeURIComponent("id = ANY(ARRAY[1])")}`);
+    expect(r2.status).toBe(400);
+    expect(JSON.stringify(await r2.json())).toContain("not supported");
+    const r3 = await fetch(`${weft.url}/v1/shape?offset=-1`);
+    expect(r3.status).toBe(400);
+  });
+});
