@@ -3,9 +3,11 @@
 // sets WEFT_TEST_DATABASE_URL) and the real weft binary: the initial sync,
 // live inserts / updates / deletes, a where clause with params, columns,
 // rows moving into and out of a shape, resuming from a stored offset and
-// handle, and must-refetch after a TRUNCATE and after a restart of Weft
-// (SIGKILL) the shape goes on from where it was.
-import { execFileSync } from "node:child_process";
+// handle, must-refetch after a TRUNCATE and after the slot is lost, a
+// restart of Weft (SIGKILL) and of Postgres, and a crash test: writes go on
+// while Weft is killed and restarted several times, and the client's rows
+// end up equal to Postgres' SELECT.
+import { execFileSync, spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Shape, ShapeStream, type Row } from "@electric-sql/client";
 
@@ -117,4 +119,61 @@ describe("@electric-sql/client against Weft", () => {
     const r3 = await fetch(`${weft.url}/v1/shape?offset=-1`);
     expect(r3.status).toBe(400);
   });
+
+  it("Postgres restarts: Weft reconnects and the shape goes on", async () => {
+    const restart = JSON.parse(process.env.WEFT_TEST_PG_RESTART ?? "[]") as string[];
+    expect(restart.length).toBeGreaterThan(0);
+    const shape = new Shape(new ShapeStream({ url: `${weft.url}/v1/shape`, params: { table: "todos", where: "prio = 1" } }));
+    await shape.rows;
+    execFileSync(restart[0] as string, restart.slice(1), { stdio: "ignore" });
+    sql("INSERT INTO todos VALUES (200, 'after the restart', false, 'dan', 1)");
+    const q = "SELECT * FROM todos WHERE prio = 1";
+    await until("the change after Postgres restarted", () => JSON.stringify(sorted(shape.currentRows)) === JSON.stringify(pgRows(q)), 20_000);
+    shape.unsubscribeAll();
+  });
+
+  it("the slot is lost while Weft is down: its shapes must be refetched, never served stale", async () => {
+    const stream = new ShapeStream({ url: `${weft.url}/v1/shape`, params: { table: "todos", where: "prio = 2" } });
+    const shape = new Shape(stream);
+    await shape.rows;
+    const old = stream.shapeHandle;
+    shape.unsubscribeAll();
+    await weft.kill();
+    sql("SELECT pg_drop_replication_slot('weft_slot')");
+    sql("UPDATE todos SET prio = 2 WHERE id = 9"); // lost with the slot
+    await weft.start();
+    await until("Postgres replication again", async () => (await fetch(`${weft.url}/v1/health`)).ok, 15_000);
+    const r = await fetch(`${weft.url}/v1/shape?table=todos&where=${encodeURIComponent("prio = 2")}&handle=${old}&offset=0000000000000000_0000000000000000`);
+    expect(r.status).toBe(409);
+    expect(await r.json()).toEqual([{ headers: { control: "must-refetch" } }]);
+    const fresh = new Shape(new ShapeStream({ url: `${weft.url}/v1/shape`, params: { table: "todos", where: "prio = 2" } }));
+    expect(sorted(await fresh.rows)).toEqual(pgRows("SELECT * FROM todos WHERE prio = 2"));
+    fresh.unsubscribeAll();
+  });
+
+  it("crash test: writes go on while Weft is SIGKILLed and restarted three times; the client ends equal to SELECT", async () => {
+    sql("CREATE TABLE counters (id int PRIMARY KEY, v int NOT NULL, tag text)");
+    sql("INSERT INTO counters SELECT i, 0, CASE WHEN i % 2 = 0 THEN 'even' ELSE 'odd' END FROM generate_series(1, 40) i");
+    const stream = new ShapeStream({ url: `${weft.url}/v1/shape`, params: { table: "counters", where: "tag = 'even' OR v > 10" } });
+    const shape = new Shape(stream);
+    await shape.rows;
+    // 300 small transactions, each its own commit: updates that move rows in and out, inserts, deletes
+    const writer = spawn("psql", [db, "-qc", `DO $$ BEGIN FOR i IN 1..300 LOOP
+        UPDATE counters SET v = v + 1 WHERE id = 1 + (i * 7) % 40;
+        UPDATE counters SET tag = CASE WHEN tag = 'even' THEN 'odd' ELSE 'even' END WHERE id = 1 + (i * 13) % 40;
+        IF i % 10 = 0 THEN INSERT INTO counters VALUES (1000 + i, i, 'even'); END IF;
+        IF i % 15 = 0 THEN DELETE FROM counters WHERE id = 1000 + i - 10; END IF;
+        COMMIT; PERFORM pg_sleep(0.01); END LOOP; END $$`], { stdio: "ignore" });
+    const done = new Promise<number>((r) => writer.once("exit", (code) => r(code ?? 1)));
+    for (let k = 0; k < 3; k++) {
+      await new Promise((r) => setTimeout(r, 300 + k * 200)); // a few transactions in: then a crash
+      await weft.kill();
+      await weft.start();
+    }
+    expect(await done).toBe(0);
+    const q = "SELECT * FROM counters WHERE tag = 'even' OR v > 10";
+    await until("the client equal to SELECT", () => JSON.stringify(sorted(shape.currentRows)) === JSON.stringify(pgRows(q)), 30_000);
+    expect(stream.shapeHandle).toBeTruthy();
+    shape.unsubscribeAll();
+  }, 60_000);
 });

@@ -4,8 +4,10 @@ refuses to run as root), wal_level = logical, C collation, listening on
 loopback at a free port. Used as a context manager, or from the shell:
 
     python3 tests/pg/pgtmp.py -- COMMAND ...   runs COMMAND with WEFT_TEST_DATABASE_URL set
+                                               (and WEFT_TEST_PG_RESTART, a command restarting it)
 """
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -73,5 +75,9 @@ if __name__ == "__main__":
     if argv[:1] == ["--"]:
         argv = argv[1:]
     with TempPostgres() as pg:
-        env = dict(os.environ, WEFT_TEST_DATABASE_URL=pg.url)
+        restart = [_bin("pg_ctl"), "-D", pg.data, "-l", os.path.join(pg.dir, "log"), "-w", "restart"]
+        if os.geteuid() == 0:
+            restart = ["runuser", "-u", "postgres", "--"] + restart
+        # WEFT_TEST_PG_RESTART: a command (JSON array) that restarts this Postgres
+        env = dict(os.environ, WEFT_TEST_DATABASE_URL=pg.url, WEFT_TEST_PG_RESTART=json.dumps(restart))
         sys.exit(subprocess.run(argv, env=env).returncode)
