@@ -51,6 +51,7 @@ typedef struct pgstate {
     uint64_t final_lsn;
     json_t *batches; /* shape handle -> array of messages */
     int op_position;
+    uint64_t changes; /* counts changes, to consider each shape once per change */
     /* confirmation */
     pending *pend;
     size_t npend;
@@ -471,6 +472,14 @@ static void apply_change(pgstate *p, shape *s, const relation *r, const pgo_mess
     buf_free(&knew);
 }
 
+/* Apply a change to s if s can have it (once per change: mark). */
+static void consider(pgstate *p, shape *s, const relation *r, const pgo_message *m, uint64_t mark) {
+    if (s->mark == mark) return;
+    s->mark = mark;
+    if (s->gone || !s->ready || seen(s, p->xid) || p->final_lsn <= s->last_lsn) return;
+    apply_change(p, s, r, m);
+}
+
 static void on_relation(pgstate *p, const pgo_message *m) {
     relation *r = rel_find(p, m->relid);
     if (r) rel_forget(r);
@@ -510,13 +519,26 @@ static void on_change(pgstate *p, const pgo_message *m) {
         }
     } else {
         const relation *r = rel_find(p, m->relid);
-        for (size_t i = 0; r && i < sh->n; i++) {
-            shape *s = sh->list[i];
-            if (s->gone || !s->ready || strcmp(s->schema, r->schema) != 0 || strcmp(s->table, r->table) != 0 ||
-                seen(s, p->xid) || p->final_lsn <= s->last_lsn)
-                continue;
-            apply_change(p, s, r, m);
+        shape_table *t = r ? shape_table_of(sh, r->schema, r->table) : NULL;
+        uint64_t mark = ++p->changes;
+        for (size_t i = 0; t && i < t->nrest; i++) consider(p, t->rest[i], r, m, mark);
+        const pgo_tuple *rows[] = {&m->new_row, &m->old};
+        buf v;
+        buf_init(&v);
+        for (size_t k = 0; t && k < t->ncols; k++) {
+            for (int w = 0; w < 2; w++) { /* the shapes filed under the row's value, before and after */
+                int col = t->cols[k];
+                if (col >= rows[w]->ncols || rows[w]->values[col].kind != 't') continue;
+                buf_reset(&v);
+                buf_append(&v, rows[w]->values[col].data, rows[w]->values[col].len);
+                buf_append_byte(&v, 0);
+                char num[32];
+                const char *canon = where_canonical(t->types[k], (const char *)v.data, num, sizeof num);
+                shape_bucket *b = canon ? shape_table_bucket(t, col, canon, false) : NULL;
+                for (size_t i = 0; b && i < b->n; i++) consider(p, b->shapes[i], r, m, mark);
+            }
         }
+        buf_free(&v);
     }
     pthread_mutex_unlock(&sh->mu);
 }

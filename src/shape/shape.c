@@ -116,6 +116,7 @@ shape *shape_add(shapes *sh, const char *key, json_t *def, char *err, size_t err
         sh->list = xrealloc(sh->list, sh->cap * sizeof *sh->list);
     }
     sh->list[sh->n++] = s;
+    shape_index_add(sh, s);
     return s;
 }
 
@@ -313,6 +314,7 @@ void shapes_close(shapes *sh) {
         free(j->key);
         free(j);
     }
+    shape_index_free(sh);
     for (size_t i = 0; i < sh->n; i++) shape_unref(sh->list[i]);
     free(sh->list);
     if (sh->wake_fd >= 0) close(sh->wake_fd);

@@ -4,6 +4,7 @@
  *   routes.c    GET /v1/shape and /v1/health: parameters, answers, live waits
  *   pg.c        the Postgres thread: connections, catalog, snapshots, replication
  *   shape.c     the object, the registry, shape logs and their definitions
+ *   index.c     which shapes a change concerns (by table, and by pinned values)
  *   where.c     where clauses (where.h)   pgoutput.c  the replication messages (pgoutput.h)
  *
  * Functions here take sh->mu unless they say "with sh->mu held".
@@ -48,6 +49,7 @@ typedef struct shape {
     size_t nxip;
     uint64_t last_lsn;  /* newest commit applied (restart: skip up to it) */
     bool ready;         /* its snapshot is in its log */
+    uint64_t mark;      /* the change it was last considered for (index.c) */
     bool gone;          /* truncated or its table changed: clients must refetch */
     unsigned refs;
 } shape;
@@ -60,6 +62,27 @@ typedef struct shape_job {
     http_conn *c; /* holds a ref */
     bool refetch; /* the client's handle is gone: answer 409 with the new one */
 } shape_job;
+
+/* The shapes of one table (index.c): those filed by a (column, value) their
+ * where clause pins, and the rest. */
+typedef struct shape_bucket {
+    struct shape_bucket *next;
+    int col;
+    char *value; /* canonical (where_canonical) */
+    shape **shapes;
+    size_t n, cap;
+} shape_bucket;
+
+typedef struct shape_table {
+    char *schema, *table;
+    shape **rest; /* not indexed: considered for every change */
+    size_t nrest, caprest;
+    shape_bucket **buckets;
+    size_t nb, nbuckets;
+    int *cols; /* the columns some shape is filed by, and their types */
+    where_type *types;
+    size_t ncols;
+} shape_table;
 
 /* A live request waiting for its shape's log to grow (routes.c). */
 typedef struct shape_waiter {
@@ -81,6 +104,8 @@ struct shapes {
 
     shape **list;
     size_t n, cap;
+    shape_table **tables; /* index.c */
+    size_t ntables;
     shape_job *jobs; /* for the Postgres thread */
     char status[32]; /* "starting", "active", "waiting" (Postgres unreachable) */
     char last_error[256];
@@ -113,6 +138,14 @@ int shape_save_def(shapes *sh, shape *s);
 void shape_waiters_wake(shapes *sh, const char *path, uint64_t visible);
 /* Hand a request to the Postgres thread (req and key are taken); with sh->mu held. */
 void shape_job_push(shapes *sh, json_t *req, char *key, http_conn *c, bool refetch);
+
+/* --- index.c (with sh->mu held) --- */
+shape_table *shape_table_of(shapes *sh, const char *schema, const char *table);
+/* The bucket of (col, value), made if create; NULL if none. */
+shape_bucket *shape_table_bucket(shape_table *t, int col, const char *value, bool create);
+/* File a new shape (when it is added to the registry). */
+void shape_index_add(shapes *sh, shape *s);
+void shape_index_free(shapes *sh);
 
 /* --- pg.c --- */
 int pg_start(shapes *sh, char *err, size_t errlen);

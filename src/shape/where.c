@@ -38,6 +38,9 @@ typedef struct val {
 
 struct where_expr {
     kind k;
+    const char **eq_values; /* where_equality's answer, made at compile time */
+    size_t n_eq;
+    int eq_col;
     where_type type;  /* of the result */
     bool unknown;     /* a literal or parameter still typed by its context */
     int op;           /* CMP_*, an arithmetic char, F_*, or flags (negate, insensitive, want) */
@@ -92,6 +95,8 @@ static where_expr *node(kind k, where_type type, size_t nargs) {
 
 void where_free(where_expr *e) {
     if (!e) return;
+    for (size_t i = 0; i < e->n_eq; i++) free((char *)e->eq_values[i]);
+    free(e->eq_values);
     for (size_t i = 0; i < e->nargs; i++) where_free(e->args[i]);
     free(e->args);
     free(e->text);
@@ -425,6 +430,11 @@ where_expr *where_compile(const char *sql, const where_column *cols, size_t ncol
             snprintf(err, errlen, "the where clause must be a boolean expression, not %s", TYPE_NAME[e->type]);
             where_free(e);
             e = NULL;
+        } else if (e) { /* work out where_equality's answer now: the tree is immutable once returned */
+            int col;
+            const char *const *vals;
+            size_t nvals;
+            where_equality(e, &col, &vals, &nvals);
         }
         json_decref(tree);
     }
@@ -671,4 +681,74 @@ where_result where_eval(const where_expr *e, const char *const *values) {
     free(x.scratch);
     if (x.error || v.null) return WHERE_UNKNOWN;
     return v.b ? WHERE_TRUE : WHERE_FALSE;
+}
+
+/* --- an index of shapes by value --- */
+
+const char *where_canonical(where_type t, const char *value, char *out, size_t outlen) {
+    if (t == WHERE_TEXT) return value;
+    val v;
+    if (t != WHERE_INT || !parse_as(value, WHERE_INT, &v)) return NULL;
+    snprintf(out, outlen, "%lld", (long long)v.i);
+    return out;
+}
+
+/* The column and constants of `col = c` or `col IN (c, ...)`; false if e is not that. */
+static bool equality_of(const where_expr *e, int *col, const where_expr *const **consts, size_t *n) {
+    if (e->k == N_CMP && e->op == CMP_EQ) {
+        const where_expr *a = e->args[0], *b = e->args[1];
+        if (a->k == N_CONST) {
+            const where_expr *t = a;
+            a = b;
+            b = t;
+        }
+        if (a->k != N_COL || b->k != N_CONST || b->c.null || b->type != a->type) return false;
+        *col = a->col;
+        *consts = (const where_expr *const *)&e->args[a == e->args[0] ? 1 : 0];
+        *n = 1;
+        return true;
+    }
+    if (e->k == N_IN && e->op == 0 && e->args[0]->k == N_COL) {
+        for (size_t i = 1; i < e->nargs; i++)
+            if (e->args[i]->k != N_CONST || e->args[i]->c.null || e->args[i]->type != e->args[0]->type) return false;
+        *col = e->args[0]->col;
+        *consts = (const where_expr *const *)&e->args[1];
+        *n = e->nargs - 1;
+        return true;
+    }
+    return false;
+}
+
+bool where_equality(const where_expr *e, int *col, const char *const **values, size_t *nvalues) {
+    if (e->n_eq) {
+        *col = e->eq_col;
+        *values = e->eq_values;
+        *nvalues = e->n_eq;
+        return true;
+    }
+    const where_expr *const *parts = &e;
+    size_t nparts = 1;
+    if (e->k == N_AND) parts = (const where_expr *const *)e->args, nparts = e->nargs;
+    for (size_t p = 0; p < nparts; p++) {
+        const where_expr *const *consts;
+        size_t n;
+        int c;
+        if (!equality_of(parts[p], &c, &consts, &n)) continue;
+        where_type t = consts[0]->type;
+        if (t != WHERE_INT && t != WHERE_TEXT) continue;
+        where_expr *m = (where_expr *)e; /* only from where_compile, before anyone else sees e */
+        m->eq_values = xcalloc(n, sizeof *m->eq_values);
+        for (size_t i = 0; i < n; i++) {
+            char num[32];
+            const char *v = t == WHERE_INT ? (snprintf(num, sizeof num, "%lld", (long long)consts[i]->c.i), num) : consts[i]->c.s;
+            m->eq_values[i] = xstrndup(v, strlen(v));
+        }
+        m->n_eq = n;
+        m->eq_col = c;
+        *col = c;
+        *values = m->eq_values;
+        *nvalues = n;
+        return true;
+    }
+    return false;
 }

@@ -52,6 +52,18 @@ typedef enum where_result { WHERE_FALSE = 0, WHERE_TRUE = 1, WHERE_UNKNOWN = 2 }
  * WHERE_UNKNOWN. */
 where_result where_eval(const where_expr *e, const char *const *values);
 
+/* A clause that can only hold for rows whose column *col has one of a few
+ * values: `col = constant`, `col IN (constants)`, or an AND with such a
+ * part, on an integer or text column. Then true, with the values in the
+ * canonical text form where_canonical gives a row's value (for an index of
+ * shapes by value); false for any other clause. The strings belong to e. */
+bool where_equality(const where_expr *e, int *col, const char *const **values, size_t *nvalues);
+
+/* The canonical text of a value of a column of type t, as where_equality
+ * gives its constants: integers without leading zeros or '+', text as is.
+ * NULL if the value does not parse as t. Returns out (of outlen bytes) or NULL. */
+const char *where_canonical(where_type t, const char *value, char *out, size_t outlen);
+
 void where_free(where_expr *e);
 
 #endif

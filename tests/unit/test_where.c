@@ -48,6 +48,28 @@ int main(void) {
     CHECK_EQ_INT(eval("-id = -42 AND abs(-id) = 42 AND length(name) = 5 AND upper(name) = 'ALICE'", NULL, 0, row), WHERE_TRUE);
     CHECK_EQ_INT(eval("'42'::int = id AND id::text = '42' AND coalesce(name, 'x') = 'Alice'", NULL, 0, row), WHERE_TRUE);
     CHECK_EQ_INT(eval("done IS NOT FALSE AND done IS TRUE", NULL, 0, row), WHERE_TRUE);
+    {
+        char err[256];
+        int col = -1;
+        const char *const *vals;
+        size_t n = 0;
+        where_expr *e = where_compile("name = 'Alice' AND score > 1", COLS, 4, NULL, 0, err, sizeof err);
+        CHECK(e && where_equality(e, &col, &vals, &n) && col == 1 && n == 1 && strcmp(vals[0], "Alice") == 0);
+        where_free(e);
+        e = where_compile("id IN (007, $1, 3)", COLS, 4, (const char *const[]){"+42"}, 1, err, sizeof err);
+        CHECK(e && where_equality(e, &col, &vals, &n) && col == 0 && n == 3 && strcmp(vals[0], "7") == 0 &&
+              strcmp(vals[1], "42") == 0);
+        where_free(e);
+        e = where_compile("id = 1 OR id = 2", COLS, 4, NULL, 0, err, sizeof err);
+        CHECK(e && !where_equality(e, &col, &vals, &n)); /* an OR: no single value */
+        where_free(e);
+        e = where_compile("score = 2.5", COLS, 4, NULL, 0, err, sizeof err);
+        CHECK(e && !where_equality(e, &col, &vals, &n)); /* floats are not indexed */
+        where_free(e);
+        char buf[32];
+        CHECK(strcmp(where_canonical(WHERE_INT, "0042", buf, sizeof buf), "42") == 0);
+        CHECK(where_canonical(WHERE_INT, "x", buf, sizeof buf) == NULL);
+    }
     refused("id = ANY(ARRAY[1,2])", "not supported");
     refused("id IN (SELECT 1)", "not supported");
     refused("nope = 1", "column \"nope\" does not exist");

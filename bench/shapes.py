@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Shapes: changes per second through one `column = constant` shape as the
+number of such shapes on the table grows, and the time to first sync a
+large shape. Run through tests/pg/pgtmp.py (a throwaway Postgres):
+
+    python3 tests/pg/pgtmp.py -- python3 bench/shapes.py build/weft [rows]
+
+For each N in 10, 1000, 10000: N shapes `owner = 'o<i>'` on one table,
+then 2,000 single-row update transactions on rows of owner o0 (one shape
+gets every change, the others none). Reported: changes/s from the first
+update to the last change in o0's log, weft's CPU per change, and RSS.
+The figures at 10,000 shapes against 10 are the index's ratio (matching a
+change must not scan every shape). Then the first full sync of a shape of
+`rows` rows (default 200,000).
+"""
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "proto"))
+from weftproc import Weft  # noqa: E402
+
+DB = os.environ.get("WEFT_TEST_DATABASE_URL")
+
+
+def sql(q):
+    return subprocess.run(["psql", DB, "-qAtc", q], check=True, capture_output=True, text=True).stdout
+
+
+def cpu_rss(pid):
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(f[11]) + int(f[12])) / tick, int(f[21]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class Client:
+    def __init__(self, port):
+        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def get(self, params):
+        self.c.request("GET", "/v1/shape?" + urllib.parse.urlencode(params))
+        r = self.c.getresponse()
+        body = r.read()
+        return r.status, r, body
+
+
+def count_changes(cl, params, handle, offset, want, deadline):
+    n = 0
+    while n < want and time.monotonic() < deadline:
+        st, r, body = cl.get(dict(params, handle=handle, offset=offset, live="true"))
+        if st != 200:
+            raise RuntimeError("live read: %d %s" % (st, body[:200]))
+        offset = r.getheader("electric-offset")
+        n += sum(1 for m in json.loads(body) if "key" in m)
+    return n
+
+
+def run_n(weft, n, updates=2000):
+    table = "items%d" % n  # a table of its own: the shapes of the runs before do not see its changes
+    sql("CREATE TABLE %s (id int PRIMARY KEY, owner text NOT NULL, v int NOT NULL)" % table)
+    sql("INSERT INTO %s SELECT i, 'o' || (i %% %d), 0 FROM generate_series(1, %d) i" % (table, n, max(n, 100)))
+    cl = Client(weft.port)
+    t0 = time.monotonic()
+    for i in range(n):
+        st, r, body = cl.get({"table": table, "where": "owner = 'o%d'" % i, "offset": "-1"})
+        if st != 200:
+            raise RuntimeError("shape %d: %d %s" % (i, st, body[:200]))
+        if i == 0:
+            handle, offset = r.getheader("electric-handle"), r.getheader("electric-offset")
+    made = time.monotonic() - t0
+    cpu0, _ = cpu_rss(weft.proc.pid)
+    t1 = time.monotonic()
+    writer = subprocess.Popen(["psql", DB, "-qc",
+                               "DO $$ BEGIN FOR i IN 1..%d LOOP UPDATE %s SET v = v + 1 WHERE id = %d; COMMIT; END LOOP; END $$"
+                               % (updates, table, n)])
+    got = count_changes(cl, {"table": table, "where": "owner = 'o0'"}, handle, offset, updates, time.monotonic() + 300)
+    took = time.monotonic() - t1
+    writer.wait()
+    cpu1, rss = cpu_rss(weft.proc.pid)
+    print("shapes %5d: made in %.1f s; %d changes through o0 in %.2f s = %.0f changes/s; weft CPU %.1f us/change; RSS %.1f MB"
+          % (n, made, got, took, got / took, (cpu1 - cpu0) * 1e6 / max(got, 1), rss / 1e6))
+    return got / took, (cpu1 - cpu0) / max(got, 1)
+
+
+def first_sync(weft, rows):
+    sql("DROP TABLE IF EXISTS big; CREATE TABLE big (id int PRIMARY KEY, title text, n int)")
+    sql("INSERT INTO big SELECT i, 'title ' || i, i %% 100 FROM generate_series(1, %d) i" % rows)
+    cl = Client(weft.port)
+    t0 = time.monotonic()
+    offset, handle, got = "-1", None, 0
+    while True:
+        params = {"table": "big", "offset": offset}
+        if handle:
+            params["handle"] = handle
+        st, r, body = cl.get(params)
+        if st != 200:
+            raise RuntimeError("sync: %d %s" % (st, body[:200]))
+        handle, offset = r.getheader("electric-handle"), r.getheader("electric-offset")
+        got += sum(1 for m in json.loads(body) if "key" in m)
+        if r.getheader("electric-up-to-date") is not None:
+            break
+    took = time.monotonic() - t0
+    t1 = time.monotonic()
+    st, r, body = Client(weft.port).get({"table": "big", "offset": "-1"})  # a second client: from the log
+    again = time.monotonic() - t1
+    print("first sync of %d rows: %.2f s (%.0f rows/s); the first chunk for a second client: %.3f s"
+          % (got, took, got / took, again))
+
+
+def main():
+    if not DB:
+        sys.exit("run through tests/pg/pgtmp.py (WEFT_TEST_DATABASE_URL)")
+    binary = sys.argv[1]
+    rows = int(sys.argv[2]) if len(sys.argv) > 2 else 200000
+    w = Weft(binary, args=["--database-url", DB, "--long-poll-timeout", "5s"]).start()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        c = http.client.HTTPConnection("127.0.0.1", w.port)
+        c.request("GET", "/v1/health")
+        if c.getresponse().status == 200:
+            break
+        time.sleep(0.1)
+    try:
+        res = {n: run_n(w, n) for n in (10, 1000, 10000)}
+        print("10,000 shapes vs 10: %.2fx the changes/s, %.2fx the CPU per change"
+              % (res[10000][0] / res[10][0], res[10000][1] / res[10][1]))
+        first_sync(w, rows)
+    finally:
+        w.stop()
+
+
+if __name__ == "__main__":
+    main()
