@@ -67,6 +67,8 @@ step "subscriptions test (ASan+UBSan server)" python3 tests/proto/subscription_t
 step "capability tokens test" python3 tests/proto/auth_test.py build/weft
 step "capability tokens test (ASan+UBSan server)" python3 tests/proto/auth_test.py build-san/weft
 step "session interop test (@durable-streams/state)" bash tests/interop/run.sh build/weft
+step "shapes protocol test (routes, headers, errors)" python3 tests/pg/pgtmp.py -- python3 tests/proto/shape_test.py build/weft
+step "shapes protocol test (ASan+UBSan server)" python3 tests/pg/pgtmp.py -- python3 tests/proto/shape_test.py build-san/weft
 step "shapes: @electric-sql/client against weft and a real Postgres" python3 tests/pg/pgtmp.py -- node_modules/.bin/vitest run --root tests/electric
 step "shapes (ASan+UBSan server)" env WEFT_BIN="$PWD/build-san/weft" python3 tests/pg/pgtmp.py -- node_modules/.bin/vitest run --root tests/electric
 step "TypeScript packages (typecheck, build, vitest against the real weft)" env WEFT_BIN="$PWD/build/weft" npm run --silent test:js

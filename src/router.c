@@ -201,10 +201,10 @@ static bool authorize(router *r, http_conn *c, http_request *req, auth_grant **g
     if (!http_percent_decode(t->path, t->path_len, &path) || memchr(path.data, 0, path.len)) {
         refuse(r, c, req, 400, "invalid percent-encoding in path");
         ok = false;
-    } else if (is_shape_route(t)) { /* a shape of table T needs read on /v1/shape/T */
+    } else if (is_shape_route(t)) { /* a shape of table T needs read (delete) on /v1/shape/T */
         buf_append_str(&res, SHAPE_PREFIX "/");
         if (t->query) http_query_get(t->query, t->query_len, "table", &res);
-        ok = grant_covers(r, c, req, *grant, &res, AUTH_READ, false);
+        ok = grant_covers(r, c, req, *grant, &res, req->head.method == HTTP_DELETE ? AUTH_DELETE : AUTH_READ, false);
     } else if (has_prefix((const char *)path.data, path.len, SUBS_PREFIX "subscriptions/")) {
         ok = subs_covers(r, c, req, *grant, (const char *)path.data, path.len);
     } else if (has_prefix((const char *)path.data, path.len, SESSION_PREFIX)) {

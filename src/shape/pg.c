@@ -80,6 +80,7 @@ typedef struct reply {
     shape *s; /* NULL: an error */
     http_conn *c;
     int status;
+    const char *param; /* of a 400 */
     char msg[300];
 } reply;
 
@@ -88,7 +89,7 @@ static void reply_run(void *arg) {
     if (!http_conn_closed(r->c)) {
         if (r->s && r->status == 409) shape_answer_refetch(r->sh, r->c, r->s->handle);
         else if (r->s) shape_answer(r->sh, r->s, r->c);
-        else shape_answer_error(r->sh, r->c, r->status, r->msg);
+        else shape_answer_error(r->sh, r->c, r->status, r->param, r->msg);
     }
     if (r->s) {
         pthread_mutex_lock(&r->sh->mu);
@@ -99,8 +100,9 @@ static void reply_run(void *arg) {
     free(r);
 }
 
-static void reply_post(shapes *sh, http_conn *c, shape *s, int status, const char *msg) {
+static void reply_post(shapes *sh, http_conn *c, shape *s, int status, const char *param, const char *msg) {
     reply *r = xcalloc(1, sizeof *r);
+    r->param = param;
     r->sh = sh;
     r->c = c; /* the job's ref passes to the reply */
     r->s = s;
@@ -313,17 +315,19 @@ static void run_job(pgstate *p, shape_job *j) {
     shapes *sh = p->sh;
     char err[512] = "";
     int status = 503;
+    const char *param = "table";
     pthread_mutex_lock(&sh->mu);
     shape *s = shape_find_key(sh, j->key);
     if (s) s->refs++;
     pthread_mutex_unlock(&sh->mu);
     if (!s) {
         json_t *def = catalog(p, j->req, &status, err, sizeof err);
+        if (!def && strstr(err, "columns")) param = "columns";
         if (def) {
             pthread_mutex_lock(&sh->mu);
             s = shape_add(sh, j->key, def, err, sizeof err);
             if (s) s->refs++;
-            else status = 400;
+            else status = 400, param = "where";
             pthread_mutex_unlock(&sh->mu);
             json_decref(def);
         }
@@ -334,6 +338,7 @@ static void run_job(pgstate *p, shape_job *j) {
             s = NULL;
             pthread_mutex_unlock(&sh->mu);
             status = strstr(err, "does not exist") || strstr(err, "syntax") ? 400 : 503;
+            param = "where";
         } else if (s) {
             /* answer once the snapshot is durable (and so readable) */
             for (int i = 0; i < 10000 && !streams_settled(sh->st, s->log_path); i++) usleep(500);
@@ -345,7 +350,7 @@ static void run_job(pgstate *p, shape_job *j) {
                       s->where_sql ? " where " : "", s->where_sql ? s->where_sql : "", json_object_size(s->keys));
         }
     }
-    reply_post(sh, j->c, s, s && j->refetch ? 409 : status, err);
+    reply_post(sh, j->c, s, s && j->refetch ? 409 : status, param, err);
     if (s) {
         pthread_mutex_lock(&sh->mu);
         shape_unref(s);
@@ -364,7 +369,7 @@ static void run_jobs(pgstate *p, bool reachable) {
         shape_job *j = jobs;
         jobs = j->next;
         if (reachable) run_job(p, j);
-        else reply_post(sh, j->c, NULL, 503, "Postgres is not reachable: try again");
+        else reply_post(sh, j->c, NULL, 503, NULL, "Postgres is not reachable: try again");
         json_decref(j->req);
         free(j->key);
         free(j);
@@ -396,15 +401,6 @@ static bool seen(const shape *s, uint32_t xid) {
     return true;
 }
 
-static void invalidate(pgstate *p, shape *s, const char *why) {
-    if (s->gone) return;
-    s->gone = true;
-    json_t *m = json_pack("[{s:{s:s}}]", "headers", "control", "must-refetch");
-    shape_log(p->sh, s, m);
-    json_decref(m);
-    shape_save_def(p->sh, s);
-    log_write(LOG_INFO, "shape %s: %s: clients must refetch", s->handle, why);
-}
 
 /* A tuple as NUL-terminated text values in the shape's column order
  * (found by name); 'u' (an unchanged TOASTed value) from the old row. */
@@ -501,7 +497,7 @@ static void on_relation(pgstate *p, const pgo_message *m) {
         if (s->gone || strcmp(s->schema, r->schema) != 0 || strcmp(s->table, r->table) != 0) continue;
         bool same = s->ncols == r->ncols;
         for (size_t k = 0; same && k < s->ncols; k++) same = strcmp(s->cols[k].name, r->names[k]) == 0;
-        if (!same) invalidate(p, s, "its table's columns changed");
+        if (!same) shape_invalidate(p->sh, s, "its table's columns changed");
     }
     pthread_mutex_unlock(&sh->mu);
 }
@@ -515,7 +511,7 @@ static void on_change(pgstate *p, const pgo_message *m) {
             for (size_t i = 0; r && i < sh->n; i++)
                 if (strcmp(sh->list[i]->schema, r->schema) == 0 && strcmp(sh->list[i]->table, r->table) == 0 &&
                     !seen(sh->list[i], p->xid))
-                    invalidate(p, sh->list[i], "its table was truncated");
+                    shape_invalidate(p->sh, sh->list[i], "its table was truncated");
         }
     } else {
         const relation *r = rel_find(p, m->relid);
@@ -667,7 +663,7 @@ static bool connect_all(pgstate *p, char *err, size_t errlen) {
     PQclear(r);
     if (!have_slot) {
         pthread_mutex_lock(&sh->mu); /* what was derived from a lost slot is stale */
-        for (size_t i = 0; i < sh->n; i++) invalidate(p, sh->list[i], "the replication slot is new");
+        for (size_t i = 0; i < sh->n; i++) shape_invalidate(p->sh, sh->list[i], "the replication slot is new");
         pthread_mutex_unlock(&sh->mu);
         r = query(p, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", 1, slot, err, errlen);
         if (!r) return false;

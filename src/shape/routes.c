@@ -39,8 +39,8 @@ static void bad_request(shapes *sh, http_conn *c, const char *param, const char 
     answer_json(sh, c, 400, json_pack("{s:s,s:{s:[s]}}", "message", "Invalid request", "errors", param, why));
 }
 
-void shape_answer_error(shapes *sh, http_conn *c, int status, const char *msg) {
-    if (status == 400) bad_request(sh, c, strstr(msg, "column") ? "columns" : strstr(msg, "table") ? "table" : "where", msg);
+void shape_answer_error(shapes *sh, http_conn *c, int status, const char *param_name, const char *msg) {
+    if (status == 400) bad_request(sh, c, param_name, msg);
     else answer_json(sh, c, status, json_pack("{s:s}", "message", msg));
 }
 
@@ -403,6 +403,26 @@ static void get_shape(shapes *sh, http_conn *c, http_request *req) {
     pthread_mutex_unlock(&sh->mu);
 }
 
+/* DELETE /v1/shape?table=..&handle=..: the shape goes (its clients get
+ * must-refetch); the next request for it makes a new one. */
+static void delete_shape(shapes *sh, http_conn *c, http_request *req) {
+    buf b;
+    buf_init(&b);
+    const char *handle = param(req, "handle", &b);
+    pthread_mutex_lock(&sh->mu);
+    shape *s = handle ? shape_find_handle(sh, handle) : NULL;
+    bool found = s && !s->gone;
+    if (found) shape_invalidate(sh, s, "deleted");
+    pthread_mutex_unlock(&sh->mu);
+    if (!handle) bad_request(sh, c, "handle", "DELETE needs the shape's handle");
+    else if (!found) answer_json(sh, c, 404, json_pack("{s:s}", "message", "no shape with this handle"));
+    else {
+        streams_respond_begin(sh->st, c, 202);
+        http_respond_end(c);
+    }
+    buf_free(&b);
+}
+
 void shapes_handle(void *ctx, http_conn *c, http_request *req) {
     shapes *sh = ctx;
     const http_target *t = &req->target;
@@ -415,8 +435,8 @@ void shapes_handle(void *ctx, http_conn *c, http_request *req) {
         http_respond_end(c);
         return;
     }
-    if (req->head.method != HTTP_GET && req->head.method != HTTP_HEAD) {
-        answer_json(sh, c, 405, json_pack("{s:s}", "message", "GET a shape (POST subsets and DELETE are not supported yet)"));
+    if (req->head.method != HTTP_GET && req->head.method != HTTP_HEAD && req->head.method != HTTP_DELETE) {
+        answer_json(sh, c, 405, json_pack("{s:s}", "message", "GET or DELETE a shape (POST subsets are not supported yet)"));
         return;
     }
     if (health) {
@@ -437,5 +457,6 @@ void shapes_handle(void *ctx, http_conn *c, http_request *req) {
                                           "(or WEFT_DATABASE_URL)"));
         return;
     }
-    get_shape(sh, c, req);
+    if (req->head.method == HTTP_DELETE) delete_shape(sh, c, req);
+    else get_shape(sh, c, req);
 }

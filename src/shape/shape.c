@@ -339,3 +339,13 @@ void shape_job_push(shapes *sh, json_t *req, char *key, http_conn *c, bool refet
     if (write(sh->wake_fd, &one, sizeof one) < 0) { /* the counter is full: the thread is awake anyway */
     }
 }
+
+void shape_invalidate(shapes *sh, shape *s, const char *why) {
+    if (s->gone) return;
+    s->gone = true;
+    json_t *m = json_pack("[{s:{s:s}}]", "headers", "control", "must-refetch");
+    shape_log(sh, s, m);
+    json_decref(m);
+    shape_save_def(sh, s);
+    log_write(LOG_INFO, "shape %s: %s: clients must refetch", s->handle, why);
+}

@@ -132,6 +132,8 @@ void shape_unref(shape *s);
 void shape_row_key(const shape *s, const char *const *values, buf *out);
 /* Append Electric messages (each a JSON object) to s's log. 0 or -1. */
 int shape_log(shapes *sh, shape *s, json_t *msgs);
+/* s is over (truncated, deleted, ...): must-refetch in its log, gone. */
+void shape_invalidate(shapes *sh, shape *s, const char *why);
 /* Persist s's definition (so it survives a restart). */
 int shape_save_def(shapes *sh, shape *s);
 /* Wake the live readers of the log at path (the stream observer). */
@@ -156,7 +158,8 @@ void pg_stop(shapes *sh);
 void shape_answer(shapes *sh, shape *s, http_conn *c);
 /* 409 must-refetch, naming the shape to start again with (if any). */
 void shape_answer_refetch(shapes *sh, http_conn *c, const char *new_handle);
-/* A request whose shape could not be made: its error; on the connection's loop. */
-void shape_answer_error(shapes *sh, http_conn *c, int status, const char *msg);
+/* A request whose shape could not be made: its error (for a 400, the
+ * parameter at fault); on the connection's loop. */
+void shape_answer_error(shapes *sh, http_conn *c, int status, const char *param, const char *msg);
 
 #endif

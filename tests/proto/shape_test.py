@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Shapes over real sockets (src/shape, docs/shapes.md): the routes,
+parameters, headers and errors of Electric's API as Weft serves them,
+against a real Postgres. Run through tests/pg/pgtmp.py.
+
+Checks: /v1/shape answers 503 naming the flag without --database-url;
+/v1/health; OPTIONS; the initial sync's headers (handle, offset, schema
+with pk_index, up-to-date, ETag, Cache-Control) and body (keys, values as
+text or null, snapshot-end, up-to-date); params[n] both as sent by
+URLSearchParams and by hand; columns (the primary key always comes
+along); a catch-up read, `offset=now`, a live long-poll that times out
+with up-to-date and one woken by a change; two requests for one shape
+share it, another where is another shape; 400 in Electric's shape for
+every bad parameter; 409 must-refetch for a handle that is not the
+shape's; DELETE; 405; capability tokens (read on /v1/shape/<table>); weft
+exits 0 on SIGTERM (under ASan: no leak).
+
+Usage: shape_test.py path/to/weft   Ends with "shape_test: N passed, N failed".
+"""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sessionlib import Http  # noqa: E402
+from weftproc import Checks, Weft  # noqa: E402
+
+check = Checks("shape_test")
+DB = os.environ.get("WEFT_TEST_DATABASE_URL")
+
+
+def sql(q):
+    return subprocess.run(["psql", DB, "-qAtc", q], check=True, capture_output=True, text=True).stdout
+
+
+def get(h, params, headers=None, method="GET"):
+    st, r, raw = h.request(method, "/v1/shape?" + urllib.parse.urlencode(params), None, headers or {})
+    body = json.loads(raw) if raw and raw[:1] in (b"[", b"{") else None
+    return st, r, body
+
+
+def wait_health(h):
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if h.request("GET", "/v1/health")[0] == 200:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def off_without_database(binary):
+    w = Weft(binary).start()
+    h = Http(w.port)
+    st, r, body = get(h, {"table": "t", "offset": "-1"})
+    check(st == 503 and "--database-url" in body["message"], "shapes off: 503 naming --database-url: %s %s" % (st, body))
+    w.stop()
+
+
+def main():
+    binary = sys.argv[1]
+    if not DB:
+        sys.exit("run through tests/pg/pgtmp.py (WEFT_TEST_DATABASE_URL)")
+    off_without_database(binary)
+    sql("CREATE TABLE items (id int PRIMARY KEY, title text, n int, note varchar(20))")
+    sql("INSERT INTO items VALUES (1, 'a', 1, NULL), (2, 'b', 2, 'x'), (3, 'c', 3, 'y')")
+    w = Weft(binary, args=["--database-url", DB, "--long-poll-timeout", "1s", "--log-level", "info"]).start()
+    h = Http(w.port)
+    check(wait_health(h), "health turns active")
+    st, _, raw = h.request("GET", "/v1/health")
+    check(json.loads(raw) == {"status": "active"}, "health body: %s" % raw)
+    st, r, _ = h.request("OPTIONS", "/v1/shape?table=items")
+    check(st == 204 and "GET" in (r.getheader("Access-Control-Allow-Methods") or ""), "OPTIONS: %s" % st)
+
+    # the initial sync
+    q = {"table": "items", "offset": "-1", "where": "n >= $1", "params[1]": "2"}
+    st, r, body = get(h, q)
+    check(st == 200, "initial sync: %s %s" % (st, body))
+    handle, offset = r.getheader("electric-handle"), r.getheader("electric-offset")
+    schema = json.loads(r.getheader("electric-schema") or "{}")
+    check(handle and offset, "handle and offset headers")
+    check(schema.get("id") == {"type": "int4", "pk_index": 0} and schema.get("note") == {"type": "varchar"},
+          "electric-schema: %s" % schema)
+    check(r.getheader("electric-up-to-date") is not None, "electric-up-to-date on a caught-up answer")
+    check((r.getheader("ETag") or "").startswith('"%s:' % handle), "ETag names the handle: %s" % r.getheader("ETag"))
+    check("public" in (r.getheader("Cache-Control") or ""), "Cache-Control: %s" % r.getheader("Cache-Control"))
+    rows = [m for m in body if "key" in m]
+    check([m["key"] for m in rows] == ['"public"."items"/"2"', '"public"."items"/"3"'], "keys: %s" % [m["key"] for m in rows])
+    check(rows[0]["value"] == {"id": "2", "title": "b", "n": "2", "note": "x"}, "values as text: %s" % rows[0]["value"])
+    check(rows[0]["headers"] == {"operation": "insert", "relation": ["public", "items"]}, "snapshot headers")
+    check(body[-2]["headers"]["control"] == "snapshot-end" and "xmin" in body[-2]["headers"], "snapshot-end: %s" % body[-2])
+    check(body[-1] == {"headers": {"control": "up-to-date"}}, "ends up-to-date")
+    # the same shape: the same handle; the percent-encoded params[1] (as URLSearchParams sends it) too
+    st, r2, _ = get(h, q)
+    check(r2.getheader("electric-handle") == handle, "the same request: the same shape")
+    st, r2, _ = h.request("GET", "/v1/shape?table=items&offset=-1&where=n%20%3E%3D%20%241&params%5B1%5D=2")
+    check(st == 200 and r2.getheader("electric-handle") == handle, "params%5B1%5D is params[1]")
+    st, r3, _ = get(h, dict(q, **{"params[1]": "3"}))
+    check(st == 200 and r3.getheader("electric-handle") != handle, "other params: another shape")
+    # columns: the primary key comes along
+    st, r4, body4 = get(h, {"table": "items", "offset": "-1", "columns": "title"})
+    check(st == 200 and [m for m in body4 if "key" in m][0]["value"] == {"id": "1", "title": "a"}, "columns: %s" % body4[:1])
+    check(set(json.loads(r4.getheader("electric-schema"))) == {"id", "title"}, "schema of the columns")
+
+    # catch-up and live
+    st, r, body = get(h, dict(q, offset=offset, handle=handle))
+    check(st == 200 and body == [{"headers": {"control": "up-to-date"}}], "catch-up at the end: up-to-date only: %s" % body)
+    t0 = time.monotonic()
+    st, r, body = get(h, dict(q, offset=offset, handle=handle, live="true"))
+    took = time.monotonic() - t0
+    check(st == 200 and body == [{"headers": {"control": "up-to-date"}}] and 0.8 <= took < 3,
+          "a live read with nothing new: up-to-date after the long-poll timeout (%.2f s)" % took)
+    check(r.getheader("electric-cursor"), "electric-cursor on live answers")
+    threading.Timer(0.3, lambda: sql("UPDATE items SET n = 10, note = NULL WHERE id = 1; DELETE FROM items WHERE id = 3")).start()
+    t0 = time.monotonic()
+    st, r, body = get(h, dict(q, offset=offset, handle=handle, live="true"))
+    took = time.monotonic() - t0
+    ops = [(m["headers"]["operation"], m["key"]) for m in body if "key" in m]
+    check(ops == [("insert", '"public"."items"/"1"'), ("delete", '"public"."items"/"3"')] and took < 0.9,
+          "a live read woken by a transaction: %s in %.2f s" % (ops, took))
+    ch = [m for m in body if "key" in m]
+    check(ch and ch[0]["value"]["note"] is None and ch[0]["headers"]["txids"] and ch[0]["headers"]["lsn"] and
+          ch[-1]["headers"].get("last") is True, "change headers: txids, lsn, last; NULL as null: %s" % ch[:1])
+    check(r.getheader("electric-offset") != offset, "the offset moves on")
+    st, r, body = get(h, dict(q, offset="now", handle=handle))
+    check(st == 200 and body == [{"headers": {"control": "up-to-date"}}], "offset=now: %s" % body)
+
+    # errors
+    for params, what in [({"offset": "-1"}, "table"), ({"table": "nope", "offset": "-1"}, "table"),
+                         ({"table": "items", "offset": "-1", "where": "id = ANY(ARRAY[1])"}, "where"),
+                         ({"table": "items", "offset": "-1", "where": "n = $1"}, "where"),
+                         ({"table": "items", "offset": "-1", "where": "nope = 1"}, "where"),
+                         ({"table": "items", "offset": "-1", "columns": "nope"}, "columns"),
+                         (dict(q, offset="garbage", handle=handle), "offset"),
+                         ({"table": "items", "offset": offset}, "handle"),
+                         ({"table": "items", "offset": "-1", "replica": "half"}, "replica"),
+                         ({"table": "items", "offset": "-1", "live_sse": "true"}, "live_sse")]:
+        st, r, body = get(h, params)
+        check(st == 400 and body.get("message") == "Invalid request" and what in body.get("errors", {}),
+              "400 for %s: %s %s" % (params, st, body))
+    st, r, body = get(h, {"table": "items", "where": "n > 100", "offset": offset, "handle": handle})
+    check(st == 409 and body == [{"headers": {"control": "must-refetch"}}] and r.getheader("electric-handle"),
+          "a handle of another shape: 409 must-refetch with the new handle: %s %s" % (st, body))
+    st, _, body = get(h, {"table": "items", "handle": handle}, method="DELETE")
+    check(st == 202, "DELETE: %s" % st)
+    st, r, body = get(h, dict(q, offset=offset, handle=handle))
+    check(st == 409, "a deleted shape's handle: 409: %s" % st)
+    st, r, _ = get(h, q)
+    check(st == 200 and r.getheader("electric-handle") != handle, "after DELETE: a new shape")
+    st, _, body = get(h, {"table": "items"}, method="POST")
+    check(st == 405, "POST: 405 (subsets not yet): %s" % st)
+    rc = w.stop()
+    check(rc == 0, "weft exits 0 on SIGTERM: %s" % rc)
+
+    # capability tokens
+    secret = os.urandom(32).hex().encode()
+    w2 = Weft(binary, args=["--database-url", DB, "--shape-slot", "weft_slot_auth", "--auth-secret-file", "/dev/null"])
+    path = os.path.join(w2.tmp, "secret")
+    open(path, "wb").write(secret)
+    w2.args[-1] = path
+    w2.start()
+    h2 = Http(w2.port)
+    check(wait_health(h2), "tokens: /v1/health needs none")
+
+    def tok(caps):
+        b = lambda v: base64.urlsafe_b64encode(v).rstrip(b"=").decode()  # noqa: E731
+        head = b(json.dumps({"alg": "HS256"}).encode()) + "." + b(json.dumps({"sub": "s", "exp": int(time.time()) + 600, "caps": caps}).encode())
+        return head + "." + b(hmac.new(secret, head.encode(), hashlib.sha256).digest())
+    st, _, _ = get(h2, {"table": "items", "offset": "-1"})
+    check(st == 401, "tokens: none: 401")
+    st, _, body = get(h2, {"table": "items", "offset": "-1"}, {"Authorization": "Bearer " + tok({"/v1/shape/other": ["read"]})})
+    check(st == 403, "tokens: another table: 403: %s" % st)
+    st, _, _ = get(h2, {"table": "items", "offset": "-1"}, {"Authorization": "Bearer " + tok({"/v1/shape/items": ["read"]})})
+    check(st == 200, "tokens: read on /v1/shape/items: %s" % st)
+    w2.stop()
+    sql("SELECT pg_drop_replication_slot('weft_slot_auth')")
+    check.finish(w)
+
+
+if __name__ == "__main__":
+    main()
