@@ -195,6 +195,7 @@ static json_t *catalog(pgstate *p, json_t *req, int *status, char *err, size_t e
     json_t *def = json_pack("{s:s,s:s,s:o,s:o,s:O}", "schema", schema, "table", table, "columns", cols, "selected", sel,
                             "params", json_object_get(req, "params") ?: json_array());
     if (json_object_get(req, "where")) json_object_set(def, "where", json_object_get(req, "where"));
+    if (json_object_get(req, "replica")) json_object_set(def, "replica", json_object_get(req, "replica"));
     return def;
 }
 
@@ -224,10 +225,14 @@ static bool publish(pgstate *p, const shape *s, char *err, size_t errlen) {
     return ok;
 }
 
-static json_t *row_value(const shape *s, char **values, bool pk_only) {
+static bool same_value(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+
+/* A row's value for a message: every synced column (all), or the primary
+ * key and, when `old` is given, the columns that differ from it. */
+static json_t *row_value(const shape *s, char **values, bool all, char **old) {
     json_t *v = json_object();
     for (size_t i = 0; i < s->ncols; i++)
-        if ((pk_only ? s->cols[i].pk_index >= 0 : s->selected[i]))
+        if (s->cols[i].pk_index >= 0 || (s->selected[i] && (all || (old && !same_value(old[i], values[i])))))
             json_object_set_new(v, s->cols[i].name, values[i] ? json_string(values[i]) : json_null());
     return v;
 }
@@ -283,7 +288,7 @@ static bool snapshot(pgstate *p, shape *s, char *err, size_t errlen) {
         shape_row_key(s, (const char *const *)values, &key);
         json_object_set_new(s->keys, (const char *)key.data, json_true());
         json_array_append_new(msgs, json_pack("{s:s,s:o,s:{s:s,s:[s,s]}}", "key", (const char *)key.data, "value",
-                                              row_value(s, values, false), "headers", "operation", "insert", "relation",
+                                              row_value(s, values, true, NULL), "headers", "operation", "insert", "relation",
                                               s->schema, s->table));
         if (json_array_size(msgs) == ROWS_PER_APPEND) {
             ok = shape_log(p->sh, s, msgs) == 0;
@@ -427,7 +432,7 @@ static bool matches(const shape *s, char **v) {
     return !s->where || where_eval(s->where, (const char *const *)v) == WHERE_TRUE;
 }
 
-static void emit(pgstate *p, shape *s, const char *op, const char *key, json_t *value) {
+static void emit(pgstate *p, shape *s, const char *op, const char *key, json_t *value, json_t *old_value) {
     json_t *arr = json_object_get(p->batches, s->handle);
     if (!arr) {
         arr = json_array();
@@ -435,9 +440,11 @@ static void emit(pgstate *p, shape *s, const char *op, const char *key, json_t *
     }
     char lsn[24];
     snprintf(lsn, sizeof lsn, "%llu", (unsigned long long)p->final_lsn);
-    json_array_append_new(arr, json_pack("{s:s,s:o,s:{s:s,s:[s,s],s:[I],s:s,s:i}}", "key", key, "value", value, "headers",
-                                         "operation", op, "relation", s->schema, s->table, "txids", (json_int_t)p->xid,
-                                         "lsn", lsn, "op_position", p->op_position++));
+    json_t *m = json_pack("{s:s,s:o,s:{s:s,s:[s,s],s:[I],s:s,s:i}}", "key", key, "value", value, "headers", "operation", op,
+                          "relation", s->schema, s->table, "txids", (json_int_t)p->xid, "lsn", lsn, "op_position",
+                          p->op_position++);
+    if (old_value) json_object_set_new(m, "old_value", old_value);
+    json_array_append_new(arr, m);
 }
 
 static void apply_change(pgstate *p, shape *s, const relation *r, const pgo_message *m) {
@@ -452,14 +459,23 @@ static void apply_change(pgstate *p, shape *s, const relation *r, const pgo_mess
     bool was = m->kind != PGO_INSERT && json_object_get(s->keys, (const char *)kold.data);
     bool now = newv && matches(s, newv);
     bool same = newv && strcmp((const char *)kold.data, (const char *)knew.data) == 0;
+    /* replica=default: deletes carry the key, updates the key and what changed;
+     * replica=full: whole rows, and an update's old values of what changed */
     if (was && (!now || !same)) { /* moved out, deleted, or its key changed */
-        emit(p, s, "delete", (const char *)kold.data, row_value(s, oldv ? oldv : newv, true));
+        emit(p, s, "delete", (const char *)kold.data, row_value(s, oldv ? oldv : newv, s->replica_full, NULL), NULL);
         json_object_del(s->keys, (const char *)kold.data);
     }
     if (now && was && same) {
-        emit(p, s, "update", (const char *)knew.data, row_value(s, newv, false));
+        json_t *old_value = NULL;
+        if (s->replica_full && oldv) {
+            old_value = json_object();
+            for (size_t i = 0; i < s->ncols; i++)
+                if (s->selected[i] && !same_value(oldv[i], newv[i]))
+                    json_object_set_new(old_value, s->cols[i].name, oldv[i] ? json_string(oldv[i]) : json_null());
+        }
+        emit(p, s, "update", (const char *)knew.data, row_value(s, newv, s->replica_full || !oldv, oldv), old_value);
     } else if (now) {
-        emit(p, s, "insert", (const char *)knew.data, row_value(s, newv, false));
+        emit(p, s, "insert", (const char *)knew.data, row_value(s, newv, true, NULL), NULL);
         json_object_set_new(s->keys, (const char *)knew.data, json_true());
     }
     values_free(s, oldv);

@@ -116,6 +116,7 @@ static json_t *request_def(shapes *sh, http_conn *c, http_request *req, char **k
         def = NULL;
         goto out;
     }
+    if (replica && strcmp(replica, "full") == 0) json_object_set_new(def, "replica", json_string("full"));
     const char *mode = param(req, "log", &b);
     if (mode && strcmp(mode, "full") != 0) {
         bad_request(sh, c, "log", "log=changes_only is not supported yet (log=full is)");

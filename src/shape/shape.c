@@ -58,6 +58,7 @@ static bool shape_define(shape *s, json_t *def, char *err, size_t errlen) {
     const char *w = json_string_value(json_object_get(def, "where"));
     s->where_sql = w ? xstrndup(w, strlen(w)) : NULL;
     s->params = json_incref(json_object_get(def, "params") ?: json_array());
+    s->replica_full = json_object_get(def, "replica") != NULL;
     json_t *cols = json_object_get(def, "columns"), *sel = json_object_get(def, "selected");
     s->ncols = json_array_size(cols);
     s->cols = xcalloc(s->ncols ? s->ncols : 1, sizeof *s->cols);
@@ -165,6 +166,7 @@ static json_t *shape_def(const shape *s) {
                             s->params, "columns", cols, "selected", sel, "xmin", (json_int_t)s->xmin, "xmax",
                             (json_int_t)s->xmax, "xip", xip);
     if (s->where_sql) json_object_set_new(def, "where", json_string(s->where_sql));
+    if (s->replica_full) json_object_set_new(def, "replica", json_string("full"));
     return def;
 }
 

@@ -48,6 +48,7 @@ typedef struct shape {
     uint32_t *xip;
     size_t nxip;
     uint64_t last_lsn;  /* newest commit applied (restart: skip up to it) */
+    bool replica_full;  /* replica=full: whole rows and old values */
     bool ready;         /* its snapshot is in its log */
     uint64_t mark;      /* the change it was last considered for (index.c) */
     bool gone;          /* truncated or its table changed: clients must refetch */

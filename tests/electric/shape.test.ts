@@ -75,6 +75,22 @@ describe("@electric-sql/client against Weft", () => {
     shape.unsubscribeAll();
   });
 
+  it("replica=full: updates carry whole rows and their old values", async () => {
+    const stream = new ShapeStream({ url: `${weft.url}/v1/shape`, params: { table: "todos", where: "prio = 3", replica: "full" } });
+    const olds: Row[] = [];
+    stream.subscribe((msgs) => {
+      for (const m of msgs) if ("old_value" in m && m.old_value) olds.push(m.old_value as Row);
+    });
+    const shape = new Shape(stream);
+    await shape.rows;
+    const id = Number((await shape.rows)[0]?.id);
+    sql(`UPDATE todos SET title = 'full ' || id WHERE id = ${id}`);
+    const q = "SELECT * FROM todos WHERE prio = 3";
+    await until("the update", () => JSON.stringify(sorted(shape.currentRows)) === JSON.stringify(pgRows(q)), 15_000);
+    expect(olds.some((o) => typeof o.title === "string" && !String(o.title).startsWith("full"))).toBe(true);
+    shape.unsubscribeAll();
+  });
+
   it("resumes from a stored offset and handle; a restart of Weft (SIGKILL) keeps both valid", async () => {
     const first = new ShapeStream({ url: `${weft.url}/v1/shape`, params: { table: "todos", where: "done" } });
     const shape = new Shape(first);

@@ -131,6 +131,21 @@ def main():
     st, r, body = get(h, dict(q, offset="now", handle=handle))
     check(st == 200 and body == [{"headers": {"control": "up-to-date"}}], "offset=now: %s" % body)
 
+    # replica: default updates carry the key and what changed; full ones whole rows and old values
+    seen = {}
+    for mode in ("default", "full"):
+        qm = {"table": "items", "offset": "-1", "replica": mode}
+        st, r, _ = get(h, qm)
+        seen[mode] = (qm, r.getheader("electric-handle"), r.getheader("electric-offset"))
+    sql("UPDATE items SET title = 'b2' WHERE id = 2")
+    for mode, (qm, hm, om) in seen.items():
+        st, r, body = get(h, dict(qm, offset=om, handle=hm, live="true"))
+        upd = [m for m in body if m.get("headers", {}).get("operation") == "update"]
+        want = {"id": "2", "title": "b2"} if mode == "default" else {"id": "2", "title": "b2", "n": "2", "note": "x"}
+        check(upd and upd[0]["value"] == want, "replica=%s: update value %s" % (mode, upd[:1]))
+        if mode == "full":
+            check(upd and upd[0].get("old_value") == {"title": "b"}, "replica=full: old_value: %s" % upd[:1])
+
     # errors
     for params, what in [({"offset": "-1"}, "table"), ({"table": "nope", "offset": "-1"}, "table"),
                          ({"table": "items", "offset": "-1", "where": "id = ANY(ARRAY[1])"}, "where"),
@@ -140,6 +155,7 @@ def main():
                          (dict(q, offset="garbage", handle=handle), "offset"),
                          ({"table": "items", "offset": offset}, "handle"),
                          ({"table": "items", "offset": "-1", "replica": "half"}, "replica"),
+                         ({"table": "items", "offset": "-1", "log": "changes_only"}, "log"),
                          ({"table": "items", "offset": "-1", "live_sse": "true"}, "live_sse")]:
         st, r, body = get(h, params)
         check(st == 400 and body.get("message") == "Invalid request" and what in body.get("errors", {}),
