@@ -413,6 +413,7 @@ static int serve(void) {
         .publication = opt_str("shape-publication"),
         .slot = opt_str("shape-slot"),
         .long_poll_ms = limits.long_poll_timeout_ms,
+        .sse_max_ms = limits.sse_max_duration_ms,
         .read_chunk = limits.read_chunk,
     };
     if (!(rt.shapes = shapes_open(st, &shcfg, err, sizeof err))) {

@@ -124,14 +124,6 @@ static json_t *request_def(shapes *sh, http_conn *c, http_request *req, char **k
         def = NULL;
         goto out;
     }
-    if (param(req, "live_sse", &b) || param(req, "experimental_live_sse", &b)) {
-        if (is_true((const char *)b.data)) {
-            bad_request(sh, c, "live_sse", "live_sse is not supported yet: use long-polling (live=true)");
-            json_decref(def);
-            def = NULL;
-            goto out;
-        }
-    }
     *key = json_dumps(def, JSON_COMPACT | JSON_SORT_KEYS);
 out:
     buf_free(&b);
@@ -140,14 +132,43 @@ out:
 
 /* --- answers from a shape's log --- */
 
+/* An offset this server gave: an electric-offset header's, or the
+ * "<position>_0" a client makes of an SSE up-to-date message. */
+static offset_kind shape_offset(const char *off, uint64_t *pos) {
+    offset_kind k = offset_parse(off, strlen(off), pos);
+    if (k != OFFSET_INVALID) return k;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(off, &end, 10);
+    if (end == off || errno || strcmp(end, "_0") != 0) return OFFSET_INVALID;
+    *pos = v;
+    return OFFSET_AT;
+}
+
 static void waiter_fire(void *arg);
 static void waiter_timeout(void *arg);
 static void waiter_abort(void *arg);
+static void sse_open(shapes *sh, shape *s, http_conn *c, uint64_t from);
 
 static void free_waiter(shape_waiter *w) {
     http_conn_unref(w->c);
     free(w->log_path);
     free(w);
+}
+
+/* Wait for the log to grow past w->offset (or wake at once if it already has). */
+static void waiter_link(shape_waiter *w) {
+    shapes *sh = w->sh;
+    pthread_mutex_lock(&sh->wait_mu);
+    w->next = sh->waiters;
+    w->prev = NULL;
+    if (w->next) w->next->prev = w;
+    sh->waiters = w;
+    w->linked = true;
+    pthread_mutex_unlock(&sh->wait_mu);
+    uint64_t now_end; /* it may have grown between the read and the link */
+    if (streams_visible_end(sh->st, w->log_path, &now_end) == 0 && now_end > w->offset)
+        shape_waiters_wake(sh, w->log_path, now_end);
 }
 
 static void schema_header(http_conn *c, const shape *s) {
@@ -183,8 +204,9 @@ void shape_answer(shapes *sh, shape *s, http_conn *c) {
     const char *off = param(req, "offset", &b);
     uint64_t from = 0;
     bool start = !off || strcmp(off, "-1") == 0;
-    offset_kind k = start ? OFFSET_START : offset_parse(off, strlen(off), &from);
+    offset_kind k = start ? OFFSET_START : shape_offset(off, &from);
     bool live = is_true(param(req, "live", &b)) && !start;
+    bool sse = live && (is_true(param(req, "live_sse", &b)) || is_true(param(req, "experimental_live_sse", &b)));
     const char *cursor = param(req, "cursor", &b);
     char client_cursor[64] = "";
     if (cursor) snprintf(client_cursor, sizeof client_cursor, "%s", cursor);
@@ -195,6 +217,10 @@ void shape_answer(shapes *sh, shape *s, http_conn *c) {
             bad_request(sh, c, "offset", "offset must be -1, now, or an offset this server gave");
             goto out;
         }
+    }
+    if (sse) {
+        sse_open(sh, s, c, from);
+        goto out;
     }
     uint64_t next = from, end = from;
     buf_append_byte(&body, '[');
@@ -212,16 +238,8 @@ void shape_answer(shapes *sh, shape *s, http_conn *c) {
         w->offset = from;
         loop_timer_init(&w->timer, waiter_timeout, w);
         http_conn_park(c, waiter_abort, w);
-        pthread_mutex_lock(&sh->wait_mu);
-        w->next = sh->waiters;
-        if (w->next) w->next->prev = w;
-        sh->waiters = w;
-        w->linked = true;
-        pthread_mutex_unlock(&sh->wait_mu);
         loop_timer_set(http_conn_loop(c), &w->timer, sh->cfg.long_poll_ms);
-        uint64_t now_end; /* it may have grown between the read and the link */
-        if (streams_visible_end(sh->st, s->log_path, &now_end) == 0 && now_end > from)
-            shape_waiters_wake(sh, s->log_path, now_end);
+        waiter_link(w);
         goto out;
     }
     /* stored form "m1,\nm2,\n": drop the last separator, end with up-to-date if caught up */
@@ -316,15 +334,37 @@ static void waiter_answer(shape_waiter *w, bool timed_out) {
     }
 }
 
+static bool sse_pump(shape_waiter *w);
+
+static void sse_finish(shape_waiter *w) {
+    http_conn_unpark(w->c, w);
+    loop_timer_cancel(http_conn_loop(w->c), &w->timer);
+    if (!http_conn_closed(w->c)) http_stream_end(w->c);
+    free_waiter(w);
+}
+
 static void waiter_fire(void *arg) {
     shape_waiter *w = arg;
-    if (!w->done) waiter_answer(w, false);
-    free_waiter(w);
+    if (w->done) {
+        free_waiter(w);
+    } else if (w->sse) {
+        if (w->ending || http_conn_closed(w->c) || !sse_pump(w)) sse_finish(w);
+    } else {
+        waiter_answer(w, false);
+        free_waiter(w);
+    }
 }
 
 static void waiter_timeout(void *arg) {
     shape_waiter *w = arg;
-    if (!waiter_unlink(w)) return; /* a wake is on its way: it answers */
+    if (!waiter_unlink(w)) { /* a wake is on its way: it answers (or ends the SSE) */
+        w->ending = true;
+        return;
+    }
+    if (w->sse) {
+        sse_finish(w);
+        return;
+    }
     waiter_answer(w, true);
     free_waiter(w);
 }
@@ -348,6 +388,78 @@ void shape_waiters_wake(shapes *sh, const char *path, uint64_t visible) {
         loop_post(http_conn_loop(w->c), waiter_fire, w);
     }
     pthread_mutex_unlock(&sh->wait_mu);
+}
+
+/* --- SSE: one event per message, an up-to-date after each batch --- */
+
+/* Send what the log has past w->offset, then wait again; false if it cannot go on. */
+static bool sse_pump(shape_waiter *w) {
+    shapes *sh = w->sh;
+    buf data, ev;
+    buf_init(&data);
+    buf_init(&ev);
+    bool ok = true;
+    for (int rounds = 0; rounds < 64; rounds++) {
+        uint64_t next = w->offset, end = w->offset;
+        buf_reset(&data);
+        if (streams_read(sh->st, w->log_path, w->offset, sh->cfg.read_chunk, &data, &next, &end) != 0) {
+            ok = false;
+            break;
+        }
+        if (next == w->offset && rounds > 0) break;
+        buf_reset(&ev);
+        for (size_t i = 0; i < data.len;) { /* stored form: "m,\n" each */
+            uint8_t *nl = memchr(data.data + i, '\n', data.len - i);
+            size_t n = (size_t)((nl ? nl - data.data : (ptrdiff_t)data.len) - (ptrdiff_t)i);
+            size_t m = n && data.data[i + n - 1] == ',' ? n - 1 : n;
+            buf_append_str(&ev, "data: ");
+            buf_append(&ev, data.data + i, m);
+            buf_append_str(&ev, "\n\n");
+            i += n + 1;
+        }
+        w->offset = next;
+        if (next == end) /* caught up: the client takes its next offset from this */
+            buf_printf(&ev, "data: {\"headers\":{\"control\":\"up-to-date\",\"global_last_seen_lsn\":\"%llu\"}}\n\n",
+                       (unsigned long long)next);
+        struct iovec iov = {ev.data, ev.len};
+        if (ev.len) http_stream_write(w->c, &iov, 1);
+        if (next == end) break;
+    }
+    buf_free(&data);
+    buf_free(&ev);
+    if (ok) waiter_link(w);
+    return ok;
+}
+
+static void sse_open(shapes *sh, shape *s, http_conn *c, uint64_t from) {
+    char off[OFFSET_LEN + 1], cur[24];
+    offset_format(from, off);
+    http_request *req = http_conn_request(c);
+    buf b;
+    buf_init(&b);
+    const char *cursor = param(req, "cursor", &b);
+    snprintf(cur, sizeof cur, "%llu", (unsigned long long)cursor_next(cursor, cursor ? strlen(cursor) : 0, (int64_t)time(NULL) * 1000));
+    buf_free(&b);
+    streams_respond_begin(sh->st, c, 200);
+    http_respond_header(c, "Content-Type", "text/event-stream");
+    http_respond_header(c, "Cache-Control", "no-cache");
+    http_respond_header(c, "X-Accel-Buffering", "no");
+    http_respond_header(c, "electric-handle", s->handle);
+    http_respond_header(c, "electric-offset", off);
+    http_respond_header(c, "electric-cursor", cur);
+    schema_header(c, s);
+    http_stream_begin(c, 200);
+    shape_waiter *w = xcalloc(1, sizeof *w);
+    w->sh = sh;
+    w->c = c;
+    http_conn_ref(c);
+    w->log_path = xstrndup(s->log_path, strlen(s->log_path));
+    w->offset = from;
+    w->sse = true;
+    loop_timer_init(&w->timer, waiter_timeout, w);
+    http_conn_park(c, waiter_abort, w);
+    loop_timer_set(http_conn_loop(c), &w->timer, sh->cfg.sse_max_ms);
+    if (!sse_pump(w)) sse_finish(w);
 }
 
 /* --- the routes --- */

@@ -37,6 +37,7 @@ typedef struct shapes_config {
     const char *publication;  /* created if missing */
     const char *slot;         /* logical replication slot, created if missing */
     unsigned long_poll_ms;
+    unsigned sse_max_ms;      /* an SSE connection is closed after this (clients reconnect) */
     uint64_t read_chunk;      /* most bytes of one answer */
 } shapes_config;
 

@@ -92,8 +92,9 @@ typedef struct shape_waiter {
     http_conn *c; /* holds a ref */
     char *log_path;
     uint64_t offset;
-    loop_timer timer;
+    loop_timer timer; /* the long-poll timeout; for SSE, the connection's end */
     bool linked, done;
+    bool sse, ending; /* an SSE connection (kept on, re-linked after each send) */
 } shape_waiter;
 
 struct shapes {

@@ -75,6 +75,32 @@ describe("@electric-sql/client against Weft", () => {
     shape.unsubscribeAll();
   });
 
+  it("live over SSE (liveSse): changes arrive on one connection; the offsets it hands out resume", async () => {
+    const stop = new AbortController(); /* ends the SSE connection: later tests kill Weft */
+    const stream = new ShapeStream({ url: `${weft.url}/v1/shape`, params: { table: "todos", where: "prio = 4" }, liveSse: true, signal: stop.signal });
+    const shape = new Shape(stream);
+    await shape.rows;
+    const q = "SELECT * FROM todos WHERE prio = 4";
+    for (let k = 0; k < 3; k++) {
+      sql(`INSERT INTO todos VALUES (${300 + k}, 'sse ${k}', false, 'erin', 4)`);
+      await until(`SSE change ${k}`, () => JSON.stringify(sorted(shape.currentRows)) === JSON.stringify(pgRows(q)), 15_000);
+    }
+    sql("UPDATE todos SET title = 'sse again' WHERE id = 300");
+    await until("an SSE update", () => JSON.stringify(sorted(shape.currentRows)) === JSON.stringify(pgRows(q)), 15_000);
+    const resumed = new ShapeStream({ url: `${weft.url}/v1/shape`, params: { table: "todos", where: "prio = 4" },
+                                      handle: stream.shapeHandle, offset: stream.lastOffset });
+    const got: number[] = [];
+    resumed.subscribe((msgs) => {
+      for (const m of msgs) if ("key" in m && "value" in m) got.push(Number((m.value as Row).id));
+    });
+    sql("INSERT INTO todos VALUES (310, 'after', false, 'erin', 4)");
+    await until("a resume from the SSE offset sees only what is new", () => got.includes(310), 15_000);
+    expect(got).toEqual([310]);
+    resumed.unsubscribeAll();
+    shape.unsubscribeAll();
+    stop.abort();
+  });
+
   it("replica=full: updates carry whole rows and their old values", async () => {
     const stream = new ShapeStream({ url: `${weft.url}/v1/shape`, params: { table: "todos", where: "prio = 3", replica: "full" } });
     const olds: Row[] = [];

@@ -155,8 +155,7 @@ def main():
                          (dict(q, offset="garbage", handle=handle), "offset"),
                          ({"table": "items", "offset": offset}, "handle"),
                          ({"table": "items", "offset": "-1", "replica": "half"}, "replica"),
-                         ({"table": "items", "offset": "-1", "log": "changes_only"}, "log"),
-                         ({"table": "items", "offset": "-1", "live_sse": "true"}, "live_sse")]:
+                         ({"table": "items", "offset": "-1", "log": "changes_only"}, "log")]:
         st, r, body = get(h, params)
         check(st == 400 and body.get("message") == "Invalid request" and what in body.get("errors", {}),
               "400 for %s: %s %s" % (params, st, body))
