@@ -11,8 +11,10 @@ gets every change, the others none). Reported: changes/s from the first
 update to the last change in o0's log, weft's CPU per change, and RSS.
 The figures at 10,000 shapes against 10 are the index's ratio (matching a
 change must not scan every shape). Then the first full sync of a shape of
-`rows` rows (default 200,000).
+`rows` rows (default 200,000), and one change fanned out to 2,000 live
+clients of one shape.
 """
+import asyncio
 import http.client
 import json
 import os
@@ -111,12 +113,48 @@ def first_sync(weft, rows):
           % (got, took, got / took, again))
 
 
+async def fanout_async(port, path, n):
+    """n live long-polls of one shape; the time from one change to all n answers."""
+    conns = []
+    for _ in range(n):
+        conns.append(await asyncio.open_connection("127.0.0.1", port))
+    req = ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode()
+    for _, w in conns:
+        w.write(req)
+    await asyncio.sleep(1.0)  # all parked
+    t0 = time.monotonic()
+    subprocess.Popen(["psql", DB, "-qc", "UPDATE fan SET v = v + 1 WHERE id = 1"]).wait()
+
+    async def one(r):
+        head = await r.readuntil(b"\r\n\r\n")
+        n = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+        await r.readexactly(n)
+        return time.monotonic()
+    done = await asyncio.gather(*(one(r) for r, _ in conns))
+    for _, w in conns:
+        w.close()
+    lat = sorted(t - t0 for t in done)
+    return lat[len(lat) // 2], lat[int(len(lat) * 0.99)], lat[-1]
+
+
+def fanout(weft, n=2000):
+    sql("CREATE TABLE fan (id int PRIMARY KEY, v int)")
+    sql("INSERT INTO fan VALUES (1, 0)")
+    cl = Client(weft.port)
+    st, r, body = cl.get({"table": "fan", "offset": "-1"})
+    q = urllib.parse.urlencode({"table": "fan", "offset": r.getheader("electric-offset"),
+                                "handle": r.getheader("electric-handle"), "live": "true"})
+    p50, p99, mx = asyncio.run(fanout_async(weft.port, "/v1/shape?" + q, n))
+    print("fan-out: one change to %d live clients of one shape: p50 %.1f ms, p99 %.1f ms, last %.1f ms"
+          % (n, p50 * 1000, p99 * 1000, mx * 1000))
+
+
 def main():
     if not DB:
         sys.exit("run through tests/pg/pgtmp.py (WEFT_TEST_DATABASE_URL)")
     binary = sys.argv[1]
     rows = int(sys.argv[2]) if len(sys.argv) > 2 else 200000
-    w = Weft(binary, args=["--database-url", DB, "--long-poll-timeout", "5s"]).start()
+    w = Weft(binary, args=["--database-url", DB, "--long-poll-timeout", "20s"]).start()
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         c = http.client.HTTPConnection("127.0.0.1", w.port)
@@ -129,6 +167,7 @@ def main():
         print("10,000 shapes vs 10: %.2fx the changes/s, %.2fx the CPU per change"
               % (res[10000][0] / res[10][0], res[10000][1] / res[10][1]))
         first_sync(w, rows)
+        fanout(w)
     finally:
         w.stop()
 
