@@ -51,6 +51,7 @@ typedef struct pgstate {
     uint64_t final_lsn;
     json_t *batches; /* shape handle -> array of messages */
     int op_position;
+    bool in_txn; /* between a BEGIN and its COMMIT */
     uint64_t changes; /* counts changes, to consider each shape once per change */
     /* confirmation */
     pending *pend;
@@ -585,6 +586,7 @@ static void on_message(pgstate *p, const uint8_t *data, size_t n) {
     } else {
         switch (m.kind) {
         case PGO_BEGIN:
+            p->in_txn = true;
             p->xid = m.xid;
             p->final_lsn = m.lsn;
             p->op_position = 0;
@@ -595,7 +597,10 @@ static void on_message(pgstate *p, const uint8_t *data, size_t n) {
         case PGO_UPDATE:
         case PGO_DELETE:
         case PGO_TRUNCATE: on_change(p, &m); break;
-        case PGO_COMMIT: on_commit(p, &m); break;
+        case PGO_COMMIT:
+            p->in_txn = false;
+            on_commit(p, &m);
+            break;
         default: break;
         }
     }
@@ -644,6 +649,8 @@ static void disconnect(pgstate *p) {
     p->repl = p->ctl = NULL;
     for (size_t i = 0; i < p->nrels; i++) rel_forget(&p->rels[i]);
     p->nrels = 0;
+    p->in_txn = false; /* a transaction cut off is sent again from the slot */
+    json_object_clear(p->batches);
 }
 
 /* Connect both connections, make the publication and the slot; false with err. */
@@ -718,7 +725,10 @@ static bool consume(pgstate *p) {
         } else if (b[0] == 'k' && n >= 18) {
             uint64_t end = 0;
             for (int i = 1; i <= 8; i++) end = end << 8 | b[i];
-            if (p->npend == 0 && end > p->received) p->received = p->confirmed = end; /* nothing of ours in between */
+            /* the walsender's sent position: every transaction before it has
+             * reached us; if none is half received and all are durable, it
+             * is confirmed too (or WAL of unrelated tables piles up) */
+            if (p->npend == 0 && !p->in_txn && end > p->received) p->received = p->confirmed = end;
             if (b[17]) send_status(p);
         }
         PQfreemem(data);
