@@ -468,6 +468,7 @@ static int serve(void) {
     for (int i = 0; i < 1000 && http_server_busy(srv) > 0 && !streams_waiting_for_space(st); i++)
         usleep(10000);
     streams_detach(st);
+    shapes_detach(rt.shapes);
     http_server_free(srv);
     shapes_close(rt.shapes);
     sessions_close(rt.ss);

@@ -50,6 +50,7 @@ typedef struct pgstate {
     uint32_t xid;
     uint64_t final_lsn;
     json_t *batches; /* shape handle -> array of messages */
+    json_t *keys;    /* shape handle -> {key: true (in) | false (out)}: applied at commit */
     int op_position;
     bool in_txn; /* between a BEGIN and its COMMIT */
     uint64_t changes; /* counts changes, to consider each shape once per change */
@@ -162,7 +163,8 @@ static json_t *catalog(pgstate *p, json_t *req, int *status, char *err, size_t e
                         "k(att, n) WHERE k.att = a.attnum), -1) "
                         "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
                         "LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
-                        "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                        "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' "
+                        "ORDER BY a.attnum",
                         1, params, err, errlen);
     *status = 503;
     if (!r) return NULL;
@@ -253,12 +255,15 @@ static bool snapshot(pgstate *p, shape *s, char *err, size_t errlen) {
         char *end;
         s->xmin = strtoull(t, &end, 10);
         s->xmax = strtoull(end + 1, &end, 10);
-        for (const char *x = end + 1; *end == ':' && *x;) {
-            s->xip = xrealloc(s->xip, (s->nxip + 1) * sizeof *s->xip);
-            s->xip[s->nxip++] = (uint32_t)strtoull(x, &end, 10);
-            x = *end == ',' ? end + 1 : end;
-            if (*end != ',') break;
-        }
+        if (*end == ':') /* the in-progress list: "x1,x2,..." (possibly empty) */
+            for (const char *x = end + 1; *x;) {
+                char *after;
+                uint64_t xid = strtoull(x, &after, 10);
+                if (after == x) break;
+                s->xip = xrealloc(s->xip, (s->nxip + 1) * sizeof *s->xip);
+                s->xip[s->nxip++] = (uint32_t)xid;
+                x = *after == ',' ? after + 1 : after;
+            }
     }
     PQclear(snap);
     buf sql, key;
@@ -267,11 +272,11 @@ static bool snapshot(pgstate *p, shape *s, char *err, size_t errlen) {
     buf_append_str(&sql, "SELECT ");
     for (size_t i = 0; i < s->ncols; i++) {
         char *q = quote_ident(p, s->cols[i].name);
-        buf_printf(&sql, "%s%s::text", i ? ", " : "", q);
+        buf_printf(&sql, "%s%s", i ? ", " : "", q);
         free(q);
     }
     char *qs = quote_ident(p, s->schema), *qt = quote_ident(p, s->table);
-    buf_printf(&sql, " FROM %s.%s", qs, qt);
+    buf_printf(&sql, " FROM ONLY %s.%s", qs, qt);
     free(qs);
     free(qt);
     if (s->where_sql) buf_printf(&sql, " WHERE %s", s->where_sql);
@@ -338,6 +343,7 @@ static void run_job(pgstate *p, shape_job *j) {
             json_decref(def);
         }
         if (s && !snapshot(p, s, err, sizeof err)) {
+            streams_delete(sh->st, s->log_path, NULL); /* nothing of it is kept */
             pthread_mutex_lock(&sh->mu);
             s->gone = true; /* never served: a new request makes a new one */
             shape_unref(s);
@@ -457,14 +463,21 @@ static void apply_change(pgstate *p, shape *s, const relation *r, const pgo_mess
     if (newv) shape_row_key(s, (const char *const *)newv, &knew);
     if (oldv) shape_row_key(s, (const char *const *)oldv, &kold);
     else if (newv) shape_row_key(s, (const char *const *)newv, &kold);
-    bool was = m->kind != PGO_INSERT && json_object_get(s->keys, (const char *)kold.data);
+    json_t *overlay = json_object_get(p->keys, s->handle);
+    if (!overlay) {
+        overlay = json_object();
+        json_object_set_new(p->keys, s->handle, overlay);
+    }
+    json_t *staged = json_object_get(overlay, (const char *)kold.data);
+    bool was = m->kind != PGO_INSERT &&
+               (staged ? json_is_true(staged) : json_object_get(s->keys, (const char *)kold.data) != NULL);
     bool now = newv && matches(s, newv);
     bool same = newv && strcmp((const char *)kold.data, (const char *)knew.data) == 0;
     /* replica=default: deletes carry the key, updates the key and what changed;
      * replica=full: whole rows, and an update's old values of what changed */
     if (was && (!now || !same)) { /* moved out, deleted, or its key changed */
         emit(p, s, "delete", (const char *)kold.data, row_value(s, oldv ? oldv : newv, s->replica_full, NULL), NULL);
-        json_object_del(s->keys, (const char *)kold.data);
+        json_object_set_new(overlay, (const char *)kold.data, json_false());
     }
     if (now && was && same) {
         json_t *old_value = NULL;
@@ -477,7 +490,7 @@ static void apply_change(pgstate *p, shape *s, const relation *r, const pgo_mess
         emit(p, s, "update", (const char *)knew.data, row_value(s, newv, s->replica_full || !oldv, oldv), old_value);
     } else if (now) {
         emit(p, s, "insert", (const char *)knew.data, row_value(s, newv, true, NULL), NULL);
-        json_object_set_new(s->keys, (const char *)knew.data, json_true());
+        json_object_set_new(overlay, (const char *)knew.data, json_true());
     }
     values_free(s, oldv);
     values_free(s, newv);
@@ -564,15 +577,25 @@ static void on_commit(pgstate *p, const pgo_message *m) {
     json_t *msgs;
     json_object_foreach(p->batches, handle, msgs) {
         shape *s = shape_find_handle(sh, handle);
-        if (!s) continue;
+        if (!s || s->gone) continue; /* deleted or truncated meanwhile: nothing more goes to it */
         json_object_set_new(json_object_get(json_array_get(msgs, json_array_size(msgs) - 1), "headers"), "last", json_true());
-        shape_log(sh, s, msgs);
+        if (shape_log(sh, s, msgs) != 0) { /* not stored: its clients must start again, never miss it */
+            shape_invalidate(sh, s, "a change could not be stored");
+            continue;
+        }
+        const char *key;
+        json_t *in;
+        json_object_foreach(json_object_get(p->keys, handle), key, in) {
+            if (json_is_true(in)) json_object_set_new(s->keys, key, json_true());
+            else json_object_del(s->keys, key);
+        }
         s->last_lsn = p->final_lsn;
         pd.paths = xrealloc(pd.paths, (pd.npaths + 1) * sizeof *pd.paths);
         pd.paths[pd.npaths++] = xstrndup(s->log_path, strlen(s->log_path));
     }
     pthread_mutex_unlock(&sh->mu);
     json_object_clear(p->batches);
+    json_object_clear(p->keys);
     p->pend = xrealloc(p->pend, (p->npend + 1) * sizeof *p->pend);
     p->pend[p->npend++] = pd;
     if (m->end_lsn > p->received) p->received = m->end_lsn;
@@ -591,6 +614,7 @@ static void on_message(pgstate *p, const uint8_t *data, size_t n) {
             p->final_lsn = m.lsn;
             p->op_position = 0;
             json_object_clear(p->batches);
+            json_object_clear(p->keys);
             break;
         case PGO_RELATION: on_relation(p, &m); break;
         case PGO_INSERT:
@@ -651,16 +675,24 @@ static void disconnect(pgstate *p) {
     p->nrels = 0;
     p->in_txn = false; /* a transaction cut off is sent again from the slot */
     json_object_clear(p->batches);
+    json_object_clear(p->keys);
 }
 
 /* Connect both connections, make the publication and the slot; false with err. */
 static bool connect_all(pgstate *p, char *err, size_t errlen) {
     shapes *sh = p->sh;
-    p->ctl = PQconnectdb(sh->url);
+    const char *ckeys[] = {"dbname", "connect_timeout", NULL}, *cvals[] = {sh->url, "10", NULL};
+    p->ctl = PQconnectdbParams(ckeys, cvals, 1);
     if (PQstatus(p->ctl) != CONNECTION_OK) {
         snprintf(err, errlen, "%s", PQerrorMessage(p->ctl));
         return false;
     }
+    /* names resolve in pg_catalog only (a where clause cannot reach a user's
+     * function), literals are standard, and nothing waits forever */
+    static const char *const settings[] = {"SET search_path = pg_catalog", "SET standard_conforming_strings = on",
+                                           "SET lock_timeout = '10s'", "SET statement_timeout = '10min'"};
+    for (size_t i = 0; i < sizeof settings / sizeof *settings; i++)
+        if (!exec_ok(p, settings[i], err, errlen)) return false;
     PGresult *r = query(p, "SHOW wal_level", 0, NULL, err, errlen);
     if (!r) return false;
     bool logical = strcmp(PQgetvalue(r, 0, 0), "logical") == 0;
@@ -692,7 +724,7 @@ static bool connect_all(pgstate *p, char *err, size_t errlen) {
         if (!r) return false;
         PQclear(r);
     }
-    const char *keys[] = {"dbname", "replication", NULL}, *vals[] = {sh->url, "database", NULL};
+    const char *keys[] = {"dbname", "replication", "connect_timeout", NULL}, *vals[] = {sh->url, "database", "10", NULL};
     p->repl = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(p->repl) != CONNECTION_OK) {
         snprintf(err, errlen, "replication connection: %s", PQerrorMessage(p->repl));
@@ -783,6 +815,7 @@ int pg_start(shapes *sh, char *err, size_t errlen) {
     pgstate *p = xcalloc(1, sizeof *p);
     p->sh = sh;
     p->batches = json_object();
+    p->keys = json_object();
     sh->pg = p;
     if (pthread_create(&sh->thread, NULL, run, p) != 0) {
         snprintf(err, errlen, "cannot start the Postgres thread");
@@ -809,6 +842,7 @@ void pg_stop(shapes *sh) {
     free(p->pend);
     free(p->rels);
     json_decref(p->batches);
+    json_decref(p->keys);
     free(p);
     sh->pg = NULL;
 }

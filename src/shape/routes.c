@@ -24,8 +24,9 @@ static void begin(shapes *sh, http_conn *c, int status) {
 static void answer_json(shapes *sh, http_conn *c, int status, json_t *body) {
     begin(sh, c, status);
     http_respond_header(c, "Cache-Control", "no-store");
-    char *t = json_dumps(body, JSON_COMPACT);
-    http_respond_body(c, t, strlen(t));
+    char *t = body ? json_dumps(body, JSON_COMPACT) : NULL; /* NULL: a message that was not UTF-8 */
+    const char *text = t ? t : "{\"message\":\"invalid request\"}";
+    http_respond_body(c, text, strlen(text));
     free(t);
     json_decref(body);
     http_respond_end(c);
@@ -87,13 +88,27 @@ static json_t *request_def(shapes *sh, http_conn *c, http_request *req, char **k
     for (char *p = name; *p && !strchr(table, '"'); p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
     def = json_pack("{s:s,s:s,s:[]}", "schema", schema, "table", name, "params");
     const char *where = param(req, "where", &b);
-    if (where && *where) json_object_set_new(def, "where", json_string(where));
+    json_t *wv = where && *where ? json_string(where) : NULL;
+    if (where && *where && !wv) {
+        bad_request(sh, c, "where", "where must be UTF-8");
+        json_decref(def);
+        def = NULL;
+        goto out;
+    }
+    if (wv) json_object_set_new(def, "where", wv);
     for (int i = 1; i <= MAX_PARAMS; i++) {
         char pn[32];
         snprintf(pn, sizeof pn, "params[%d]", i);
         const char *v = param(req, pn, &b);
         if (!v) break;
-        json_array_append_new(json_object_get(def, "params"), json_string(v));
+        json_t *pvj = json_string(v);
+        if (!pvj) {
+            bad_request(sh, c, "params", "params must be UTF-8");
+            json_decref(def);
+            def = NULL;
+            goto out;
+        }
+        json_array_append_new(json_object_get(def, "params"), pvj);
     }
     const char *cols = param(req, "columns", &b);
     if (cols && *cols) {
@@ -102,9 +117,25 @@ static json_t *request_def(shapes *sh, http_conn *c, http_request *req, char **k
             const char *comma = strchr(p, ',');
             size_t n = comma ? (size_t)(comma - p) : strlen(p);
             char col[256];
-            snprintf(col, sizeof col, "%.*s", (int)n, p);
-            if (col[0] == '"' && n >= 2) memmove(col, col + 1, n - 2), col[n - 2] = 0;
-            json_array_append_new(list, json_string(col));
+            if (n >= sizeof col) {
+                json_decref(list);
+                bad_request(sh, c, "columns", "a column name is longer than 255 bytes");
+                json_decref(def);
+                def = NULL;
+                goto out;
+            }
+            memcpy(col, p, n);
+            col[n] = 0;
+            if (col[0] == '"' && n >= 2 && col[n - 1] == '"') memmove(col, col + 1, n - 2), col[n - 2] = 0;
+            json_t *cname = json_string(col);
+            if (!cname) {
+                json_decref(list);
+                bad_request(sh, c, "columns", "columns must be UTF-8");
+                json_decref(def);
+                def = NULL;
+                goto out;
+            }
+            json_array_append_new(list, cname);
             p += n + (comma ? 1 : 0);
         }
         json_object_set_new(def, "columns", list);
@@ -524,11 +555,17 @@ static void delete_shape(shapes *sh, http_conn *c, http_request *req) {
     const char *handle = param(req, "handle", &b);
     pthread_mutex_lock(&sh->mu);
     shape *s = handle ? shape_find_handle(sh, handle) : NULL;
-    bool found = s && !s->gone;
+    buf t;
+    buf_init(&t);
+    const char *table = param(req, "table", &t);
+    char want[600];
+    if (s) snprintf(want, sizeof want, "%s.%s", s->schema, s->table);
+    bool found = s && !s->gone && table && (strcmp(table, want) == 0 || (strcmp(s->schema, "public") == 0 && strcmp(table, s->table) == 0));
+    buf_free(&t);
     if (found) shape_invalidate(sh, s, "deleted");
     pthread_mutex_unlock(&sh->mu);
     if (!handle) bad_request(sh, c, "handle", "DELETE needs the shape's handle");
-    else if (!found) answer_json(sh, c, 404, json_pack("{s:s}", "message", "no shape with this handle"));
+    else if (!found) answer_json(sh, c, 404, json_pack("{s:s}", "message", "no shape of this table with this handle"));
     else {
         streams_respond_begin(sh->st, c, 202);
         http_respond_end(c);

@@ -102,9 +102,10 @@ shape *shape_add(shapes *sh, const char *key, json_t *def, char *err, size_t err
     char handle[64];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(handle, sizeof handle, "%llu-%lld",
+    static atomic_uint seq; /* two shapes of one key in one millisecond still differ */
+    snprintf(handle, sizeof handle, "%llu-%lld%03u",
              (unsigned long long)(hash_keyed(key, strlen(key)) % 100000000ull),
-             (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+             (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, atomic_fetch_add(&seq, 1) % 1000);
     s->handle = xstrndup(handle, strlen(handle));
     s->def_key = xstrndup(key, strlen(key));
     char path[128];
@@ -304,10 +305,15 @@ shapes *shapes_open(streams *st, const shapes_config *cfg, char *err, size_t err
     return sh;
 }
 
-void shapes_close(shapes *sh) {
+void shapes_detach(shapes *sh) {
     if (!sh) return;
     streams_unobserve(sh->st, sh);
     pg_stop(sh);
+}
+
+void shapes_close(shapes *sh) {
+    if (!sh) return;
+    shapes_detach(sh);
     while (sh->jobs) {
         shape_job *j = sh->jobs;
         sh->jobs = j->next;

@@ -47,8 +47,12 @@ typedef struct shapes_config {
  * err on a bad configuration. */
 shapes *shapes_open(streams *st, const shapes_config *cfg, char *err, size_t errlen);
 
-/* Stop the Postgres thread and free everything (after the HTTP server has
- * stopped, before streams_close). */
+/* Stop the Postgres thread and the live readers' wake-ups: before the HTTP
+ * server is freed (nothing may be posted to its loops after). */
+void shapes_detach(shapes *sh);
+
+/* Free everything (after the HTTP server has stopped, before
+ * streams_close); detaches first if that was not done. */
 void shapes_close(shapes *sh);
 
 /* The HTTP handler for SHAPE_PREFIX and SHAPE_HEALTH (ctx is the shapes). */

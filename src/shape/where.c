@@ -180,6 +180,15 @@ static bool unify(compiler *c, where_expr *a, where_expr *b, const char *op) {
 
 static where_expr *build(compiler *c, json_t *n);
 
+/* A name list that names something in pg_catalog: "f" or "pg_catalog.f"
+ * (anything else could be a user's function, operator or type). */
+static bool catalog_name(json_t *list) {
+    size_t n = json_array_size(list);
+    if (n == 1) return true;
+    const char *first = json_string_value(json_object_get(json_object_get(json_array_get(list, 0), "String"), "sval"));
+    return n == 2 && first && strcmp(first, "pg_catalog") == 0;
+}
+
 static const char *first_name(json_t *list, size_t at) {
     return json_string_value(json_object_get(json_object_get(json_array_get(list, at), "String"), "sval"));
 }
@@ -262,6 +271,7 @@ static where_expr *binary(compiler *c, kind k, int op, json_t *l, json_t *r) {
 }
 
 static where_expr *build_aexpr(compiler *c, json_t *a) {
+    if (!catalog_name(json_object_get(a, "name"))) return fail(c, "qualified operators are not supported%s", "");
     const char *k = json_string_value(json_object_get(a, "kind"));
     const char *op = first_name(json_object_get(a, "name"), json_array_size(json_object_get(a, "name")) - 1);
     json_t *l = json_object_get(a, "lexpr"), *r = json_object_get(a, "rexpr");
@@ -330,6 +340,8 @@ static where_expr *build_aexpr(compiler *c, json_t *a) {
 
 static where_expr *build_cast(compiler *c, json_t *tc) {
     json_t *names = json_object_get(json_object_get(tc, "typeName"), "names");
+    if (!catalog_name(names) || json_object_get(json_object_get(tc, "typeName"), "arrayBounds"))
+        return fail(c, "casts to that type are not supported%s", "");
     const char *t = first_name(names, json_array_size(names) - 1);
     where_type to;
     if (!t || !where_type_of(t, &to)) return fail(c, "cast to %.60s is not supported", t ? t : "?");
@@ -346,6 +358,11 @@ static where_expr *build_cast(compiler *c, json_t *tc) {
 
 static where_expr *build_func(compiler *c, json_t *f) {
     json_t *names = json_object_get(f, "funcname"), *args = json_object_get(f, "args");
+    if (!catalog_name(names)) return fail(c, "qualified function names are not supported%s", "");
+    if (json_object_size(f) > 4 || json_object_get(f, "agg_order") || json_object_get(f, "over") ||
+        json_object_get(f, "agg_filter") || json_is_true(json_object_get(f, "agg_star")) ||
+        json_is_true(json_object_get(f, "agg_distinct")) || json_is_true(json_object_get(f, "func_variadic")))
+        return fail(c, "function call options (DISTINCT, ORDER BY, FILTER, OVER, VARIADIC) are not supported%s", "");
     const char *name = first_name(names, json_array_size(names) - 1);
     static const char *const known[] = {"lower", "upper", "length", "abs"};
     for (int i = 0; name && i < 4; i++) {
@@ -422,9 +439,14 @@ where_expr *where_compile(const char *sql, const where_column *cols, size_t ncol
         json_t *stmts = json_object_get(tree, "stmts");
         json_t *sel = json_object_get(json_object_get(json_array_get(stmts, 0), "stmt"), "SelectStmt");
         json_t *w = json_object_get(sel, "whereClause");
-        if (json_array_size(stmts) != 1 || !w || json_object_get(sel, "groupClause") || json_object_get(sel, "sortClause") ||
-            json_object_get(sel, "limitCount") || json_object_get(sel, "withClause") || json_object_get(sel, "havingClause") ||
-            json_object_get(sel, "larg"))
+        bool plain = json_array_size(stmts) == 1 && w; /* nothing but FROM t WHERE <clause> */
+        const char *key;
+        json_t *member;
+        json_object_foreach(sel, key, member) plain &= strcmp(key, "whereClause") == 0 || strcmp(key, "fromClause") == 0 ||
+                                                      strcmp(key, "op") == 0 ||
+                                                      (strcmp(key, "limitOption") == 0 && json_is_string(member) &&
+                                                       strcmp(json_string_value(member), "LIMIT_OPTION_DEFAULT") == 0);
+        if (!plain)
             snprintf(err, errlen, "the where clause must be one expression");
         else if ((e = build(&c, w)) && (!settle(&c, e, WHERE_BOOL) || e->type != WHERE_BOOL)) {
             snprintf(err, errlen, "the where clause must be a boolean expression, not %s", TYPE_NAME[e->type]);

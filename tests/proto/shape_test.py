@@ -146,6 +146,35 @@ def main():
         if mode == "full":
             check(upd and upd[0].get("old_value") == {"title": "b"}, "replica=full: old_value: %s" % upd[:1])
 
+    # transactions in progress when a snapshot is taken (its xip list) come through when they commit
+    sql("CREATE TABLE busy (id int PRIMARY KEY, v text)")
+    get(h, {"table": "busy", "offset": "-1"})  # published (and REPLICA IDENTITY FULL) before writers hold locks on it
+    open_txns = []
+    for k in (1, 2):
+        ps = subprocess.Popen(["psql", DB, "-q"], stdin=subprocess.PIPE, text=True)
+        ps.stdin.write("BEGIN; INSERT INTO busy VALUES (%d, 'in flight');\n" % k)
+        ps.stdin.flush()
+        open_txns.append(ps)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and sql("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'").strip() != "2":
+        time.sleep(0.05)
+    sql("INSERT INTO busy VALUES (100, 'other')")  # committed after them: the snapshot's xmax passes them, so they are listed in flight
+    st, r, body = get(h, {"table": "busy", "offset": "-1", "where": "v = 'in flight'"})
+    bh, bo = r.getheader("electric-handle"), r.getheader("electric-offset")
+    xip = [m for m in body if m.get("headers", {}).get("control") == "snapshot-end"][0]["headers"]["xip_list"]
+    check(len(xip) == 2, "both open transactions are in the snapshot's xip list: %s" % xip)
+    for ps in open_txns:
+        ps.stdin.write("COMMIT;\n")
+        ps.stdin.close()
+        ps.wait()
+    got = set()
+    deadline = time.monotonic() + 10
+    while len(got) < 2 and time.monotonic() < deadline:
+        st, r, body = get(h, {"table": "busy", "offset": bo, "handle": bh, "live": "true", "where": "v = 'in flight'"})
+        bo = r.getheader("electric-offset")
+        got |= {m["key"] for m in body if "key" in m}
+    check(len(got) == 2, "both in-flight inserts reach the shape after they commit: %s" % got)
+
     # errors
     for params, what in [({"offset": "-1"}, "table"), ({"table": "nope", "offset": "-1"}, "table"),
                          ({"table": "items", "offset": "-1", "where": "id = ANY(ARRAY[1])"}, "where"),
@@ -155,13 +184,20 @@ def main():
                          (dict(q, offset="garbage", handle=handle), "offset"),
                          ({"table": "items", "offset": offset}, "handle"),
                          ({"table": "items", "offset": "-1", "replica": "half"}, "replica"),
-                         ({"table": "items", "offset": "-1", "log": "changes_only"}, "log")]:
+                         ({"table": "items", "offset": "-1", "log": "changes_only"}, "log"),
+                         ({"table": "items", "offset": "-1", "columns": "a" * 1500}, "columns"),
+                         ({"table": "items", "offset": "-1", "where": "true OFFSET 1"}, "where"),
+                         ({"table": "items", "offset": "-1", "where": "pg_temp.lower(title) = 'a'"}, "where")]:
         st, r, body = get(h, params)
         check(st == 400 and body.get("message") == "Invalid request" and what in body.get("errors", {}),
               "400 for %s: %s %s" % (params, st, body))
+    st, _, raw = h.request("GET", "/v1/shape?table=items&offset=-1&where=title%20%3D%20%27%FF%27")
+    check(st == 400 and b"UTF-8" in raw, "a where clause that is not UTF-8: 400: %s %s" % (st, raw[:100]))
     st, r, body = get(h, {"table": "items", "where": "n > 100", "offset": offset, "handle": handle})
     check(st == 409 and body == [{"headers": {"control": "must-refetch"}}] and r.getheader("electric-handle"),
           "a handle of another shape: 409 must-refetch with the new handle: %s %s" % (st, body))
+    st, _, body = get(h, {"table": "busy", "handle": handle}, method="DELETE")
+    check(st == 404, "DELETE naming another table: 404: %s" % st)
     st, _, body = get(h, {"table": "items", "handle": handle}, method="DELETE")
     check(st == 202, "DELETE: %s" % st)
     st, r, body = get(h, dict(q, offset=offset, handle=handle))

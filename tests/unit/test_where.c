@@ -81,5 +81,12 @@ int main(void) {
     refused("now() > '2020-01-01'", "function now is not supported");
     refused("id = 1; DROP TABLE t", "must be one expression");
     refused("name ~ 'a'", "operator ~ is not supported");
+    refused("evil.lower(name) = 'a'", "qualified function names");
+    refused("id OPERATOR(evil.=) 1", "qualified operators");
+    refused("true OFFSET 1", "must be one expression");
+    refused("true FOR UPDATE", "must be one expression");
+    refused("true ORDER BY 1", "must be one expression");
+    refused("count(DISTINCT id) > 1", "not supported");
+    CHECK_EQ_INT(eval("pg_catalog.lower(name) = 'alice' AND id::pg_catalog.int8 = 42", NULL, 0, row), WHERE_TRUE);
     return check_summary("test_where");
 }
