@@ -190,7 +190,11 @@ static void notice_apply(subs *s, const notice *n) {
         if (b->gone || (b->wake_stream && strcmp(b->wake_stream, path) == 0)) continue;
         sub_link *l = sub_link_find(b, path);
         if (!l && b->pattern && sub_pattern_matches(b->pattern, path)) {
-            l = sub_link_add(s, b, path, LINK_GLOB, n->event ? SUBS_BEFORE_FIRST : (int64_t)n->tail);
+            /* a path that matched when the subscription was made was linked
+             * then (durably); one it meets now is newer: all of it is pending,
+             * also when met at start-up (its link record may not have been
+             * durable before a crash) */
+            l = sub_link_add(s, b, path, LINK_GLOB, SUBS_BEFORE_FIRST);
             link_record(s, b, l);
         }
         if (!l) continue;

@@ -63,11 +63,11 @@ void subs_handle(void *ctx, http_conn *c, http_request *req);
 
 /* --- For the layers above: streams of their own, by absolute path. --- */
 
-/* `path` (absolute) has something for its subscribers up to offset `tail`.
- * `event`: it just happened (a subscription matching path by pattern but
- * not yet linked to it is linked before it, so it wakes); otherwise it is
- * the state found at start-up (such a link starts at tail). Any thread,
- * any locks held. */
+/* `path` (absolute) has something for its subscribers up to offset `tail`:
+ * `event` if it just happened, else the state found at start-up. A
+ * subscription matching path by pattern but not yet linked to it links it
+ * from before its first byte (the paths that existed when it was made were
+ * linked then), so it wakes. Any thread, any locks held. */
 void subs_notify(subs *s, const char *path, uint64_t tail, bool event);
 
 /* How a new subscription finds the existing paths under prefix that the
