@@ -27,9 +27,14 @@ const SYSTEM =
 const place = { name: z.string(), lat: z.number(), lon: z.number() };
 
 function tripTools(session: WeftSession) {
-  const apply = async (ops: Parameters<WeftSession["applyOps"]>[0]) => {
-    await session.applyOps(ops);
-    return "done";
+  // The AI SDK runs a step's tool calls at once; their edits reach Weft one
+  // after another, in the order the model made them (two stops added to a
+  // day keep the model's order).
+  let previous: Promise<unknown> = Promise.resolve();
+  const apply = (ops: Parameters<WeftSession["applyOps"]>[0]) => {
+    const done = previous.then(() => session.applyOps(ops));
+    previous = done.catch(() => undefined);
+    return done.then(() => "done");
   };
   return {
     set_trip_details: tool({
