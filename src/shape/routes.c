@@ -181,6 +181,20 @@ static void waiter_timeout(void *arg);
 static void waiter_abort(void *arg);
 static void sse_open(shapes *sh, shape *s, http_conn *c, uint64_t from);
 
+/* A live reader of s's log from offset `from`, parked on c (its timer not yet armed). */
+static shape_waiter *waiter_new(shapes *sh, shape *s, http_conn *c, uint64_t from, bool sse) {
+    shape_waiter *w = xcalloc(1, sizeof *w);
+    w->sh = sh;
+    w->c = c;
+    http_conn_ref(c);
+    w->log_path = xstrndup(s->log_path, strlen(s->log_path));
+    w->offset = from;
+    w->sse = sse;
+    loop_timer_init(&w->timer, waiter_timeout, w);
+    http_conn_park(c, waiter_abort, w);
+    return w;
+}
+
 static void free_waiter(shape_waiter *w) {
     http_conn_unref(w->c);
     free(w->log_path);
@@ -261,14 +275,7 @@ void shape_answer(shapes *sh, shape *s, http_conn *c) {
         goto out;
     }
     if (next == from && live) { /* nothing new: wait for it */
-        shape_waiter *w = xcalloc(1, sizeof *w);
-        w->sh = sh;
-        w->c = c;
-        http_conn_ref(c);
-        w->log_path = xstrndup(s->log_path, strlen(s->log_path));
-        w->offset = from;
-        loop_timer_init(&w->timer, waiter_timeout, w);
-        http_conn_park(c, waiter_abort, w);
+        shape_waiter *w = waiter_new(sh, s, c, from, false);
         loop_timer_set(http_conn_loop(c), &w->timer, sh->cfg.long_poll_ms);
         waiter_link(w);
         goto out;
@@ -480,15 +487,7 @@ static void sse_open(shapes *sh, shape *s, http_conn *c, uint64_t from) {
     http_respond_header(c, "electric-cursor", cur);
     schema_header(c, s);
     http_stream_begin(c, 200);
-    shape_waiter *w = xcalloc(1, sizeof *w);
-    w->sh = sh;
-    w->c = c;
-    http_conn_ref(c);
-    w->log_path = xstrndup(s->log_path, strlen(s->log_path));
-    w->offset = from;
-    w->sse = true;
-    loop_timer_init(&w->timer, waiter_timeout, w);
-    http_conn_park(c, waiter_abort, w);
+    shape_waiter *w = waiter_new(sh, s, c, from, true);
     loop_timer_set(http_conn_loop(c), &w->timer, sh->cfg.sse_max_ms);
     if (!sse_pump(w)) sse_finish(w);
 }
