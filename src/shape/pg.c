@@ -25,7 +25,6 @@
 #include "shape_int.h"
 
 #define STATUS_EVERY_MS 1000
-#define ROWS_PER_APPEND 1000
 
 typedef struct relation {
     uint32_t id;
@@ -43,7 +42,8 @@ typedef struct pending {
 
 typedef struct pgstate {
     shapes *sh;
-    PGconn *ctl, *repl;
+    pg_ctl ctl; /* the control connection (snapshot.c reads through it) */
+    PGconn *repl;
     relation *rels;
     size_t nrels;
     /* the transaction being received */
@@ -84,15 +84,19 @@ typedef struct reply {
     int status;
     const char *param; /* of a 400 */
     char msg[300];
+    char *subset; /* a subset's answer, and the log's offset it goes with */
+    uint64_t offset;
 } reply;
 
 static void reply_run(void *arg) {
     reply *r = arg;
     if (!http_conn_closed(r->c)) {
         if (r->s && r->status == 409) shape_answer_refetch(r->sh, r->c, r->s->handle);
+        else if (r->s && r->subset) shape_answer_subset(r->sh, r->s, r->c, r->subset, r->offset);
         else if (r->s) shape_answer(r->sh, r->s, r->c);
         else shape_answer_error(r->sh, r->c, r->status, r->param, r->msg);
     }
+    free(r->subset);
     if (r->s) {
         pthread_mutex_lock(&r->sh->mu);
         shape_unref(r->s);
@@ -102,12 +106,17 @@ static void reply_run(void *arg) {
     free(r);
 }
 
-static void reply_post(shapes *sh, http_conn *c, shape *s, int status, const char *param, const char *msg) {
+/* Answer c on its loop: s (or the error if NULL), or subset's answer (taken). */
+static void reply_post(shapes *sh, http_conn *c, shape *s, int status, const char *param, const char *msg, char *subset,
+                       uint64_t offset) {
     reply *r = xcalloc(1, sizeof *r);
     r->param = param;
     r->sh = sh;
-    r->c = c; /* the job's ref passes to the reply */
+    r->c = c;
+    http_conn_ref(c);
     r->s = s;
+    r->subset = subset;
+    r->offset = offset;
     if (s) {
         pthread_mutex_lock(&sh->mu);
         s->refs++;
@@ -116,209 +125,6 @@ static void reply_post(shapes *sh, http_conn *c, shape *s, int status, const cha
     r->status = status;
     snprintf(r->msg, sizeof r->msg, "%s", msg ? msg : "");
     loop_post(http_conn_loop(c), reply_run, r);
-}
-
-/* --- control connection --- */
-
-static PGresult *query(pgstate *p, const char *sql, int n, const char *const *params, char *err, size_t errlen) {
-    PGresult *r = PQexecParams(p->ctl, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType t = PQresultStatus(r);
-    if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
-        size_t k = strlen(err);
-        while (k && (err[k - 1] == '\n')) err[--k] = 0;
-        PQclear(r);
-        return NULL;
-    }
-    return r;
-}
-
-static bool exec_ok(pgstate *p, const char *sql, char *err, size_t errlen) {
-    PGresult *r = query(p, sql, 0, NULL, err, errlen);
-    PQclear(r);
-    return r != NULL;
-}
-
-static char *quote_ident(pgstate *p, const char *s) {
-    char *q = PQescapeIdentifier(p->ctl, s, strlen(s));
-    char *out = xstrndup(q ? q : "\"\"", q ? strlen(q) : 2);
-    PQfreemem(q);
-    return out;
-}
-
-/* The definition of a requested shape, from the catalog: NULL (answered
- * 400 or 503 by the caller through err/status) if the table or a column
- * does not exist or Postgres failed. */
-static json_t *catalog(pgstate *p, json_t *req, int *status, char *err, size_t errlen) {
-    const char *schema = json_string_value(json_object_get(req, "schema"));
-    const char *table = json_string_value(json_object_get(req, "table"));
-    char *qs = quote_ident(p, schema), *qt = quote_ident(p, table);
-    char rel[600];
-    snprintf(rel, sizeof rel, "%s.%s", qs, qt);
-    free(qs);
-    free(qt);
-    const char *params[] = {rel};
-    PGresult *r = query(p,
-                        "SELECT a.attname, t.typname, coalesce((SELECT k.n - 1 FROM unnest(i.indkey::int2[]) WITH ORDINALITY "
-                        "k(att, n) WHERE k.att = a.attnum), -1) "
-                        "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
-                        "LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
-                        "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' "
-                        "ORDER BY a.attnum",
-                        1, params, err, errlen);
-    *status = 503;
-    if (!r) return NULL;
-    if (PQntuples(r) == 0) {
-        snprintf(err, errlen, "table %.200s does not exist", rel);
-        *status = 400;
-        PQclear(r);
-        return NULL;
-    }
-    json_t *cols = json_array(), *sel = json_array();
-    json_t *want = json_object_get(req, "columns");
-    size_t found = 0;
-    for (int i = 0; i < PQntuples(r); i++) {
-        const char *name = PQgetvalue(r, i, 0);
-        int pk = atoi(PQgetvalue(r, i, 2));
-        json_array_append_new(cols, json_pack("{s:s,s:s,s:i}", "name", name, "type", PQgetvalue(r, i, 1), "pk_index", pk));
-        bool in = !want || pk >= 0;
-        size_t k;
-        json_t *w;
-        json_array_foreach(want, k, w) if (strcmp(json_string_value(w), name) == 0) in = true, found++;
-        json_array_append_new(sel, json_boolean(in));
-    }
-    PQclear(r);
-    if (want && found != json_array_size(want)) {
-        snprintf(err, errlen, "columns names a column that %s.%s does not have", schema, table);
-        *status = 400;
-        json_decref(cols);
-        json_decref(sel);
-        return NULL;
-    }
-    json_t *def = json_pack("{s:s,s:s,s:o,s:o,s:O}", "schema", schema, "table", table, "columns", cols, "selected", sel,
-                            "params", json_object_get(req, "params") ?: json_array());
-    if (json_object_get(req, "where")) json_object_set(def, "where", json_object_get(req, "where"));
-    if (json_object_get(req, "replica")) json_object_set(def, "replica", json_object_get(req, "replica"));
-    return def;
-}
-
-/* Make the table's changes reach us whole: in the publication, with
- * REPLICA IDENTITY FULL (old rows come with updates and deletes). */
-static bool publish(pgstate *p, const shape *s, char *err, size_t errlen) {
-    char *qs = quote_ident(p, s->schema), *qt = quote_ident(p, s->table), *qp = quote_ident(p, p->sh->publication);
-    char sql[2048];
-    const char *params[] = {p->sh->publication, s->schema, s->table};
-    PGresult *r = query(p,
-                        "SELECT (SELECT relreplident FROM pg_class WHERE oid = to_regclass(quote_ident($2) || '.' || quote_ident($3))), "
-                        "EXISTS (SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3)",
-                        3, params, err, errlen);
-    bool ok = r != NULL;
-    if (ok && strcmp(PQgetvalue(r, 0, 0), "f") != 0) {
-        snprintf(sql, sizeof sql, "ALTER TABLE %s.%s REPLICA IDENTITY FULL", qs, qt);
-        ok = exec_ok(p, sql, err, errlen);
-    }
-    if (ok && strcmp(PQgetvalue(r, 0, 1), "t") != 0) {
-        snprintf(sql, sizeof sql, "ALTER PUBLICATION %s ADD TABLE %s.%s", qp, qs, qt);
-        ok = exec_ok(p, sql, err, errlen);
-    }
-    PQclear(r);
-    free(qs);
-    free(qt);
-    free(qp);
-    return ok;
-}
-
-static bool same_value(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
-
-/* A row's value for a message: every synced column (all), or the primary
- * key and, when `old` is given, the columns that differ from it. */
-static json_t *row_value(const shape *s, char **values, bool all, char **old) {
-    json_t *v = json_object();
-    for (size_t i = 0; i < s->ncols; i++)
-        if (s->cols[i].pk_index >= 0 || (s->selected[i] && (all || (old && !same_value(old[i], values[i])))))
-            json_object_set_new(v, s->cols[i].name, values[i] ? json_string(values[i]) : json_null());
-    return v;
-}
-
-/* The snapshot of a new shape: its rows as inserts, then snapshot-end. */
-static bool snapshot(pgstate *p, shape *s, char *err, size_t errlen) {
-    if (streams_create_json(p->sh->st, s->log_path, -1, 0, NULL, 0, NULL) < 0) {
-        snprintf(err, errlen, "storage error: %s", strerror(errno));
-        return false;
-    }
-    if (!publish(p, s, err, errlen) || !exec_ok(p, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err, errlen))
-        return false;
-    PGresult *snap = query(p, "SELECT pg_current_snapshot()::text", 0, NULL, err, errlen);
-    bool ok = snap != NULL;
-    if (ok) { /* "xmin:xmax:xip1,xip2" */
-        const char *t = PQgetvalue(snap, 0, 0);
-        char *end;
-        s->xmin = strtoull(t, &end, 10);
-        s->xmax = strtoull(end + 1, &end, 10);
-        if (*end == ':') /* the in-progress list: "x1,x2,..." (possibly empty) */
-            for (const char *x = end + 1; *x;) {
-                char *after;
-                uint64_t xid = strtoull(x, &after, 10);
-                if (after == x) break;
-                s->xip = xrealloc(s->xip, (s->nxip + 1) * sizeof *s->xip);
-                s->xip[s->nxip++] = (uint32_t)xid;
-                x = *after == ',' ? after + 1 : after;
-            }
-    }
-    PQclear(snap);
-    buf sql, key;
-    buf_init(&sql);
-    buf_init(&key);
-    buf_append_str(&sql, "SELECT ");
-    for (size_t i = 0; i < s->ncols; i++) {
-        char *q = quote_ident(p, s->cols[i].name);
-        buf_printf(&sql, "%s%s", i ? ", " : "", q);
-        free(q);
-    }
-    char *qs = quote_ident(p, s->schema), *qt = quote_ident(p, s->table);
-    buf_printf(&sql, " FROM ONLY %s.%s", qs, qt);
-    free(qs);
-    free(qt);
-    if (s->where_sql) buf_printf(&sql, " WHERE %s", s->where_sql);
-    buf_append_byte(&sql, 0);
-    size_t np = json_array_size(s->params);
-    const char **pv = xcalloc(np ? np : 1, sizeof *pv);
-    for (size_t i = 0; i < np; i++) pv[i] = json_string_value(json_array_get(s->params, i));
-    PGresult *rows = ok ? query(p, (const char *)sql.data, (int)np, pv, err, errlen) : NULL;
-    free(pv);
-    ok = rows != NULL;
-    json_t *msgs = json_array();
-    char **values = xcalloc(s->ncols ? s->ncols : 1, sizeof *values);
-    for (int r = 0; ok && r < PQntuples(rows); r++) {
-        for (size_t i = 0; i < s->ncols; i++) values[i] = PQgetisnull(rows, r, (int)i) ? NULL : PQgetvalue(rows, r, (int)i);
-        shape_row_key(s, (const char *const *)values, &key);
-        json_object_set_new(s->keys, (const char *)key.data, json_true());
-        json_array_append_new(msgs, json_pack("{s:s,s:o,s:{s:s,s:[s,s]}}", "key", (const char *)key.data, "value",
-                                              row_value(s, values, true, NULL), "headers", "operation", "insert", "relation",
-                                              s->schema, s->table));
-        if (json_array_size(msgs) == ROWS_PER_APPEND) {
-            ok = shape_log(p->sh, s, msgs) == 0;
-            json_array_clear(msgs);
-        }
-    }
-    free(values);
-    PQclear(rows);
-    exec_ok(p, ok ? "COMMIT" : "ROLLBACK", err, ok ? errlen : 0);
-    if (ok) {
-        char xmin[24], xmax[24];
-        snprintf(xmin, sizeof xmin, "%llu", (unsigned long long)s->xmin);
-        snprintf(xmax, sizeof xmax, "%llu", (unsigned long long)s->xmax);
-        json_t *xip = json_array();
-        for (size_t i = 0; i < s->nxip; i++) json_array_append_new(xip, json_sprintf("%u", s->xip[i]));
-        json_array_append_new(msgs, json_pack("{s:{s:s,s:s,s:s,s:o}}", "headers", "control", "snapshot-end", "xmin", xmin,
-                                              "xmax", xmax, "xip_list", xip));
-        ok = shape_log(p->sh, s, msgs) == 0;
-        if (!ok) snprintf(err, errlen, "storage error: %s", strerror(errno));
-    }
-    json_decref(msgs);
-    buf_free(&sql);
-    buf_free(&key);
-    return ok;
 }
 
 /* A request for a shape nobody has yet: make it, or answer its error. */
@@ -332,7 +138,7 @@ static void run_job(pgstate *p, shape_job *j) {
     if (s) s->refs++;
     pthread_mutex_unlock(&sh->mu);
     if (!s) {
-        json_t *def = catalog(p, j->req, &status, err, sizeof err);
+        json_t *def = pgctl_catalog(&p->ctl, j->req, &status, err, sizeof err);
         if (!def && strstr(err, "columns")) param = "columns";
         if (def) {
             pthread_mutex_lock(&sh->mu);
@@ -342,7 +148,7 @@ static void run_job(pgstate *p, shape_job *j) {
             pthread_mutex_unlock(&sh->mu);
             json_decref(def);
         }
-        if (s && !snapshot(p, s, err, sizeof err)) {
+        if (s && !pgctl_snapshot(&p->ctl, s, err, sizeof err)) {
             streams_delete(sh->st, s->log_path, NULL); /* nothing of it is kept */
             pthread_mutex_lock(&sh->mu);
             s->gone = true; /* never served: a new request makes a new one */
@@ -362,7 +168,14 @@ static void run_job(pgstate *p, shape_job *j) {
                       s->where_sql ? " where " : "", s->where_sql ? s->where_sql : "", json_object_size(s->keys));
         }
     }
-    reply_post(sh, j->c, s, s && j->refetch ? 409 : status, param, err);
+    char *subset = NULL;
+    uint64_t offset = 0;
+    if (s && j->subset && !j->refetch) {
+        param = "subset";
+        subset = pgctl_subset(&p->ctl, s, j->subset, &offset, &status, err, sizeof err);
+    }
+    reply_post(sh, j->c, subset || !j->subset || j->refetch ? s : NULL, s && j->refetch ? 409 : status, param, err, subset,
+               offset);
     if (s) {
         pthread_mutex_lock(&sh->mu);
         shape_unref(s);
@@ -381,10 +194,8 @@ static void run_jobs(pgstate *p, bool reachable) {
         shape_job *j = jobs;
         jobs = j->next;
         if (reachable) run_job(p, j);
-        else reply_post(sh, j->c, NULL, 503, NULL, "Postgres is not reachable: try again");
-        json_decref(j->req);
-        free(j->key);
-        free(j);
+        else reply_post(sh, j->c, NULL, 503, NULL, "Postgres is not reachable: try again", NULL, 0);
+        shape_job_free(j);
     }
 }
 
@@ -469,14 +280,18 @@ static void apply_change(pgstate *p, shape *s, const relation *r, const pgo_mess
         json_object_set_new(p->keys, s->handle, overlay);
     }
     json_t *staged = json_object_get(overlay, (const char *)kold.data);
+    /* a changes_only shape never listed the rows it started with: the old
+     * row (REPLICA IDENTITY FULL) says whether it was in the shape */
     bool was = m->kind != PGO_INSERT &&
-               (staged ? json_is_true(staged) : json_object_get(s->keys, (const char *)kold.data) != NULL);
+               (staged                       ? json_is_true(staged)
+                : s->changes_only && oldv ? matches(s, oldv)
+                                             : json_object_get(s->keys, (const char *)kold.data) != NULL);
     bool now = newv && matches(s, newv);
     bool same = newv && strcmp((const char *)kold.data, (const char *)knew.data) == 0;
     /* replica=default: deletes carry the key, updates the key and what changed;
      * replica=full: whole rows, and an update's old values of what changed */
     if (was && (!now || !same)) { /* moved out, deleted, or its key changed */
-        emit(p, s, "delete", (const char *)kold.data, row_value(s, oldv ? oldv : newv, s->replica_full, NULL), NULL);
+        emit(p, s, "delete", (const char *)kold.data, shape_row_value(s, oldv ? oldv : newv, s->replica_full, NULL), NULL);
         json_object_set_new(overlay, (const char *)kold.data, json_false());
     }
     if (now && was && same) {
@@ -484,12 +299,12 @@ static void apply_change(pgstate *p, shape *s, const relation *r, const pgo_mess
         if (s->replica_full && oldv) {
             old_value = json_object();
             for (size_t i = 0; i < s->ncols; i++)
-                if (s->selected[i] && !same_value(oldv[i], newv[i]))
+                if (s->selected[i] && !shape_value_same(oldv[i], newv[i]))
                     json_object_set_new(old_value, s->cols[i].name, oldv[i] ? json_string(oldv[i]) : json_null());
         }
-        emit(p, s, "update", (const char *)knew.data, row_value(s, newv, s->replica_full || !oldv, oldv), old_value);
+        emit(p, s, "update", (const char *)knew.data, shape_row_value(s, newv, s->replica_full || !oldv, oldv), old_value);
     } else if (now) {
-        emit(p, s, "insert", (const char *)knew.data, row_value(s, newv, true, NULL), NULL);
+        emit(p, s, "insert", (const char *)knew.data, shape_row_value(s, newv, true, NULL), NULL);
         json_object_set_new(overlay, (const char *)knew.data, json_true());
     }
     values_free(s, oldv);
@@ -669,8 +484,8 @@ static void send_status(pgstate *p) {
 
 static void disconnect(pgstate *p) {
     if (p->repl) PQfinish(p->repl);
-    if (p->ctl) PQfinish(p->ctl);
-    p->repl = p->ctl = NULL;
+    if (p->ctl.conn) PQfinish(p->ctl.conn);
+    p->repl = p->ctl.conn = NULL;
     for (size_t i = 0; i < p->nrels; i++) rel_forget(&p->rels[i]);
     p->nrels = 0;
     p->in_txn = false; /* a transaction cut off is sent again from the slot */
@@ -682,9 +497,9 @@ static void disconnect(pgstate *p) {
 static bool connect_all(pgstate *p, char *err, size_t errlen) {
     shapes *sh = p->sh;
     const char *ckeys[] = {"dbname", "connect_timeout", NULL}, *cvals[] = {sh->url, "10", NULL};
-    p->ctl = PQconnectdbParams(ckeys, cvals, 1);
-    if (PQstatus(p->ctl) != CONNECTION_OK) {
-        snprintf(err, errlen, "%s", PQerrorMessage(p->ctl));
+    p->ctl.conn = PQconnectdbParams(ckeys, cvals, 1);
+    if (PQstatus(p->ctl.conn) != CONNECTION_OK) {
+        snprintf(err, errlen, "%s", PQerrorMessage(p->ctl.conn));
         return false;
     }
     /* names resolve in pg_catalog only (a where clause cannot reach a user's
@@ -692,8 +507,8 @@ static bool connect_all(pgstate *p, char *err, size_t errlen) {
     static const char *const settings[] = {"SET search_path = pg_catalog", "SET standard_conforming_strings = on",
                                            "SET lock_timeout = '10s'", "SET statement_timeout = '10min'"};
     for (size_t i = 0; i < sizeof settings / sizeof *settings; i++)
-        if (!exec_ok(p, settings[i], err, errlen)) return false;
-    PGresult *r = query(p, "SHOW wal_level", 0, NULL, err, errlen);
+        if (!pgctl_exec(&p->ctl, settings[i], err, errlen)) return false;
+    PGresult *r = pgctl_query(&p->ctl, "SHOW wal_level", 0, NULL, err, errlen);
     if (!r) return false;
     bool logical = strcmp(PQgetvalue(r, 0, 0), "logical") == 0;
     PQclear(r);
@@ -702,17 +517,17 @@ static bool connect_all(pgstate *p, char *err, size_t errlen) {
         return false;
     }
     const char *pub[] = {sh->publication}, *slot[] = {sh->slot};
-    r = query(p, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, pub, err, errlen);
+    r = pgctl_query(&p->ctl, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, pub, err, errlen);
     if (!r) return false;
     bool have_pub = PQntuples(r) > 0;
     PQclear(r);
     if (!have_pub) {
-        char *q = quote_ident(p, sh->publication), sql[300];
+        char *q = pgctl_quote_ident(&p->ctl, sh->publication), sql[300];
         snprintf(sql, sizeof sql, "CREATE PUBLICATION %s", q);
         free(q);
-        if (!exec_ok(p, sql, err, errlen)) return false;
+        if (!pgctl_exec(&p->ctl, sql, err, errlen)) return false;
     }
-    r = query(p, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", 1, slot, err, errlen);
+    r = pgctl_query(&p->ctl, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", 1, slot, err, errlen);
     if (!r) return false;
     bool have_slot = PQntuples(r) > 0;
     PQclear(r);
@@ -720,7 +535,7 @@ static bool connect_all(pgstate *p, char *err, size_t errlen) {
         pthread_mutex_lock(&sh->mu); /* what was derived from a lost slot is stale */
         for (size_t i = 0; i < sh->n; i++) shape_invalidate(p->sh, sh->list[i], "the replication slot is new");
         pthread_mutex_unlock(&sh->mu);
-        r = query(p, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", 1, slot, err, errlen);
+        r = pgctl_query(&p->ctl, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", 1, slot, err, errlen);
         if (!r) return false;
         PQclear(r);
     }
@@ -814,6 +629,7 @@ static pgstate *the_state(shapes *sh) { return (pgstate *)sh->pg; }
 int pg_start(shapes *sh, char *err, size_t errlen) {
     pgstate *p = xcalloc(1, sizeof *p);
     p->sh = sh;
+    p->ctl.sh = sh;
     p->batches = json_object();
     p->keys = json_object();
     sh->pg = p;

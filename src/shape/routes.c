@@ -1,5 +1,6 @@
 /* routes.c — Electric's HTTP API for shapes: GET /v1/shape (the initial
- * sync from offset -1, catch-up from an offset, live long-polls) and
+ * sync from offset -1, catch-up from an offset, live long-polls and SSE,
+ * subsets), POST /v1/shape (a subset), DELETE /v1/shape and
  * GET /v1/health. A shape nobody has asked for yet is made by the Postgres
  * thread (the request waits for its snapshot); every other request is
  * answered from the shape's log, on the connection's loop. */
@@ -149,16 +150,112 @@ static json_t *request_def(shapes *sh, http_conn *c, http_request *req, char **k
     }
     if (replica && strcmp(replica, "full") == 0) json_object_set_new(def, "replica", json_string("full"));
     const char *mode = param(req, "log", &b);
-    if (mode && strcmp(mode, "full") != 0) {
-        bad_request(sh, c, "log", "log=changes_only is not supported yet (log=full is)");
+    if (mode && strcmp(mode, "full") != 0 && strcmp(mode, "changes_only") != 0) {
+        bad_request(sh, c, "log", "log must be full or changes_only");
         json_decref(def);
         def = NULL;
         goto out;
     }
+    if (mode && strcmp(mode, "changes_only") == 0) json_object_set_new(def, "log", json_string("changes_only"));
     *key = json_dumps(def, JSON_COMPACT | JSON_SORT_KEYS);
 out:
     buf_free(&b);
     return def;
+}
+
+/* --- subsets: a page of a shape's rows, from Postgres --- */
+
+static const char *const SUBSET_NAMES[] = {"where", "params", "limit", "offset", "order_by", "where_expr", "order_by_expr"};
+
+/* A whole number >= min, given as a JSON integer or a decimal string. */
+static bool whole(json_t *v, long long min, long long *out) {
+    char *end = NULL;
+    if (json_is_integer(v)) *out = json_integer_value(v);
+    else if (json_is_string(v) && *json_string_value(v)) *out = strtoll(json_string_value(v), &end, 10);
+    else return false;
+    return (!end || !*end) && *out >= min;
+}
+
+/* The subset's params as an array of text: {"1": v1, "2": v2, ...} (or [v1, v2, ...]). */
+static json_t *subset_params(json_t *v, const char **why) {
+    json_t *out = json_array();
+    size_t n = json_is_object(v) ? json_object_size(v) : json_array_size(v);
+    for (size_t i = 0; i < n && n <= MAX_PARAMS; i++) {
+        char k[24];
+        snprintf(k, sizeof k, "%zu", i + 1);
+        json_t *x = json_is_object(v) ? json_object_get(v, k) : json_array_get(v, i);
+        if (json_is_string(x)) json_array_append(out, x);
+        else if (json_is_integer(x)) json_array_append_new(out, json_sprintf("%lld", (long long)json_integer_value(x)));
+        else if (json_is_real(x)) json_array_append_new(out, json_sprintf("%.17g", json_real_value(x)));
+        else if (json_is_boolean(x)) json_array_append_new(out, json_string(json_is_true(x) ? "true" : "false"));
+        else break;
+    }
+    if (v && (!(json_is_object(v) || json_is_array(v)) || json_array_size(out) != n)) {
+        *why = n > MAX_PARAMS ? "subset params: at most 100" : "subset params must be {\"1\": value, ...}, numbered from 1";
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* The subset a request asks for (GET: subset__* parameters; POST: a JSON
+ * body), or NULL if none; false after answering 400. */
+static bool subset_request(shapes *sh, http_conn *c, http_request *req, json_t **out) {
+    *out = NULL;
+    json_t *in = NULL;
+    if (req->head.method == HTTP_POST) {
+        in = json_loadb((const char *)req->body.data, req->body.len, 0, NULL);
+        if (!json_is_object(in)) {
+            json_decref(in);
+            bad_request(sh, c, "subset", "POST /v1/shape takes a JSON object: {where, params, limit, offset, order_by}");
+            return false;
+        }
+    } else {
+        buf b;
+        buf_init(&b);
+        for (size_t i = 0; i < sizeof SUBSET_NAMES / sizeof *SUBSET_NAMES; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "subset__%s", SUBSET_NAMES[i]);
+            const char *v = param(req, name, &b);
+            if (!v) continue;
+            if (!in) in = json_object();
+            json_t *val = strcmp(SUBSET_NAMES[i], "params") == 0 ? json_loads(v, 0, NULL) : json_string(v);
+            json_object_set_new(in, SUBSET_NAMES[i], val ? val : json_null());
+        }
+        buf_free(&b);
+        if (!in) return true;
+    }
+    const char *why = NULL;
+    json_t *sub = json_object(), *v;
+    long long n;
+    if ((v = json_object_get(in, "where")) && !json_is_null(v)) {
+        if (json_is_string(v)) json_object_set(sub, "where", v);
+        else why = "subset where must be a string (SQL)";
+    }
+    json_t *params = subset_params(json_object_get(in, "params"), &why);
+    if (params) json_object_set_new(sub, "params", params);
+    if (!why && (v = json_object_get(in, "limit")) && !json_is_null(v)) {
+        if (whole(v, 1, &n)) json_object_set_new(sub, "limit", json_integer(n));
+        else why = "subset limit must be a whole number above 0";
+    }
+    if (!why && (v = json_object_get(in, "offset")) && !json_is_null(v)) {
+        if (whole(v, 0, &n)) json_object_set_new(sub, "offset", json_integer(n));
+        else why = "subset offset must be a whole number, 0 or more";
+    }
+    if (!why && (v = json_object_get(in, "order_by")) && !json_is_null(v)) {
+        if (json_is_string(v)) json_object_set(sub, "order_by", v);
+        else why = "subset order_by must be a string (SQL)";
+    }
+    if (!why && (json_object_get(sub, "limit") || json_object_get(sub, "offset")) && !json_object_get(sub, "order_by"))
+        why = "a subset with a limit or an offset needs order_by";
+    json_decref(in);
+    if (why) {
+        json_decref(sub);
+        bad_request(sh, c, "subset", why);
+        return false;
+    }
+    *out = sub;
+    return true;
 }
 
 /* --- answers from a shape's log --- */
@@ -228,6 +325,19 @@ static void schema_header(http_conn *c, const shape *s) {
     http_respond_header(c, "electric-schema", txt);
     free(txt);
     json_decref(o);
+}
+
+void shape_answer_subset(shapes *sh, shape *s, http_conn *c, const char *body, uint64_t offset) {
+    char noff[OFFSET_LEN + 1];
+    offset_format(offset, noff);
+    begin(sh, c, 200);
+    http_respond_header(c, "electric-handle", s->handle);
+    http_respond_header(c, "electric-offset", noff);
+    http_respond_header(c, "electric-snapshot", "true");
+    schema_header(c, s);
+    http_respond_header(c, "Cache-Control", "no-cache");
+    http_respond_body(c, body, strlen(body));
+    http_respond_end(c);
 }
 
 /* 409: the handle is gone (truncated, schema change, lost slot, restart of
@@ -496,18 +606,27 @@ static void sse_open(shapes *sh, shape *s, http_conn *c, uint64_t from) {
 
 static void noop_abort(void *arg) { (void)arg; }
 
+/* GET (or, for a subset, POST) /v1/shape. */
 static void get_shape(shapes *sh, http_conn *c, http_request *req) {
     char *key = NULL;
-    json_t *def = request_def(sh, c, req, &key);
+    json_t *def = request_def(sh, c, req, &key), *subset = NULL;
     if (!def) return;
+    if (!subset_request(sh, c, req, &subset)) {
+        json_decref(def);
+        free(key);
+        return;
+    }
+    if (req->head.method == HTTP_POST && !subset) subset = json_object(); /* an empty body: every row */
     buf b;
     buf_init(&b);
     const char *off = param(req, "offset", &b);
-    bool start = !off || strcmp(off, "-1") == 0;
+    /* -1 and now start over (a handle with them is ignored, as Electric does) */
+    bool start = !off || strcmp(off, "-1") == 0 || strcmp(off, "now") == 0;
     const char *handle = param(req, "handle", &b);
     char hcopy[64] = "";
     if (handle) snprintf(hcopy, sizeof hcopy, "%s", handle);
     buf_free(&b);
+    if (subset && !hcopy[0]) start = true;
     pthread_mutex_lock(&sh->mu);
     shape *s = start ? shape_find_key(sh, key) : shape_find_handle(sh, hcopy);
     if (!start && (!s || s->gone || strcmp(s->def_key, key) != 0)) {
@@ -522,15 +641,16 @@ static void get_shape(shapes *sh, http_conn *c, http_request *req) {
         } else { /* make the new shape first: the 409 names it */
             http_conn_park(c, noop_abort, NULL);
             pthread_mutex_lock(&sh->mu);
-            shape_job_push(sh, def, key, c, true);
+            shape_job_push(sh, def, key, subset, c, true);
             pthread_mutex_unlock(&sh->mu);
             return;
         }
         json_decref(def);
+        json_decref(subset);
         free(key);
         return;
     }
-    if (s && s->ready) {
+    if (s && s->ready && !subset) {
         s->refs++;
         pthread_mutex_unlock(&sh->mu);
         shape_answer(sh, s, c);
@@ -541,8 +661,10 @@ static void get_shape(shapes *sh, http_conn *c, http_request *req) {
         free(key);
         return;
     }
-    http_conn_park(c, noop_abort, NULL); /* answered by the Postgres thread, through its loop */
-    shape_job_push(sh, def, key, c, false);
+    /* answered by the Postgres thread, through its loop: a new shape once
+     * its snapshot is in its log, a subset once Postgres answered it */
+    http_conn_park(c, noop_abort, NULL);
+    shape_job_push(sh, def, key, subset, c, false);
     pthread_mutex_unlock(&sh->mu);
 }
 
@@ -578,14 +700,16 @@ void shapes_handle(void *ctx, http_conn *c, http_request *req) {
     bool health = t->path_len == sizeof SHAPE_HEALTH - 1 && memcmp(t->path, SHAPE_HEALTH, t->path_len) == 0;
     if (req->head.method == HTTP_OPTIONS) {
         streams_respond_begin(sh->st, c, 204);
-        http_respond_header(c, "Access-Control-Allow-Methods", "GET, HEAD, OPTIONS");
+        http_respond_header(c, "Access-Control-Allow-Methods", "GET, POST, HEAD, DELETE, OPTIONS");
         http_respond_header(c, "Access-Control-Allow-Headers", "Authorization, Content-Type, If-None-Match");
         http_respond_header(c, "Access-Control-Max-Age", "86400");
         http_respond_end(c);
         return;
     }
-    if (req->head.method != HTTP_GET && req->head.method != HTTP_HEAD && req->head.method != HTTP_DELETE) {
-        answer_json(sh, c, 405, json_pack("{s:s}", "message", "GET or DELETE a shape (POST subsets are not supported yet)"));
+    bool post = req->head.method == HTTP_POST;
+    if (req->head.method != HTTP_GET && req->head.method != HTTP_HEAD && req->head.method != HTTP_DELETE &&
+        !(post && !health)) {
+        answer_json(sh, c, 405, json_pack("{s:s}", "message", "GET or DELETE a shape, or POST a subset of one"));
         return;
     }
     if (health) {

@@ -50,6 +50,32 @@ void shape_unref(shape *s) {
     if (--s->refs == 0) shape_free(s);
 }
 
+where_expr *shape_where_compile(const shape *s, const char *sql, json_t *params, char *err, size_t errlen) {
+    where_column *wc = xcalloc(s->ncols ? s->ncols : 1, sizeof *wc);
+    for (size_t i = 0; i < s->ncols; i++) {
+        where_type t = WHERE_TEXT;
+        where_type_of(s->cols[i].type, &t);
+        wc[i] = (where_column){s->cols[i].filterable ? s->cols[i].name : "", t};
+    }
+    size_t np = json_array_size(params);
+    const char **pv = xcalloc(np ? np : 1, sizeof *pv);
+    for (size_t i = 0; i < np; i++) pv[i] = json_string_value(json_array_get(params, i));
+    where_expr *e = where_compile(sql, wc, s->ncols, pv, np, err, errlen);
+    free(pv);
+    free(wc);
+    return e;
+}
+
+bool shape_value_same(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+
+json_t *shape_row_value(const shape *s, char **values, bool all, char **old) {
+    json_t *v = json_object();
+    for (size_t i = 0; i < s->ncols; i++)
+        if (s->cols[i].pk_index >= 0 || (s->selected[i] && (all || (old && !shape_value_same(old[i], values[i])))))
+            json_object_set_new(v, s->cols[i].name, values[i] ? json_string(values[i]) : json_null());
+    return v;
+}
+
 /* Fill s from its definition: {"schema","table","where","params","columns": [{name,type,pk_index,filterable}],
  * "selected": [bool], "xmin","xmax","xip"}. */
 static bool shape_define(shape *s, json_t *def, char *err, size_t errlen) {
@@ -59,11 +85,11 @@ static bool shape_define(shape *s, json_t *def, char *err, size_t errlen) {
     s->where_sql = w ? xstrndup(w, strlen(w)) : NULL;
     s->params = json_incref(json_object_get(def, "params") ?: json_array());
     s->replica_full = json_object_get(def, "replica") != NULL;
+    s->changes_only = json_object_get(def, "log") != NULL;
     json_t *cols = json_object_get(def, "columns"), *sel = json_object_get(def, "selected");
     s->ncols = json_array_size(cols);
     s->cols = xcalloc(s->ncols ? s->ncols : 1, sizeof *s->cols);
     s->selected = xcalloc(s->ncols ? s->ncols : 1, sizeof *s->selected);
-    where_column *wc = xcalloc(s->ncols ? s->ncols : 1, sizeof *wc);
     for (size_t i = 0; i < s->ncols; i++) {
         json_t *c = json_array_get(cols, i);
         s->cols[i].name = str_dup(json_string_value(json_object_get(c, "name")) ?: "");
@@ -71,19 +97,13 @@ static bool shape_define(shape *s, json_t *def, char *err, size_t errlen) {
         s->cols[i].pk_index = (int)json_integer_value(json_object_get(c, "pk_index"));
         where_type t;
         s->cols[i].filterable = where_type_of(s->cols[i].type, &t);
-        wc[i] = (where_column){s->cols[i].filterable ? s->cols[i].name : "", t};
         s->selected[i] = !sel || json_is_true(json_array_get(sel, i));
     }
     bool ok = true;
     if (s->where_sql) {
-        size_t np = json_array_size(s->params);
-        const char **pv = xcalloc(np ? np : 1, sizeof *pv);
-        for (size_t i = 0; i < np; i++) pv[i] = json_string_value(json_array_get(s->params, i));
-        s->where = where_compile(s->where_sql, wc, s->ncols, pv, np, err, errlen);
-        free(pv);
+        s->where = shape_where_compile(s, s->where_sql, s->params, err, errlen);
         ok = s->where != NULL;
     }
-    free(wc);
     s->xmin = (uint64_t)json_integer_value(json_object_get(def, "xmin"));
     s->xmax = (uint64_t)json_integer_value(json_object_get(def, "xmax"));
     json_t *xip = json_object_get(def, "xip");
@@ -168,6 +188,7 @@ static json_t *shape_def(const shape *s) {
                             (json_int_t)s->xmax, "xip", xip);
     if (s->where_sql) json_object_set_new(def, "where", json_string(s->where_sql));
     if (s->replica_full) json_object_set_new(def, "replica", json_string("full"));
+    if (s->changes_only) json_object_set_new(def, "log", json_string("changes_only"));
     return def;
 }
 
@@ -317,10 +338,7 @@ void shapes_close(shapes *sh) {
     while (sh->jobs) {
         shape_job *j = sh->jobs;
         sh->jobs = j->next;
-        http_conn_unref(j->c);
-        json_decref(j->req);
-        free(j->key);
-        free(j);
+        shape_job_free(j);
     }
     shape_index_free(sh);
     for (size_t i = 0; i < sh->n; i++) shape_unref(sh->list[i]);
@@ -334,10 +352,11 @@ void shapes_close(shapes *sh) {
     free(sh);
 }
 
-void shape_job_push(shapes *sh, json_t *req, char *key, http_conn *c, bool refetch) {
+void shape_job_push(shapes *sh, json_t *req, char *key, json_t *subset, http_conn *c, bool refetch) {
     shape_job *j = xcalloc(1, sizeof *j);
     j->refetch = refetch;
     j->req = req;
+    j->subset = subset;
     j->key = key;
     j->c = c;
     http_conn_ref(c);
@@ -346,6 +365,14 @@ void shape_job_push(shapes *sh, json_t *req, char *key, http_conn *c, bool refet
     uint64_t one = 1;
     if (write(sh->wake_fd, &one, sizeof one) < 0) { /* the counter is full: the thread is awake anyway */
     }
+}
+
+void shape_job_free(shape_job *j) {
+    http_conn_unref(j->c);
+    json_decref(j->req);
+    json_decref(j->subset);
+    free(j->key);
+    free(j);
 }
 
 void shape_invalidate(shapes *sh, shape *s, const char *why) {

@@ -2,10 +2,12 @@
  *
  * Files, each calling only the ones below it:
  *   routes.c    GET /v1/shape and /v1/health: parameters, answers, live waits
- *   pg.c        the Postgres thread: connections, catalog, snapshots, replication
+ *   pg.c        the Postgres thread: connections, replication, jobs
+ *   snapshot.c  its control connection's reads: catalog, snapshots, subsets
  *   shape.c     the object, the registry, shape logs and their definitions
  *   index.c     which shapes a change concerns (by table, and by pinned values)
- *   where.c     where clauses (where.h)   pgoutput.c  the replication messages (pgoutput.h)
+ *   where.c     where clauses (where.h)   clause.c  SQL text of subsets (clause.h)
+ *   pgoutput.c  the replication messages (pgoutput.h)
  *
  * Functions here take sh->mu unless they say "with sh->mu held".
  */
@@ -13,6 +15,7 @@
 #define WEFT_SHAPE_INT_H
 
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -34,7 +37,7 @@ typedef struct shape_column {
 
 typedef struct shape {
     char *handle;
-    char *def_key;      /* table, where, params, columns, replica: equal keys share a shape */
+    char *def_key;      /* table, where, params, columns, replica, log: equal keys share a shape */
     char *schema, *table;
     char *where_sql;    /* NULL: every row */
     json_t *params;     /* array of strings */
@@ -49,6 +52,7 @@ typedef struct shape {
     size_t nxip;
     uint64_t last_lsn;  /* newest commit applied (restart: skip up to it) */
     bool replica_full;  /* replica=full: whole rows and old values */
+    bool changes_only;  /* log=changes_only: no rows in the snapshot, changes only */
     bool ready;         /* its snapshot is in its log */
     uint64_t mark;      /* the change it was last considered for (index.c) */
     bool gone;          /* truncated or its table changed: clients must refetch */
@@ -58,7 +62,9 @@ typedef struct shape {
 /* A request for a shape nobody has yet (pg.c makes it, or answers why not). */
 typedef struct shape_job {
     struct shape_job *next;
-    json_t *req;  /* schema, table, where?, params, columns? */
+    json_t *req;  /* schema, table, where?, params, columns?, replica?, log? */
+    json_t *subset; /* NULL, or a subset to answer once the shape exists:
+                     * {where?, params: [text], limit?, offset?, order_by?} */
     char *key;    /* the shape's definition key */
     http_conn *c; /* holds a ref */
     bool refetch; /* the client's handle is gone: answer 409 with the new one */
@@ -140,8 +146,17 @@ void shape_invalidate(shapes *sh, shape *s, const char *why);
 int shape_save_def(shapes *sh, shape *s);
 /* Wake the live readers of the log at path (the stream observer). */
 void shape_waiters_wake(shapes *sh, const char *path, uint64_t visible);
-/* Hand a request to the Postgres thread (req and key are taken); with sh->mu held. */
-void shape_job_push(shapes *sh, json_t *req, char *key, http_conn *c, bool refetch);
+/* Hand a request to the Postgres thread (req, key and subset are taken;
+ * subset may be NULL); with sh->mu held. */
+void shape_job_push(shapes *sh, json_t *req, char *key, json_t *subset, http_conn *c, bool refetch);
+void shape_job_free(shape_job *j);
+/* A where clause on s's table (s's own, or a subset's) with params (an
+ * array of text); NULL with a message in err. */
+where_expr *shape_where_compile(const shape *s, const char *sql, json_t *params, char *err, size_t errlen);
+bool shape_value_same(const char *a, const char *b);
+/* A row's value for a message: every synced column (all), or the primary
+ * key and, when `old` is given, the columns that differ from it. */
+json_t *shape_row_value(const shape *s, char **values, bool all, char **old);
 
 /* --- index.c (with sh->mu held) --- */
 shape_table *shape_table_of(shapes *sh, const char *schema, const char *table);
@@ -151,6 +166,26 @@ shape_bucket *shape_table_bucket(shape_table *t, int col, const char *value, boo
 void shape_index_add(shapes *sh, shape *s);
 void shape_index_free(shapes *sh);
 
+/* --- snapshot.c: on the Postgres thread, through its control connection --- */
+typedef struct pg_ctl {
+    shapes *sh;
+    PGconn *conn;
+} pg_ctl;
+/* A statement's result (tuples or command), or NULL with Postgres' message in err. */
+PGresult *pgctl_query(pg_ctl *p, const char *sql, int n, const char *const *params, char *err, size_t errlen);
+bool pgctl_exec(pg_ctl *p, const char *sql, char *err, size_t errlen);
+char *pgctl_quote_ident(pg_ctl *p, const char *s); /* malloc'd */
+/* The definition of a requested shape from the catalog; NULL with err and
+ * *status (400: no such table or column, 503: Postgres failed). */
+json_t *pgctl_catalog(pg_ctl *p, json_t *req, int *status, char *err, size_t errlen);
+/* Publish s's table and write s's snapshot to its new log (rows unless
+ * changes_only, then snapshot-end); false with err. */
+bool pgctl_snapshot(pg_ctl *p, shape *s, char *err, size_t errlen);
+/* A subset of s's rows as Electric's subset answer ({metadata, data}, a
+ * malloc'd JSON text) and *offset, the end of s's log before the snapshot;
+ * NULL with err and *status (400 or 503). */
+char *pgctl_subset(pg_ctl *p, shape *s, json_t *subset, uint64_t *offset, int *status, char *err, size_t errlen);
+
 /* --- pg.c --- */
 int pg_start(shapes *sh, char *err, size_t errlen);
 void pg_stop(shapes *sh);
@@ -158,6 +193,8 @@ void pg_stop(shapes *sh);
 /* --- routes.c --- */
 /* Answer a request for s (ready) from its log; on the connection's loop. */
 void shape_answer(shapes *sh, shape *s, http_conn *c);
+/* 200 with a subset's answer (body from pgctl_subset). */
+void shape_answer_subset(shapes *sh, shape *s, http_conn *c, const char *body, uint64_t offset);
 /* 409 must-refetch, naming the shape to start again with (if any). */
 void shape_answer_refetch(shapes *sh, http_conn *c, const char *new_handle);
 /* A request whose shape could not be made: its error (for a 400, the

@@ -17,7 +17,7 @@
     "Stream-Closed, Stream-TTL, Stream-Expires-At, Stream-Seq, ETag, Location, Content-Type, "    \
     "Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq, "                \
     "stream-sse-data-encoding, electric-handle, electric-offset, electric-schema, electric-cursor, "  \
-    "electric-up-to-date\r\n"
+    "electric-up-to-date, electric-snapshot\r\n"
 #define SAFETY_HEADERS                                                                            \
     "X-Content-Type-Options: nosniff\r\n"                                                         \
     "Cross-Origin-Resource-Policy: cross-origin\r\n"

@@ -2,7 +2,7 @@
 // Weft's /v1/shape, with a real Postgres (tests/pg/pgtmp.py starts it and
 // sets WEFT_TEST_DATABASE_URL) and the real weft binary: the initial sync,
 // live inserts / updates / deletes, a where clause with params, columns,
-// rows moving into and out of a shape, resuming from a stored offset and
+// rows moving into and out of a shape, log=changes_only with subsets, resuming from a stored offset and
 // handle, must-refetch after a TRUNCATE and after the slot is lost, a
 // restart of Weft (SIGKILL) and of Postgres, and a crash test: writes go on
 // while Weft is killed and restarted several times, and the client's rows
@@ -115,6 +115,26 @@ describe("@electric-sql/client against Weft", () => {
     await until("the update", () => JSON.stringify(sorted(shape.currentRows)) === JSON.stringify(pgRows(q)), 15_000);
     expect(olds.some((o) => typeof o.title === "string" && !String(o.title).startsWith("full"))).toBe(true);
     shape.unsubscribeAll();
+  });
+
+  it("log=changes_only: requestSnapshot loads pages (GET and POST); live changes reach only the rows loaded", async () => {
+    const q = "SELECT * FROM todos WHERE owner = 'bob' AND prio = 1";
+    for (const subsetMethod of ["GET", "POST"] as const) {
+      const stream = new ShapeStream({ url: `${weft.url}/v1/shape`, params: { table: "todos", where: "owner = 'bob'" }, log: "changes_only", subsetMethod });
+      const shape = new Shape(stream);
+      expect(await shape.rows).toEqual([]); // nothing until asked for
+      await shape.requestSnapshot({ where: "prio = $1", params: { "1": "1" }, orderBy: "id DESC", limit: 2 });
+      const page = pgRows(`${q} ORDER BY id DESC LIMIT 2`);
+      expect(sorted(shape.currentRows)).toEqual(sorted(page));
+      const loaded = page.map((r) => r.id);
+      const other = pgRows(`${q} ORDER BY id`).find((r) => !loaded.includes(r.id))!;
+      sql(`UPDATE todos SET title = 'seen ${subsetMethod}' WHERE id IN (${loaded[0]}, ${other.id})`);
+      const want = sorted(page.map((r) => (r.id === loaded[0] ? { ...r, title: `seen ${subsetMethod}` } : r)));
+      await until("the update of a loaded row", () => JSON.stringify(sorted(shape.currentRows)) === JSON.stringify(want), 15_000);
+      expect(shape.currentRows.some((r) => r.id === other.id)).toBe(false); // not loaded: its update is not a row
+      shape.unsubscribeAll();
+      stream.unsubscribeAll();
+    }
   });
 
   it("resumes from a stored offset and handle; a restart of Weft (SIGKILL) keeps both valid", async () => {

@@ -12,7 +12,9 @@ along); a catch-up read, `offset=now`, a live long-poll that times out
 with up-to-date and one woken by a change; two requests for one shape
 share it, another where is another shape; 400 in Electric's shape for
 every bad parameter; 409 must-refetch for a handle that is not the
-shape's; DELETE; 405; capability tokens (read on /v1/shape/<table>); weft
+shape's; DELETE; 405; log=changes_only (no rows at first, changes
+after, rows moving in whole); subsets by GET and POST (where with params,
+order_by, limit, offset, metadata, errors, a stale handle); capability tokens (read on /v1/shape/<table>); weft
 exits 0 on SIGTERM (under ASan: no leak).
 
 Usage: shape_test.py path/to/weft   Ends with "shape_test: N passed, N failed".
@@ -61,6 +63,97 @@ def off_without_database(binary):
     st, r, body = get(h, {"table": "t", "offset": "-1"})
     check(st == 503 and "--database-url" in body["message"], "shapes off: 503 naming --database-url: %s %s" % (st, body))
     w.stop()
+
+
+def read_until(h, q, handle, offset, want):
+    """Catch-up and live reads of a shape from offset until `want` change
+    messages came; returns them and the offset after them."""
+    got = []
+    deadline = time.monotonic() + 15
+    while len(got) < want and time.monotonic() < deadline:
+        st, r, body = get(h, dict(q, offset=offset, handle=handle, live="true"))
+        if st != 200:
+            break
+        offset = r.getheader("electric-offset")
+        got += [m for m in body if "key" in m]
+    return got, offset
+
+
+def subset(h, q, handle, **sub):
+    params = dict(q, handle=handle, offset="now")
+    for k, v in sub.items():
+        params["subset__" + k] = v
+    return get(h, params)
+
+
+def changes_only_and_subsets(h):
+    sql("CREATE TABLE docs (id int PRIMARY KEY, owner text, title text, n int)")
+    sql("INSERT INTO docs VALUES (1, 'a', 't1', 10), (2, 'a', 't2', 20), (3, 'b', 't3', 30)")
+    q = {"table": "docs", "where": "owner = 'a'", "log": "changes_only"}
+    st, r, body = get(h, dict(q, offset="-1"))
+    hc, oc = r.getheader("electric-handle"), r.getheader("electric-offset")
+    check(st == 200 and not [m for m in body if "key" in m] and body[-1]["headers"]["control"] == "up-to-date",
+          "changes_only: the initial sync has no rows, then up-to-date: %s %s" % (st, body))
+    st, r, body = get(h, {"table": "docs", "where": "owner = 'a'", "offset": "-1"})
+    check(r.getheader("electric-handle") != hc and len([m for m in body if "key" in m]) == 2,
+          "log=full of the same table and where is another shape, with its rows: %s" % body)
+    sql("BEGIN; UPDATE docs SET title = 'x' WHERE id = 1; INSERT INTO docs VALUES (4, 'a', 't4', 40); COMMIT")
+    sql("UPDATE docs SET owner = 'b' WHERE id = 2")
+    sql("UPDATE docs SET owner = 'a' WHERE id = 3")
+    got, oc = read_until(h, q, hc, oc, 4)
+    ops = [(m["headers"]["operation"], m["key"], m["value"]) for m in got]
+    check(ops == [("update", '"public"."docs"/"1"', {"id": "1", "title": "x"}),
+                  ("insert", '"public"."docs"/"4"', {"id": "4", "owner": "a", "title": "t4", "n": "40"}),
+                  ("delete", '"public"."docs"/"2"', {"id": "2"}),
+                  ("insert", '"public"."docs"/"3"', {"id": "3", "owner": "a", "title": "t3", "n": "30"})],
+          "changes_only: an update of a row it never sent, an insert, a row moving out (delete) and one moving in "
+          "(insert, whole): %s" % ops)
+    st, r, body = get(h, dict(q, offset="now"))
+    check(st == 200 and r.getheader("electric-handle") == hc and r.getheader("electric-offset") == oc
+          and body == [{"headers": {"control": "up-to-date"}}],
+          "offset=now without a handle: the shape's end, up-to-date: %s %s %s" % (st, r.getheader("electric-offset"), body))
+
+    # subsets: rows 1 (n 10), 3 (30) and 4 (40) are in the shape now
+    st, r, body = subset(h, q, hc, where="n > $1", params='{"1": "15"}', order_by="n DESC", limit="2")
+    meta = (body or {}).get("metadata", {})
+    check(st == 200 and r.getheader("electric-snapshot") == "true" and r.getheader("electric-handle") == hc
+          and r.getheader("electric-schema") and r.getheader("electric-offset") == oc
+          and r.getheader("Cache-Control") == "no-cache",
+          "subset: 200 with electric-snapshot, the handle, the schema and the log's offset: %s %s" % (st, r.getheaders()))
+    check([m["key"] for m in body.get("data", [])] == ['"public"."docs"/"4"', '"public"."docs"/"3"'],
+          "subset: where with params, order_by and limit, inside the shape's where: %s" % body)
+    check(all(isinstance(meta.get(k), str) and meta[k].isdigit() for k in ("xmin", "xmax", "database_lsn"))
+          and isinstance(meta.get("xip_list"), list) and isinstance(meta.get("snapshot_mark"), int)
+          and all(m["headers"] == {"operation": "insert", "relation": ["public", "docs"],
+                                   "snapshot_mark": meta["snapshot_mark"]} for m in body["data"]),
+          "subset: metadata (xmin, xmax, xip_list, snapshot_mark, database_lsn as decimal text) and marked rows: %s" % body)
+    st, r, raw = h.request("POST", "/v1/shape?" + urllib.parse.urlencode(dict(q, handle=hc, offset=oc)),
+                           json.dumps({"where": "n > $1", "params": {"1": 15}, "order_by": "\"n\" DESC NULLS LAST",
+                                       "limit": 1, "offset": 1}).encode(), {"Content-Type": "application/json"})
+    body = json.loads(raw) if st == 200 else raw
+    check(st == 200 and [m["key"] for m in body["data"]] == ['"public"."docs"/"3"'],
+          "POST subset: a JSON body, numeric params, limit and offset: %s %s" % (st, body))
+    st, r, body = subset(h, q, hc, where="true --", order_by="id", limit="5")
+    check(st == 200 and [m["key"] for m in body["data"]] == ['"public"."docs"/"%d"' % i for i in (1, 3, 4)],
+          "subset: a comment in where cannot reach the rest of the query, rows outside the shape never come: %s" % body)
+    st, r, body = subset(h, {"table": "docs", "where": "owner = 'a'"}, None, order_by="id", limit="1")
+    check(st == 200 and [m["key"] for m in body["data"]] == ['"public"."docs"/"1"'],
+          "subset of a log=full shape, without a handle: %s %s" % (st, body))
+    for sub, why in [({"limit": "0", "order_by": "id"}, "limit"), ({"limit": "2"}, "order_by"),
+                     ({"offset": "-1", "order_by": "id"}, "offset"), ({"order_by": "nope"}, "column"),
+                     ({"order_by": "id; DROP TABLE docs"}, "order_by"), ({"order_by": "lower(title)"}, "column"),
+                     ({"where": "nope = 1"}, "nope"), ({"where": "n > $1"}, "$1"),
+                     ({"where": "n > $1", "params": '{"2": "1"}'}, "params"), ({"params": "[1"}, "params")]:
+        st, r, body = subset(h, q, hc, **sub)
+        msg = json.dumps(body)
+        check(st == 400 and "subset" in (body or {}).get("errors", {}) and why in msg,
+              "subset %s: 400 naming %s: %s %s" % (sub, why, st, body))
+    st, _, raw = h.request("POST", "/v1/shape?" + urllib.parse.urlencode(dict(q, handle=hc, offset=oc)), b"[1",
+                           {"Content-Type": "application/json"})
+    check(st == 400 and b"JSON" in raw, "POST subset: a body that is not a JSON object: 400: %s %s" % (st, raw))
+    st, r, body = get(h, dict(q, handle="0-0", offset=oc, subset__order_by="id", subset__limit="1"))
+    check(st == 409 and r.getheader("electric-handle") == hc, "subset with a stale handle: 409 naming the shape: %s" % st)
+    check(sql("SELECT count(*) FROM docs").strip() == "4", "the table is untouched")
 
 
 def main():
@@ -184,7 +277,7 @@ def main():
                          (dict(q, offset="garbage", handle=handle), "offset"),
                          ({"table": "items", "offset": offset}, "handle"),
                          ({"table": "items", "offset": "-1", "replica": "half"}, "replica"),
-                         ({"table": "items", "offset": "-1", "log": "changes_only"}, "log"),
+                         ({"table": "items", "offset": "-1", "log": "half"}, "log"),
                          ({"table": "items", "offset": "-1", "columns": "a" * 1500}, "columns"),
                          ({"table": "items", "offset": "-1", "where": "true OFFSET 1"}, "where"),
                          ({"table": "items", "offset": "-1", "where": "pg_temp.lower(title) = 'a'"}, "where")]:
@@ -204,8 +297,9 @@ def main():
     check(st == 409, "a deleted shape's handle: 409: %s" % st)
     st, r, _ = get(h, q)
     check(st == 200 and r.getheader("electric-handle") != handle, "after DELETE: a new shape")
-    st, _, body = get(h, {"table": "items"}, method="POST")
-    check(st == 405, "POST: 405 (subsets not yet): %s" % st)
+    st, _, body = get(h, {"table": "items"}, method="PUT")
+    check(st == 405, "PUT: 405: %s" % st)
+    changes_only_and_subsets(h)
     rc = w.stop()
     check(rc == 0, "weft exits 0 on SIGTERM: %s" % rc)
 

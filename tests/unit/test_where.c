@@ -1,8 +1,13 @@
 /* test_where.c — shape where clauses (src/shape/where.c) without a
  * database: parameters, literals typed by their context, three-valued
  * logic, and the errors a client gets for what is not supported (each
- * naming it). tests/pg/where_diff.c checks the evaluator against Postgres. */
+ * naming it); a subset's SQL text (src/shape/clause.c): parameters
+ * renumbered where the parser found them, ORDER BY lists rebuilt.
+ * tests/pg/where_diff.c checks the evaluator against Postgres. */
+#include <stdlib.h>
+
 #include "check.h"
+#include "shape/clause.h"
 #include "shape/where.h"
 
 static const where_column COLS[] = {{"id", WHERE_INT}, {"name", WHERE_TEXT}, {"score", WHERE_FLOAT}, {"done", WHERE_BOOL}};
@@ -88,5 +93,23 @@ int main(void) {
     refused("true ORDER BY 1", "must be one expression");
     refused("count(DISTINCT id) > 1", "not supported");
     CHECK_EQ_INT(eval("pg_catalog.lower(name) = 'alice' AND id::pg_catalog.int8 = 42", NULL, 0, row), WHERE_TRUE);
+    {
+        char *t = clause_shift_params("id > $1 AND name = '$1' AND score < $12 -- $2", 3);
+        CHECK(t && strcmp(t, "id > $4 AND name = '$1' AND score < $15 -- $2") == 0);
+        free(t);
+        CHECK(clause_shift_params("id >", 1) == NULL);
+        const char *names[] = {"id", "na\"me"};
+        char err[256] = "";
+        t = clause_order_by("id DESC NULLS LAST, \"na\"\"me\" ASC, ID", names, 2, err, sizeof err);
+        CHECK(t && strcmp(t, "\"id\" DESC NULLS LAST, \"na\"\"me\" ASC, \"id\"") == 0);
+        free(t);
+        const char *bad[][2] = {{"nope", "not a column"},        {"id; DELETE FROM t", "list of columns"},
+                                {"lower(id)", "not a column"},   {"id USING <", "USING"},
+                                {"id LIMIT 1", "list of columns"}, {"t.id", "not a column"}};
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+            err[0] = 0;
+            CHECK(clause_order_by(bad[i][0], names, 2, err, sizeof err) == NULL && strstr(err, bad[i][1]));
+        }
+    }
     return check_summary("test_where");
 }
