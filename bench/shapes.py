@@ -12,7 +12,8 @@ update to the last change in o0's log, weft's CPU per change, and RSS.
 The figures at 10,000 shapes against 10 are the index's ratio (matching a
 change must not scan every shape). Then the first full sync of a shape of
 `rows` rows (default 200,000), and one change fanned out to 2,000 live
-clients of one shape.
+clients of one shape against one append to 2,000 live clients of a plain
+stream (FANOUT_ONLY=1 runs just that).
 """
 import asyncio
 import http.client
@@ -113,17 +114,20 @@ def first_sync(weft, rows):
           % (got, took, got / took, again))
 
 
-async def fanout_async(port, path, n):
-    """n live long-polls of one shape; the time from one change to all n answers."""
+async def fanout_async(weft, path, n, trigger):
+    """n live long-polls of one log; the time from trigger() to each answer
+    and weft's CPU meanwhile."""
     conns = []
     for _ in range(n):
-        conns.append(await asyncio.open_connection("127.0.0.1", port))
+        conns.append(await asyncio.open_connection("127.0.0.1", weft.port))
     req = ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode()
     for _, w in conns:
         w.write(req)
+        await w.drain()
     await asyncio.sleep(1.0)  # all parked
+    cpu0, _ = cpu_rss(weft.proc.pid)
     t0 = time.monotonic()
-    subprocess.Popen(["psql", DB, "-qc", "UPDATE fan SET v = v + 1 WHERE id = 1"]).wait()
+    trigger()
 
     async def one(r):
         head = await r.readuntil(b"\r\n\r\n")
@@ -131,22 +135,49 @@ async def fanout_async(port, path, n):
         await r.readexactly(n)
         return time.monotonic()
     done = await asyncio.gather(*(one(r) for r, _ in conns))
+    cpu1, _ = cpu_rss(weft.proc.pid)
     for _, w in conns:
         w.close()
     lat = sorted(t - t0 for t in done)
-    return lat[len(lat) // 2], lat[int(len(lat) * 0.99)], lat[-1]
+    return lat[len(lat) // 2], lat[-1], (cpu1 - cpu0) / n
 
 
 def fanout(weft, n=2000):
+    """One change to n live long-polls of one shape, against the floor of
+    one append to n live long-polls of a plain JSON stream (the stream
+    layer's fan-out), back to back. The UPDATE goes through a connection
+    opened before the clock starts."""
     sql("CREATE TABLE fan (id int PRIMARY KEY, v int)")
     sql("INSERT INTO fan VALUES (1, 0)")
     cl = Client(weft.port)
     st, r, body = cl.get({"table": "fan", "offset": "-1"})
     q = urllib.parse.urlencode({"table": "fan", "offset": r.getheader("electric-offset"),
                                 "handle": r.getheader("electric-handle"), "live": "true"})
-    p50, p99, mx = asyncio.run(fanout_async(weft.port, "/v1/shape?" + q, n))
-    print("fan-out: one change to %d live clients of one shape: p50 %.1f ms, p99 %.1f ms, last %.1f ms"
-          % (n, p50 * 1000, p99 * 1000, mx * 1000))
+    psql = subprocess.Popen(["psql", DB, "-qX"], stdin=subprocess.PIPE, text=True)
+
+    def update():
+        psql.stdin.write("UPDATE fan SET v = v + 1 WHERE id = 1;\n")
+        psql.stdin.flush()
+    shape = asyncio.run(fanout_async(weft, "/v1/shape?" + q, n, update))
+    psql.stdin.close()
+    psql.wait()
+    c = http.client.HTTPConnection("127.0.0.1", weft.port)
+    c.request("PUT", "/v1/stream/fan", b"", {"Content-Type": "application/json"})
+    c.getresponse().read()
+    c.request("GET", "/v1/stream/fan?offset=-1")
+    r = c.getresponse()
+    r.read()
+    off = r.getheader("Stream-Next-Offset")
+
+    def append():
+        c.request("POST", "/v1/stream/fan", b'{"id":1,"v":1}', {"Content-Type": "application/json"})
+        c.getresponse().read()
+    floor = asyncio.run(fanout_async(weft, "/v1/stream/fan?live=long-poll&offset=" + off, n, append))
+    for name, (p50, last, cpu) in (("shape (UPDATE in Postgres)", shape), ("plain stream (POST): the floor", floor)):
+        print("fan-out to %d live long-polls, %s: p50 %.1f ms, last %.1f ms, weft CPU %.1f us per answer"
+              % (n, name, p50 * 1000, last * 1000, cpu * 1e6))
+    print("fan-out, shape vs stream: %.2fx the time to the last answer, %.2fx the CPU per answer"
+          % (shape[1] / floor[1], shape[2] / max(floor[2], 1e-9)))
 
 
 def main():
@@ -163,6 +194,9 @@ def main():
             break
         time.sleep(0.1)
     try:
+        if os.environ.get("FANOUT_ONLY"):
+            fanout(w)
+            return
         res = {n: run_n(w, n) for n in (10, 1000, 10000)}
         print("10,000 shapes vs 10: %.2fx the changes/s, %.2fx the CPU per change"
               % (res[10000][0] / res[10][0], res[10000][1] / res[10][1]))
