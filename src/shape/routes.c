@@ -284,7 +284,10 @@ static shape_waiter *waiter_new(shapes *sh, shape *s, http_conn *c, uint64_t fro
     w->sh = sh;
     w->c = c;
     http_conn_ref(c);
-    w->log_path = xstrndup(s->log_path, strlen(s->log_path));
+    pthread_mutex_lock(&sh->mu);
+    s->refs++;
+    pthread_mutex_unlock(&sh->mu);
+    w->s = s;
     w->offset = from;
     w->sse = sse;
     loop_timer_init(&w->timer, waiter_timeout, w);
@@ -294,38 +297,37 @@ static shape_waiter *waiter_new(shapes *sh, shape *s, http_conn *c, uint64_t fro
 
 static void free_waiter(shape_waiter *w) {
     http_conn_unref(w->c);
-    free(w->log_path);
+    pthread_mutex_lock(&w->sh->mu);
+    shape_unref(w->s);
+    pthread_mutex_unlock(&w->sh->mu);
     free(w);
+}
+
+/* Take w off its log's list of waiters; with sh->wait_mu held. */
+static void waiter_detach(shapes *sh, shape_waiter *w) {
+    if (w->prev) w->prev->next = w->next;
+    else if (w->next) strmap_put(sh->waiting, w->s->log_path, w->next);
+    else strmap_del(sh->waiting, w->s->log_path);
+    if (w->next) w->next->prev = w->prev;
+    w->linked = false;
 }
 
 /* Wait for the log to grow past w->offset (or wake at once if it already has). */
 static void waiter_link(shape_waiter *w) {
     shapes *sh = w->sh;
+    const char *path = w->s->log_path;
     pthread_mutex_lock(&sh->wait_mu);
-    w->next = sh->waiters;
+    w->next = strmap_get(sh->waiting, path);
     w->prev = NULL;
     if (w->next) w->next->prev = w;
-    sh->waiters = w;
+    strmap_put(sh->waiting, path, w);
     w->linked = true;
     pthread_mutex_unlock(&sh->wait_mu);
     uint64_t now_end; /* it may have grown between the read and the link */
-    if (streams_visible_end(sh->st, w->log_path, &now_end) == 0 && now_end > w->offset)
-        shape_waiters_wake(sh, w->log_path, now_end);
+    if (streams_visible_end(sh->st, path, &now_end) == 0 && now_end > w->offset) shape_waiters_wake(sh, path, now_end);
 }
 
-static void schema_header(http_conn *c, const shape *s) {
-    json_t *o = json_object();
-    for (size_t i = 0; i < s->ncols; i++) {
-        if (!s->selected[i]) continue;
-        json_t *t = json_pack("{s:s}", "type", s->cols[i].type);
-        if (s->cols[i].pk_index >= 0) json_object_set_new(t, "pk_index", json_integer(s->cols[i].pk_index));
-        json_object_set_new(o, s->cols[i].name, t);
-    }
-    char *txt = json_dumps(o, JSON_COMPACT);
-    http_respond_header(c, "electric-schema", txt);
-    free(txt);
-    json_decref(o);
-}
+static void schema_header(http_conn *c, const shape *s) { http_respond_header(c, "electric-schema", s->schema_header); }
 
 void shape_answer_subset(shapes *sh, shape *s, http_conn *c, const char *body, uint64_t offset) {
     char noff[OFFSET_LEN + 1];
@@ -428,12 +430,7 @@ static bool waiter_unlink(shape_waiter *w) {
     shapes *sh = w->sh;
     pthread_mutex_lock(&sh->wait_mu);
     bool was = w->linked;
-    if (was) {
-        if (w->prev) w->prev->next = w->next;
-        else sh->waiters = w->next;
-        if (w->next) w->next->prev = w->prev;
-        w->linked = false;
-    }
+    if (was) waiter_detach(sh, w);
     pthread_mutex_unlock(&sh->wait_mu);
     return was;
 }
@@ -446,15 +443,8 @@ static void waiter_answer(shape_waiter *w, bool timed_out) {
     http_conn_unpark(c, w);
     loop_timer_cancel(http_conn_loop(c), &w->timer);
     if (http_conn_closed(c)) return;
-    pthread_mutex_lock(&sh->mu);
-    shape *s = NULL;
-    for (size_t i = 0; i < sh->n && !s; i++)
-        if (strcmp(sh->list[i]->log_path, w->log_path) == 0) s = sh->list[i];
-    if (s) s->refs++;
-    pthread_mutex_unlock(&sh->mu);
-    if (!s) {
-        shape_answer_refetch(sh, c, NULL);
-    } else if (timed_out) {
+    shape *s = w->s;
+    if (timed_out) {
         char noff[OFFSET_LEN + 1], cur[24];
         offset_format(w->offset, noff);
         http_request *req = http_conn_request(c);
@@ -474,11 +464,6 @@ static void waiter_answer(shape_waiter *w, bool timed_out) {
         http_respond_end(c);
     } else {
         shape_answer(sh, s, c);
-    }
-    if (s) {
-        pthread_mutex_lock(&sh->mu);
-        shape_unref(s);
-        pthread_mutex_unlock(&sh->mu);
     }
 }
 
@@ -526,13 +511,10 @@ static void waiter_abort(void *arg) {
 
 void shape_waiters_wake(shapes *sh, const char *path, uint64_t visible) {
     pthread_mutex_lock(&sh->wait_mu);
-    for (shape_waiter *w = sh->waiters, *next; w; w = next) {
+    for (shape_waiter *w = strmap_get(sh->waiting, path), *next; w; w = next) {
         next = w->next;
-        if (w->offset >= visible || strcmp(w->log_path, path) != 0) continue;
-        if (w->prev) w->prev->next = w->next;
-        else sh->waiters = w->next;
-        if (w->next) w->next->prev = w->prev;
-        w->linked = false;
+        if (w->offset >= visible) continue;
+        waiter_detach(sh, w);
         loop_post(http_conn_loop(w->c), waiter_fire, w);
     }
     pthread_mutex_unlock(&sh->wait_mu);
@@ -550,7 +532,7 @@ static bool sse_pump(shape_waiter *w) {
     for (int rounds = 0; rounds < 64; rounds++) {
         uint64_t next = w->offset, end = w->offset;
         buf_reset(&data);
-        if (streams_read(sh->st, w->log_path, w->offset, sh->cfg.read_chunk, &data, &next, &end) != 0) {
+        if (streams_read(sh->st, w->s->log_path, w->offset, sh->cfg.read_chunk, &data, &next, &end) != 0) {
             ok = false;
             break;
         }

@@ -13,18 +13,14 @@
 #include "../util/hash.h"
 #include "../util/log.h"
 #include "../util/mem.h"
+#include "../util/strmap.h"
 #include "shape_int.h"
 
-shape *shape_find_handle(shapes *sh, const char *handle) {
-    for (size_t i = 0; i < sh->n; i++)
-        if (strcmp(sh->list[i]->handle, handle) == 0) return sh->list[i];
-    return NULL;
-}
+shape *shape_find_handle(shapes *sh, const char *handle) { return strmap_get(sh->by_handle, handle); }
 
 shape *shape_find_key(shapes *sh, const char *key) {
-    for (size_t i = 0; i < sh->n; i++)
-        if (!sh->list[i]->gone && strcmp(sh->list[i]->def_key, key) == 0) return sh->list[i];
-    return NULL;
+    shape *s = strmap_get(sh->by_key, key);
+    return s && !s->gone ? s : NULL;
 }
 
 static char *str_dup(const char *s) { return xstrndup(s, strlen(s)); }
@@ -40,6 +36,7 @@ static void shape_free(shape *s) {
     free(s->handle);
     free(s->def_key);
     free(s->schema);
+    free(s->schema_header);
     free(s->table);
     free(s->where_sql);
     free(s->log_path);
@@ -99,6 +96,15 @@ static bool shape_define(shape *s, json_t *def, char *err, size_t errlen) {
         s->cols[i].filterable = where_type_of(s->cols[i].type, &t);
         s->selected[i] = !sel || json_is_true(json_array_get(sel, i));
     }
+    json_t *types = json_object();
+    for (size_t i = 0; i < s->ncols; i++) {
+        if (!s->selected[i]) continue;
+        json_t *t = json_pack("{s:s}", "type", s->cols[i].type);
+        if (s->cols[i].pk_index >= 0) json_object_set_new(t, "pk_index", json_integer(s->cols[i].pk_index));
+        json_object_set_new(types, s->cols[i].name, t);
+    }
+    s->schema_header = json_dumps(types, JSON_COMPACT);
+    json_decref(types);
     bool ok = true;
     if (s->where_sql) {
         s->where = shape_where_compile(s, s->where_sql, s->params, err, errlen);
@@ -138,6 +144,8 @@ shape *shape_add(shapes *sh, const char *key, json_t *def, char *err, size_t err
         sh->list = xrealloc(sh->list, sh->cap * sizeof *sh->list);
     }
     sh->list[sh->n++] = s;
+    strmap_put(sh->by_handle, s->handle, s);
+    strmap_put(sh->by_key, key, s); /* the one before it for this key, if any, is gone */
     shape_index_add(sh, s);
     return s;
 }
@@ -265,6 +273,8 @@ static void def_record(void *arg, json_t *rec) {
             shape *s = shape_add(sh, key, json_object_get(rec, "def"), err, sizeof err);
             if (!s) log_write(LOG_ERROR, "shape %s: %s", handle, err);
             if (s) {
+                strmap_del(sh->by_handle, s->handle);
+                strmap_put(sh->by_handle, handle, s);
                 free(s->handle);
                 s->handle = xstrndup(handle, strlen(handle));
                 char lp[128];
@@ -305,6 +315,9 @@ shapes *shapes_open(streams *st, const shapes_config *cfg, char *err, size_t err
     sh->wake_fd = -1;
     pthread_mutex_init(&sh->mu, NULL);
     pthread_mutex_init(&sh->wait_mu, NULL);
+    sh->by_handle = strmap_new();
+    sh->by_key = strmap_new();
+    sh->waiting = strmap_new();
     snprintf(sh->status, sizeof sh->status, "starting");
     if (!cfg->database_url || !*cfg->database_url) return sh;
     sh->on = true;
@@ -343,6 +356,9 @@ void shapes_close(shapes *sh) {
     shape_index_free(sh);
     for (size_t i = 0; i < sh->n; i++) shape_unref(sh->list[i]);
     free(sh->list);
+    strmap_free(sh->by_handle);
+    strmap_free(sh->by_key);
+    strmap_free(sh->waiting);
     if (sh->wake_fd >= 0) close(sh->wake_fd);
     pthread_mutex_destroy(&sh->mu);
     pthread_mutex_destroy(&sh->wait_mu);

@@ -21,6 +21,7 @@
 
 #include "../net/loop.h"
 #include "../util/buf.h"
+#include "../util/strmap.h"
 #include "shape.h"
 #include "where.h"
 
@@ -44,6 +45,7 @@ typedef struct shape {
     shape_column *cols; /* the table's columns, in table order */
     size_t ncols;
     bool *selected;     /* per column: in `columns` (all if none given) */
+    char *schema_header; /* electric-schema: each synced column's type (and pk_index) */
     where_expr *where;
     char *log_path;
     json_t *keys;       /* row key -> true: the rows in the shape now */
@@ -96,7 +98,7 @@ typedef struct shape_waiter {
     struct shape_waiter *prev, *next;
     shapes *sh;
     http_conn *c; /* holds a ref */
-    char *log_path;
+    shape *s;     /* holds a ref */
     uint64_t offset;
     loop_timer timer; /* the long-poll timeout; for SSE, the connection's end */
     bool linked, done;
@@ -110,8 +112,10 @@ struct shapes {
     char *url, *publication, *slot;
     bool on; /* a database URL was given */
 
-    shape **list;
+    shape **list; /* every shape, gone ones too (handles never repeat) */
     size_t n, cap;
+    strmap *by_handle; /* handle -> shape */
+    strmap *by_key;    /* definition key -> its newest shape */
     shape_table **tables; /* index.c */
     size_t ntables;
     shape_job *jobs; /* for the Postgres thread */
@@ -119,7 +123,7 @@ struct shapes {
     char last_error[256];
 
     pthread_mutex_t wait_mu; /* innermost: the stream observer takes it */
-    shape_waiter *waiters;
+    strmap *waiting;         /* log path -> the first of its waiters (a list) */
 
     pthread_t thread;
     bool running;
