@@ -6,7 +6,7 @@ large shape. Run through tests/pg/pgtmp.py (a throwaway Postgres):
     python3 tests/pg/pgtmp.py -- python3 bench/shapes.py build/weft [rows]
 
 For each N in 10, 1000, 10000: N shapes `owner = 'o<i>'` on one table,
-then 2,000 single-row update transactions on rows of owner o0 (one shape
+then 20,000 single-row update transactions on rows of owner o0 (one shape
 gets every change, the others none). Reported: changes/s from the first
 update to the last change in o0's log, weft's CPU per change, and RSS.
 The figures at 10,000 shapes against 10 are the index's ratio (matching a
@@ -73,7 +73,18 @@ def count_changes(cl, params, handle, offset, want, deadline):
     return n
 
 
-def run_n(weft, n, updates=2000):
+def settle(pid, limit=20.0):
+    """Wait (up to limit s) until weft is idle: a half second with under
+    5 ms of CPU (making thousands of shapes leaves checkpoints behind)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        c0 = cpu_ns(pid)
+        time.sleep(0.5)
+        if cpu_ns(pid) - c0 < 5e6:
+            return
+
+
+def run_n(weft, n, updates=20000):
     table = "items%d" % n  # a table of its own: the shapes of the runs before do not see its changes
     sql("CREATE TABLE %s (id int PRIMARY KEY, owner text NOT NULL, v int NOT NULL)" % table)
     sql("INSERT INTO %s SELECT i, 'o' || (i %% %d), 0 FROM generate_series(1, %d) i" % (table, n, max(n, 100)))
@@ -86,7 +97,8 @@ def run_n(weft, n, updates=2000):
         if i == 0:
             handle, offset = r.getheader("electric-handle"), r.getheader("electric-offset")
     made = time.monotonic() - t0
-    cpu0, _ = cpu_rss(weft.proc.pid)
+    settle(weft.proc.pid)
+    cpu0 = cpu_ns(weft.proc.pid)
     t1 = time.monotonic()
     writer = subprocess.Popen(["psql", DB, "-qc",
                                "DO $$ BEGIN FOR i IN 1..%d LOOP UPDATE %s SET v = v + 1 WHERE id = %d; COMMIT; END LOOP; END $$"
@@ -94,9 +106,10 @@ def run_n(weft, n, updates=2000):
     got = count_changes(cl, {"table": table, "where": "owner = 'o0'"}, handle, offset, updates, time.monotonic() + 300)
     took = time.monotonic() - t1
     writer.wait()
-    cpu1, rss = cpu_rss(weft.proc.pid)
+    cpu1 = cpu_ns(weft.proc.pid)
+    _, rss = cpu_rss(weft.proc.pid)
     print("shapes %5d: made in %.1f s; %d changes through o0 in %.2f s = %.0f changes/s; weft CPU %.1f us/change; RSS %.1f MB"
-          % (n, made, got, took, got / took, (cpu1 - cpu0) * 1e6 / max(got, 1), rss / 1e6))
+          % (n, made, got, took, got / took, (cpu1 - cpu0) / 1e3 / max(got, 1), rss / 1e6))
     return got / took, (cpu1 - cpu0) / max(got, 1)
 
 

@@ -43,6 +43,8 @@ typedef struct pending {
 typedef struct pgstate {
     shapes *sh;
     pg_ctl ctl; /* the control connection (snapshot.c reads through it) */
+    pthread_mutex_t cancel_mu; /* guards cancel: pg_stop cancels a long statement */
+    PGcancel *cancel;
     PGconn *repl;
     relation *rels;
     size_t nrels;
@@ -136,6 +138,9 @@ static void run_job(pgstate *p, shape_job *j) {
     pthread_mutex_lock(&sh->mu);
     shape *s = shape_find_key(sh, j->key);
     if (s) s->refs++;
+    /* a subset of a shape that went while it waited: 409, as for the log */
+    const char *was = json_string_value(json_object_get(j->subset, "handle"));
+    if (was && (!s || strcmp(s->handle, was) != 0)) j->refetch = true;
     pthread_mutex_unlock(&sh->mu);
     if (!s) {
         json_t *def = pgctl_catalog(&p->ctl, j->req, &status, err, sizeof err);
@@ -148,15 +153,14 @@ static void run_job(pgstate *p, shape_job *j) {
             pthread_mutex_unlock(&sh->mu);
             json_decref(def);
         }
-        if (s && !pgctl_snapshot(&p->ctl, s, err, sizeof err)) {
+        if (s && !pgctl_snapshot(&p->ctl, s, &param, err, sizeof err)) {
             streams_delete(sh->st, s->log_path, NULL); /* nothing of it is kept */
             pthread_mutex_lock(&sh->mu);
             s->gone = true; /* never served: a new request makes a new one */
             shape_unref(s);
             s = NULL;
             pthread_mutex_unlock(&sh->mu);
-            status = strstr(err, "does not exist") || strstr(err, "syntax") ? 400 : 503;
-            param = "where";
+            status = pgctl_error_status(&p->ctl);
         } else if (s) {
             /* answer once the snapshot is durable (and so readable) */
             for (int i = 0; i < 10000 && !streams_settled(sh->st, s->log_path); i++) usleep(500);
@@ -283,8 +287,8 @@ static void apply_change(pgstate *p, shape *s, const relation *r, const pgo_mess
     /* a changes_only shape never listed the rows it started with: the old
      * row (REPLICA IDENTITY FULL) says whether it was in the shape */
     bool was = m->kind != PGO_INSERT &&
-               (staged                       ? json_is_true(staged)
-                : s->changes_only && oldv ? matches(s, oldv)
+               (staged                                             ? json_is_true(staged)
+                : s->changes_only && oldv && m->old_kind == 'O' ? matches(s, oldv)
                                              : json_object_get(s->keys, (const char *)kold.data) != NULL);
     bool now = newv && matches(s, newv);
     bool same = newv && strcmp((const char *)kold.data, (const char *)knew.data) == 0;
@@ -483,6 +487,10 @@ static void send_status(pgstate *p) {
 }
 
 static void disconnect(pgstate *p) {
+    pthread_mutex_lock(&p->cancel_mu);
+    if (p->cancel) PQfreeCancel(p->cancel);
+    p->cancel = NULL;
+    pthread_mutex_unlock(&p->cancel_mu);
     if (p->repl) PQfinish(p->repl);
     if (p->ctl.conn) PQfinish(p->ctl.conn);
     p->repl = p->ctl.conn = NULL;
@@ -502,6 +510,9 @@ static bool connect_all(pgstate *p, char *err, size_t errlen) {
         snprintf(err, errlen, "%s", PQerrorMessage(p->ctl.conn));
         return false;
     }
+    pthread_mutex_lock(&p->cancel_mu);
+    p->cancel = PQgetCancel(p->ctl.conn);
+    pthread_mutex_unlock(&p->cancel_mu);
     /* names resolve in pg_catalog only (a where clause cannot reach a user's
      * function), literals are standard, and nothing waits forever */
     static const char *const settings[] = {"SET search_path = pg_catalog", "SET standard_conforming_strings = on",
@@ -630,6 +641,7 @@ int pg_start(shapes *sh, char *err, size_t errlen) {
     pgstate *p = xcalloc(1, sizeof *p);
     p->sh = sh;
     p->ctl.sh = sh;
+    pthread_mutex_init(&p->cancel_mu, NULL);
     p->batches = json_object();
     p->keys = json_object();
     sh->pg = p;
@@ -649,6 +661,10 @@ void pg_stop(shapes *sh) {
         uint64_t one = 1;
         if (write(sh->wake_fd, &one, sizeof one) < 0) { /* full: awake anyway */
         }
+        pthread_mutex_lock(&p->cancel_mu); /* a subset or snapshot running: stop it */
+        char why[128];
+        if (p->cancel) PQcancel(p->cancel, why, sizeof why);
+        pthread_mutex_unlock(&p->cancel_mu);
         pthread_join(sh->thread, NULL);
     }
     for (size_t i = 0; i < p->npend; i++) {
@@ -659,6 +675,10 @@ void pg_stop(shapes *sh) {
     free(p->rels);
     json_decref(p->batches);
     json_decref(p->keys);
+    pthread_mutex_lock(&p->cancel_mu);
+    if (p->cancel) PQfreeCancel(p->cancel);
+    pthread_mutex_unlock(&p->cancel_mu);
+    pthread_mutex_destroy(&p->cancel_mu);
     free(p);
     sh->pg = NULL;
 }

@@ -219,8 +219,16 @@ static bool subset_request(shapes *sh, http_conn *c, http_request *req, json_t *
             const char *v = param(req, name, &b);
             if (!v) continue;
             if (!in) in = json_object();
-            json_t *val = strcmp(SUBSET_NAMES[i], "params") == 0 ? json_loads(v, 0, NULL) : json_string(v);
-            json_object_set_new(in, SUBSET_NAMES[i], val ? val : json_null());
+            bool params = strcmp(SUBSET_NAMES[i], "params") == 0;
+            json_t *val = params ? json_loads(v, 0, NULL) : json_string(v);
+            if (!val) {
+                buf_free(&b);
+                json_decref(in);
+                bad_request(sh, c, "subset", params ? "subset__params must be JSON: {\"1\": value, ...}"
+                                                    : "subset parameters must be UTF-8");
+                return false;
+            }
+            json_object_set_new(in, SUBSET_NAMES[i], val);
         }
         buf_free(&b);
         if (!in) return true;
@@ -604,11 +612,17 @@ static void get_shape(shapes *sh, http_conn *c, http_request *req) {
     const char *off = param(req, "offset", &b);
     /* -1 and now start over (a handle with them is ignored, as Electric does) */
     bool start = !off || strcmp(off, "-1") == 0 || strcmp(off, "now") == 0;
+    uint64_t from = 0;
+    bool at = !start && shape_offset(off, &from) == OFFSET_AT;
     const char *handle = param(req, "handle", &b);
     char hcopy[64] = "";
     if (handle) snprintf(hcopy, sizeof hcopy, "%s", handle);
     buf_free(&b);
     if (subset && !hcopy[0]) start = true;
+    if (subset && !start) { /* the client's place in this shape's log: the subset goes on from there */
+        json_object_set_new(subset, "handle", json_string(hcopy));
+        if (at) json_object_set_new(subset, "from", json_integer((json_int_t)from));
+    }
     pthread_mutex_lock(&sh->mu);
     shape *s = start ? shape_find_key(sh, key) : shape_find_handle(sh, hcopy);
     if (!start && (!s || s->gone || strcmp(s->def_key, key) != 0)) {

@@ -66,7 +66,8 @@ typedef struct shape_job {
     struct shape_job *next;
     json_t *req;  /* schema, table, where?, params, columns?, replica?, log? */
     json_t *subset; /* NULL, or a subset to answer once the shape exists:
-                     * {where?, params: [text], limit?, offset?, order_by?} */
+                     * {where?, params: [text], limit?, offset?, order_by?,
+                     *  handle?, from?: the client's handle and log offset} */
     char *key;    /* the shape's definition key */
     http_conn *c; /* holds a ref */
     bool refetch; /* the client's handle is gone: answer 409 with the new one */
@@ -174,19 +175,25 @@ void shape_index_free(shapes *sh);
 typedef struct pg_ctl {
     shapes *sh;
     PGconn *conn;
+    char sqlstate[6]; /* of the last statement that failed ("" if none, or not Postgres') */
 } pg_ctl;
 /* A statement's result (tuples or command), or NULL with Postgres' message in err. */
 PGresult *pgctl_query(pg_ctl *p, const char *sql, int n, const char *const *params, char *err, size_t errlen);
 bool pgctl_exec(pg_ctl *p, const char *sql, char *err, size_t errlen);
+/* 400 if the last failure is the request's (the same on every retry:
+ * bad data, an unknown object, a where clause Postgres refuses), else 503. */
+int pgctl_error_status(const pg_ctl *p);
 char *pgctl_quote_ident(pg_ctl *p, const char *s); /* malloc'd */
 /* The definition of a requested shape from the catalog; NULL with err and
  * *status (400: no such table or column, 503: Postgres failed). */
 json_t *pgctl_catalog(pg_ctl *p, json_t *req, int *status, char *err, size_t errlen);
 /* Publish s's table and write s's snapshot to its new log (rows unless
- * changes_only, then snapshot-end); false with err. */
-bool pgctl_snapshot(pg_ctl *p, shape *s, char *err, size_t errlen);
+ * changes_only, then snapshot-end); false with err and *param, the request
+ * parameter at fault (table: it cannot be published; where). */
+bool pgctl_snapshot(pg_ctl *p, shape *s, const char **param, char *err, size_t errlen);
 /* A subset of s's rows as Electric's subset answer ({metadata, data}, a
- * malloc'd JSON text) and *offset, the end of s's log before the snapshot;
+ * malloc'd JSON text) and *offset: the subset's "from" (the client's
+ * offset in s's log) if it has one, else the end of s's log before the snapshot;
  * NULL with err and *status (400 or 503). */
 char *pgctl_subset(pg_ctl *p, shape *s, json_t *subset, uint64_t *offset, int *status, char *err, size_t errlen);
 

@@ -6,7 +6,7 @@
  * (xmin, xmax, in-progress xids) says which later changes it already saw.
  */
 #include <errno.h>
-#include <stdatomic.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +21,27 @@ PGresult *pgctl_query(pg_ctl *p, const char *sql, int n, const char *const *para
     PGresult *r = PQexecParams(p->conn, sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType t = PQresultStatus(r);
     if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        snprintf(p->sqlstate, sizeof p->sqlstate, "%s", state ? state : "");
+        const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY), *detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+        if (msg) snprintf(err, errlen, "%s%s%s", msg, detail ? ": " : "", detail ? detail : "");
+        else snprintf(err, errlen, "%s", PQresultErrorMessage(r)); /* the connection's, not a statement's */
         size_t k = strlen(err);
         while (k && (err[k - 1] == '\n')) err[--k] = 0;
         PQclear(r);
         return NULL;
     }
     return r;
+}
+
+int pgctl_error_status(const pg_ctl *p) {
+    /* the request's fault, the same on every retry: data exceptions (22),
+     * syntax, undefined or wrong objects and privileges (42), unsupported
+     * features (0A), parameters that do not fit the query (08P01) */
+    static const char *const client[] = {"22", "42", "0A"};
+    for (size_t i = 0; i < sizeof client / sizeof *client; i++)
+        if (strncmp(p->sqlstate, client[i], 2) == 0) return 400;
+    return strcmp(p->sqlstate, "08P01") == 0 ? 400 : 503;
 }
 
 bool pgctl_exec(pg_ctl *p, const char *sql, char *err, size_t errlen) {
@@ -200,14 +214,18 @@ static void row_values(const shape *s, PGresult *rows, int r, char **values) {
     for (size_t i = 0; i < s->ncols; i++) values[i] = PQgetisnull(rows, r, (int)i) ? NULL : PQgetvalue(rows, r, (int)i);
 }
 
-bool pgctl_snapshot(pg_ctl *p, shape *s, char *err, size_t errlen) {
+bool pgctl_snapshot(pg_ctl *p, shape *s, const char **param, char *err, size_t errlen) {
     shapes *sh = p->sh;
+    p->sqlstate[0] = 0;
+    *param = "table";
     if (streams_create_json(sh->st, s->log_path, -1, 0, NULL, 0, NULL) < 0) {
         snprintf(err, errlen, "storage error: %s", strerror(errno));
         return false;
     }
-    pg_snap snap;
-    if (!publish(p, s, err, errlen) || !snap_begin(p, &snap, err, errlen)) {
+    pg_snap snap = {0};
+    bool published = publish(p, s, err, errlen);
+    if (published) *param = "where";
+    if (!published || !snap_begin(p, &snap, err, errlen)) {
         free(snap.xip);
         pgctl_exec(p, "ROLLBACK", err, 0);
         return false;
@@ -222,8 +240,11 @@ bool pgctl_snapshot(pg_ctl *p, shape *s, char *err, size_t errlen) {
     buf_init(&sql);
     buf_init(&key);
     json_t *msgs = json_array();
-    if (!s->changes_only) { /* changes_only: the log starts with the changes after this snapshot */
+    {
+        /* changes_only: the log starts with the changes after this snapshot,
+         * but Postgres still checks the where clause (LIMIT 0) */
         select_rows_sql(p, s, &sql);
+        if (s->changes_only) buf_append_str(&sql, " LIMIT 0");
         PGresult *rows = select_rows(p, s, &sql, NULL, err, errlen);
         ok = rows != NULL;
         char **values = xcalloc(s->ncols ? s->ncols : 1, sizeof *values);
@@ -274,6 +295,7 @@ static char *subset_where(const shape *s, json_t *subset, char *err, size_t errl
 
 char *pgctl_subset(pg_ctl *p, shape *s, json_t *subset, uint64_t *offset, int *status, char *err, size_t errlen) {
     *status = 400;
+    p->sqlstate[0] = 0;
     char *where = subset_where(s, subset, err, errlen);
     if (!where && json_object_get(subset, "where")) return NULL;
     char *order = NULL;
@@ -297,18 +319,21 @@ char *pgctl_subset(pg_ctl *p, shape *s, json_t *subset, uint64_t *offset, int *s
     json_t *limit = json_object_get(subset, "limit"), *skip = json_object_get(subset, "offset");
     if (limit) buf_printf(&sql, " LIMIT %lld", (long long)json_integer_value(limit));
     if (skip) buf_printf(&sql, " OFFSET %lld", (long long)json_integer_value(skip));
-    /* the log's end before the snapshot: a change after it that the snapshot
-     * saw is dropped by the client (by the snapshot's xids), none is missed */
+    /* the client goes on from where it was in the log (its offset), or from
+     * the log's end before the snapshot: a change after that offset that the
+     * snapshot saw is dropped by the client (by the snapshot's xids) */
     *status = 503;
     char *body = NULL;
     pg_snap snap = {0};
     PGresult *rows = NULL;
-    if (streams_visible_end(p->sh->st, s->log_path, offset) == 0 && snap_begin(p, &snap, err, errlen))
+    json_t *from = json_object_get(subset, "from");
+    int got_end = from ? (*offset = (uint64_t)json_integer_value(from), 0) : streams_visible_end(p->sh->st, s->log_path, offset);
+    if (got_end == 0 && snap_begin(p, &snap, err, errlen))
         rows = select_rows(p, s, &sql, json_object_get(subset, "params"), err, errlen);
     pgctl_exec(p, rows ? "COMMIT" : "ROLLBACK", err, rows ? errlen : 0);
     if (rows) {
-        static atomic_int marks; /* tells the client's snapshots apart */
-        int mark = atomic_fetch_add(&marks, 1) + 1;
+        /* tells a client's snapshots apart, also across restarts of weft */
+        int mark = (int)randombytes_uniform(0x7fffffff);
         json_t *data = json_array();
         char **values = xcalloc(s->ncols ? s->ncols : 1, sizeof *values);
         for (int r = 0; r < PQntuples(rows); r++) {
@@ -327,8 +352,8 @@ char *pgctl_subset(pg_ctl *p, shape *s, json_t *subset, uint64_t *offset, int *s
         body = json_dumps(answer, JSON_COMPACT);
         json_decref(answer);
         *status = 200;
-    } else if (strstr(err, "does not exist") || strstr(err, "syntax") || strstr(err, "invalid input")) {
-        *status = 400;
+    } else {
+        *status = pgctl_error_status(p);
     }
     PQclear(rows);
     free(snap.xip);

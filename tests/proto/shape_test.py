@@ -148,6 +148,28 @@ def changes_only_and_subsets(h):
         msg = json.dumps(body)
         check(st == 400 and "subset" in (body or {}).get("errors", {}) and why in msg,
               "subset %s: 400 naming %s: %s %s" % (sub, why, st, body))
+    # refused by Postgres itself, the same on every retry: 400, never 503 (a client retries 503 for ever)
+    for sub in [{"where": "n > 1", "params": '{"1": "5"}'}, {"where": "n = $1", "params": '{"1": "99999999999"}'},
+                {"where": "n / 0 = 1"}, {"where": "x.n > 1"}]:
+        st, r, body = subset(h, q, hc, **sub)
+        check(st == 400 and "subset" in (body or {}).get("errors", {}), "subset %s: 400: %s %s" % (sub, st, body))
+    st, _, raw = h.request("GET", "/v1/shape?" + urllib.parse.urlencode(dict(q, handle=hc, offset="now"))
+                           + "&subset__where=title%20%3D%20%27%FF%27")
+    check(st == 400 and b"UTF-8" in raw, "subset where that is not UTF-8: 400: %s %s" % (st, raw[:120]))
+    sql("UPDATE docs SET n = 41 WHERE id = 4")
+    st, r, body = get(h, dict(q, handle=hc, offset=oc, subset__where="id = 1"))
+    check(st == 200 and r.getheader("electric-offset") == oc,
+          "subset with the client's handle and offset: it goes on from its own offset, missing nothing: %s %s"
+          % (st, r.getheader("electric-offset")))
+    got, oc = read_until(h, q, hc, oc, 1)
+    check([(m["key"], m["value"].get("n")) for m in got] == [('"public"."docs"/"4"', "41")],
+          "the change made before that subset still reaches the client: %s" % got)
+    sql("CREATE VIEW docs_view AS SELECT * FROM docs")
+    st, r, body = get(h, {"table": "docs_view", "offset": "-1"})
+    check(st == 400 and "table" in (body or {}).get("errors", {}), "a view is not a table: 400: %s %s" % (st, body))
+    st, r, body = get(h, {"table": "docs", "offset": "-1", "log": "changes_only", "where": "x.n > 1"})
+    check(st == 400 and "where" in (body or {}).get("errors", {}),
+          "changes_only: a where clause Postgres refuses is refused when the shape is made: %s %s" % (st, body))
     st, _, raw = h.request("POST", "/v1/shape?" + urllib.parse.urlencode(dict(q, handle=hc, offset=oc)), b"[1",
                            {"Content-Type": "application/json"})
     check(st == 400 and b"JSON" in raw, "POST subset: a body that is not a JSON object: 400: %s %s" % (st, raw))
