@@ -593,6 +593,25 @@ static bool consume(pgstate *p) {
     }
 }
 
+static void drain_wakes(shapes *sh) {
+    uint64_t v;
+    if (read(sh->wake_fd, &v, sizeof v) < 0) { /* EAGAIN: nothing */
+    }
+}
+
+/* Sleep out the backoff before the next connection attempt; requests that
+ * come meanwhile are answered 503 at once (and their wake consumed, or the
+ * wait would return at once for ever). */
+static void wait_backoff(pgstate *p) {
+    shapes *sh = p->sh;
+    int64_t until = now_ms() + p->backoff_ms, left;
+    while (!sh->quit && (left = until - now_ms()) > 0) {
+        struct pollfd w = {sh->wake_fd, POLLIN, 0};
+        if (poll(&w, 1, (int)left) > 0) drain_wakes(sh);
+        run_jobs(p, false);
+    }
+}
+
 static void *run(void *arg) {
     pgstate *p = arg;
     shapes *sh = p->sh;
@@ -604,10 +623,8 @@ static void *run(void *arg) {
                 log_write(LOG_WARN, "shapes: Postgres: %s (again in %u ms)", err, p->backoff_ms);
                 set_status(sh, "waiting", err);
                 disconnect(p);
-                struct pollfd w = {sh->wake_fd, POLLIN, 0};
-                poll(&w, 1, (int)p->backoff_ms);
+                wait_backoff(p);
                 p->backoff_ms = p->backoff_ms * 2 > 10000 ? 10000 : p->backoff_ms * 2;
-                run_jobs(p, false); /* requests waiting meanwhile are answered 503 */
                 continue;
             }
             p->backoff_ms = 100;
@@ -616,11 +633,7 @@ static void *run(void *arg) {
         }
         struct pollfd fds[2] = {{PQsocket(p->repl), POLLIN, 0}, {sh->wake_fd, POLLIN, 0}};
         poll(fds, 2, 100);
-        if (fds[1].revents & POLLIN) {
-            uint64_t v;
-            if (read(sh->wake_fd, &v, sizeof v) < 0) { /* EAGAIN: nothing */
-            }
-        }
+        if (fds[1].revents & POLLIN) drain_wakes(sh);
         run_jobs(p, true);
         if (!consume(p)) {
             log_write(LOG_WARN, "shapes: the replication connection broke: %s", PQerrorMessage(p->repl));

@@ -178,11 +178,36 @@ def changes_only_and_subsets(h):
     check(sql("SELECT count(*) FROM docs").strip() == "4", "the table is untouched")
 
 
+def postgres_away(binary):
+    """Postgres unreachable: requests get 503 at once and weft waits out its
+    backoff quietly (a request's wake once made the wait return at once, for
+    ever: a core spent and gigabytes of log)."""
+    import socket
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]  # nothing listens there
+    w = Weft(binary, args=["--database-url", "postgresql://nobody@127.0.0.1:%d/x" % port]).start()
+    h = Http(w.port)
+    st, r, body = get(h, {"table": "t", "offset": "-1"})
+    check(st == 503 and "reachable" in json.dumps(body), "Postgres away: 503: %s %s" % (st, body))
+    with open("/proc/%d/stat" % w.proc.pid) as f:
+        f0 = f.read().rsplit(")", 1)[1].split()
+    time.sleep(2)
+    with open("/proc/%d/stat" % w.proc.pid) as f:
+        f1 = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(f1[11]) + int(f1[12]) - int(f0[11]) - int(f0[12])) / os.sysconf("SC_CLK_TCK")
+    check(cpu < 0.5, "Postgres away: weft idles while it waits to reconnect (%.2f s of CPU in 2 s)" % cpu)
+    st, r, body = get(h, {"table": "t", "offset": "-1"})
+    check(st == 503, "Postgres away: still 503, answered at once: %s" % st)
+    check(w.stop() == 0, "Postgres away: weft exits 0 on SIGTERM")
+
+
 def main():
     binary = sys.argv[1]
     if not DB:
         sys.exit("run through tests/pg/pgtmp.py (WEFT_TEST_DATABASE_URL)")
     off_without_database(binary)
+    postgres_away(binary)
     sql("CREATE TABLE items (id int PRIMARY KEY, title text, n int, note varchar(20))")
     sql("INSERT INTO items VALUES (1, 'a', 1, NULL), (2, 'b', 2, 'x'), (3, 'c', 3, 'y')")
     w = Weft(binary, args=["--database-url", DB, "--long-poll-timeout", "1s", "--log-level", "info"]).start()

@@ -2,14 +2,19 @@
 import os
 import sys
 import random
+import shutil
 import socket
 import subprocess
 import tempfile
 import time
 
 
+INSTANCES = []  # removed by Checks.finish when every check passed
+
+
 class Weft:
     def __init__(self, binary, data_dir=None, args=(), preexec=None):
+        INSTANCES.append(self)
         self.binary = binary
         self.preexec = preexec  # run in the child before exec (limits)
         self.tmp = tempfile.mkdtemp(prefix="weft-test-")
@@ -75,4 +80,9 @@ class Checks:
         print("%s: %d passed, %d failed" % (self.name, self.passed, self.failed))
         if self.failed and weft is not None:
             print(weft.log_tail())
+        if not self.failed:  # a failure keeps its servers' directories and logs to look at
+            for w in INSTANCES:
+                if w.proc and w.proc.poll() is None:
+                    w.kill()
+                shutil.rmtree(w.tmp, ignore_errors=True)
         sys.exit(1 if self.failed else 0)
