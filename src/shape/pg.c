@@ -515,7 +515,7 @@ static bool connect_all(pgstate *p, char *err, size_t errlen) {
     pthread_mutex_unlock(&p->cancel_mu);
     /* names resolve in pg_catalog only (a where clause cannot reach a user's
      * function), literals are standard, and nothing waits forever */
-    static const char *const settings[] = {"SET search_path = pg_catalog", "SET standard_conforming_strings = on",
+    static const char *const settings[] = {"SET search_path = pg_catalog", "SET standard_conforming_strings = on", "SET client_encoding = 'UTF8'",
                                            "SET lock_timeout = '10s'", "SET statement_timeout = '10min'"};
     for (size_t i = 0; i < sizeof settings / sizeof *settings; i++)
         if (!pgctl_exec(&p->ctl, settings[i], err, errlen)) return false;

@@ -12,6 +12,7 @@
 
 #include "../util/hash.h"
 #include "../util/log.h"
+#include "../util/json.h"
 #include "../util/mem.h"
 #include "../util/strmap.h"
 #include "shape_int.h"
@@ -166,6 +167,35 @@ void shape_row_key(const shape *s, const char *const *values, buf *out) {
     buf_append_byte(out, 0);
 }
 
+void shape_insert_text(const shape *s, char **values, const char *key, long mark, buf *out) {
+    buf_append_str(out, "{\"key\":");
+    json_append_string(out, key);
+    buf_append_str(out, ",\"value\":{");
+    bool first = true;
+    for (size_t i = 0; i < s->ncols; i++) {
+        if (s->cols[i].pk_index < 0 && !s->selected[i]) continue;
+        if (!first) buf_append_byte(out, ',');
+        first = false;
+        json_append_string(out, s->cols[i].name);
+        buf_append_byte(out, ':');
+        if (values[i]) json_append_string(out, values[i]);
+        else buf_append_str(out, "null");
+    }
+    buf_append_str(out, "},\"headers\":{\"operation\":\"insert\",\"relation\":[");
+    json_append_string(out, s->schema);
+    buf_append_byte(out, ',');
+    json_append_string(out, s->table);
+    buf_append_byte(out, ']');
+    if (mark >= 0) buf_printf(out, ",\"snapshot_mark\":%ld", mark);
+    buf_append_str(out, "}}");
+}
+
+int shape_log_text(shapes *sh, shape *s, const buf *data) {
+    int rc = data->len ? streams_append(sh->st, s->log_path, data->data, data->len, NULL, NULL) : 0;
+    if (rc != 0) log_write(LOG_ERROR, "shape %s: cannot log: %s", s->handle, strerror(errno));
+    return rc;
+}
+
 int shape_log(shapes *sh, shape *s, json_t *msgs) {
     buf data;
     buf_init(&data);
@@ -177,8 +207,7 @@ int shape_log(shapes *sh, shape *s, json_t *msgs) {
         buf_append_str(&data, ",\n");
         free(t);
     }
-    int rc = data.len ? streams_append(sh->st, s->log_path, data.data, data.len, NULL, NULL) : 0;
-    if (rc != 0) log_write(LOG_ERROR, "shape %s: cannot log: %s", s->handle, strerror(errno));
+    int rc = shape_log_text(sh, s, &data);
     buf_free(&data);
     return rc;
 }

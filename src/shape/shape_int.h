@@ -145,6 +145,12 @@ void shape_unref(shape *s);
 void shape_row_key(const shape *s, const char *const *values, buf *out);
 /* Append Electric messages (each a JSON object) to s's log. 0 or -1. */
 int shape_log(shapes *sh, shape *s, json_t *msgs);
+/* Append messages already in stored form ("m1,\nm2,\n") to s's log. 0 or -1. */
+int shape_log_text(shapes *sh, shape *s, const buf *data);
+/* A snapshot row's insert message as JSON text (no separator) onto out:
+ * key, the synced columns' values, operation and relation, and
+ * snapshot_mark unless mark < 0. */
+void shape_insert_text(const shape *s, char **values, const char *key, long mark, buf *out);
 /* s is over (truncated, deleted, ...): must-refetch in its log, gone. */
 void shape_invalidate(shapes *sh, shape *s, const char *why);
 /* Persist s's definition (so it survives a restart). */

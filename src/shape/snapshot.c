@@ -248,18 +248,21 @@ bool pgctl_snapshot(pg_ctl *p, shape *s, const char **param, char *err, size_t e
         PGresult *rows = select_rows(p, s, &sql, NULL, err, errlen);
         ok = rows != NULL;
         char **values = xcalloc(s->ncols ? s->ncols : 1, sizeof *values);
-        for (int r = 0; ok && r < PQntuples(rows); r++) {
+        buf text; /* stored form, written straight (no JSON objects per row) */
+        buf_init(&text);
+        int n = rows ? PQntuples(rows) : 0;
+        for (int r = 0; ok && r < n; r++) {
             row_values(s, rows, r, values);
             shape_row_key(s, (const char *const *)values, &key);
             json_object_set_new(s->keys, (const char *)key.data, json_true());
-            json_array_append_new(msgs, json_pack("{s:s,s:o,s:{s:s,s:[s,s]}}", "key", (const char *)key.data, "value",
-                                                  shape_row_value(s, values, true, NULL), "headers", "operation", "insert",
-                                                  "relation", s->schema, s->table));
-            if (json_array_size(msgs) == ROWS_PER_APPEND) {
-                ok = shape_log(sh, s, msgs) == 0;
-                json_array_clear(msgs);
+            shape_insert_text(s, values, (const char *)key.data, -1, &text);
+            buf_append_str(&text, ",\n");
+            if ((r + 1) % ROWS_PER_APPEND == 0 || r + 1 == n) {
+                ok = shape_log_text(sh, s, &text) == 0;
+                buf_reset(&text);
             }
         }
+        buf_free(&text);
         free(values);
         PQclear(rows);
     }
@@ -334,23 +337,28 @@ char *pgctl_subset(pg_ctl *p, shape *s, json_t *subset, uint64_t *offset, int *s
     if (rows) {
         /* tells a client's snapshots apart, also across restarts of weft */
         int mark = (int)randombytes_uniform(0x7fffffff);
-        json_t *data = json_array();
+        char xmin[24], xmax[24];
+        snprintf(xmin, sizeof xmin, "%llu", (unsigned long long)snap.xmin);
+        snprintf(xmax, sizeof xmax, "%llu", (unsigned long long)snap.xmax);
+        json_t *meta = json_pack("{s:s,s:s,s:o,s:i,s:s}", "xmin", xmin, "xmax", xmax, "xip_list", snap_xip(&snap),
+                                 "snapshot_mark", mark, "database_lsn", snap.lsn);
+        char *mt = json_dumps(meta, JSON_COMPACT);
+        json_decref(meta);
+        buf text;
+        buf_init(&text);
+        buf_printf(&text, "{\"metadata\":%s,\"data\":[", mt);
+        free(mt);
         char **values = xcalloc(s->ncols ? s->ncols : 1, sizeof *values);
         for (int r = 0; r < PQntuples(rows); r++) {
             row_values(s, rows, r, values);
             shape_row_key(s, (const char *const *)values, &key);
-            json_array_append_new(data, json_pack("{s:s,s:o,s:{s:s,s:[s,s],s:i}}", "key", (const char *)key.data, "value",
-                                                  shape_row_value(s, values, true, NULL), "headers", "operation", "insert",
-                                                  "relation", s->schema, s->table, "snapshot_mark", mark));
+            if (r) buf_append_byte(&text, ',');
+            shape_insert_text(s, values, (const char *)key.data, mark, &text);
         }
         free(values);
-        char xmin[24], xmax[24];
-        snprintf(xmin, sizeof xmin, "%llu", (unsigned long long)snap.xmin);
-        snprintf(xmax, sizeof xmax, "%llu", (unsigned long long)snap.xmax);
-        json_t *answer = json_pack("{s:{s:s,s:s,s:o,s:i,s:s},s:o}", "metadata", "xmin", xmin, "xmax", xmax, "xip_list",
-                                   snap_xip(&snap), "snapshot_mark", mark, "database_lsn", snap.lsn, "data", data);
-        body = json_dumps(answer, JSON_COMPACT);
-        json_decref(answer);
+        buf_append_str(&text, "]}");
+        body = xstrndup((const char *)text.data, text.len);
+        buf_free(&text);
         *status = 200;
     } else {
         *status = pgctl_error_status(p);

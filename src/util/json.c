@@ -407,3 +407,24 @@ json_status json_split_messages(const uint8_t *in, size_t len, int max_depth, bu
 json_status json_validate(const uint8_t *in, size_t len, int max_depth, json_error *err) {
     return parse(in, len, max_depth, NULL, NULL, err);
 }
+
+void json_append_string(buf *out, const char *s) {
+    static const char hex[] = "0123456789abcdef";
+    buf_append_byte(out, '"');
+    const char *run = s;
+    for (const char *p = s;; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
+        buf_append(out, run, (size_t)(p - run));
+        if (!ch) break;
+        if (ch == '"' || ch == '\\') {
+            buf_append_byte(out, '\\');
+            buf_append_byte(out, ch);
+        } else {
+            char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+            buf_append(out, esc, sizeof esc);
+        }
+        run = p + 1;
+    }
+    buf_append_byte(out, '"');
+}

@@ -1,4 +1,5 @@
-/* json.h — JSON validation and message splitting for JSON-mode streams.
+/* json.h — JSON validation and message splitting for JSON-mode streams,
+ * and writing a JSON string.
  *
  * A stream created with Content-Type application/json stores one record per
  * message. An append body is one JSON value; if it is an array, exactly one
@@ -44,6 +45,10 @@ typedef struct json_error {
  * may have grown) and `err` (may be NULL) describes the problem. */
 json_status json_split_messages(const uint8_t *in, size_t len, int max_depth,
                                 buf *out, size_t *count, json_error *err);
+
+/* Append s (NUL-terminated UTF-8) to out as a JSON string: quoted, with
+ * '"', '\\' and control characters escaped. */
+void json_append_string(buf *out, const char *s);
 
 /* Validate `in` as exactly one JSON value, without producing output. */
 json_status json_validate(const uint8_t *in, size_t len, int max_depth, json_error *err);

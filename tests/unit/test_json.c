@@ -382,7 +382,23 @@ static void test_out_handling(void) {
     CHECK_EQ_INT(err.pos, 0);
 }
 
+/* json_append_string: what it writes is a JSON string that reads back as
+ * the input (checked with the validator), escaping only what must be. */
+static void test_append_string(void) {
+    buf b;
+    buf_init(&b);
+    json_append_string(&b, "a\"b\\c\n\x01/é");
+    const char want[] = "\"a\\\"b\\\\c\\u000a\\u0001/é\"";
+    CHECK(b.len == sizeof want - 1 && memcmp(b.data, want, b.len) == 0);
+    CHECK(json_validate(b.data, b.len, 8, NULL) == JSON_OK);
+    buf_reset(&b);
+    json_append_string(&b, "");
+    CHECK(b.len == 2 && memcmp(b.data, "\"\"", 2) == 0);
+    buf_free(&b);
+}
+
 int main(void) {
+    test_append_string();
     test_flattening();
     test_whitespace();
     test_strings_verbatim();
