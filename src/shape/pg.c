@@ -169,7 +169,7 @@ static void run_job(pgstate *p, shape_job *j) {
             shape_save_def(sh, s);
             pthread_mutex_unlock(&sh->mu);
             log_write(LOG_INFO, "shape %s: %s.%s%s%s, %zu rows", s->handle, s->schema, s->table,
-                      s->where_sql ? " where " : "", s->where_sql ? s->where_sql : "", json_object_size(s->keys));
+                      s->where_sql ? " where " : "", s->where_sql ? s->where_sql : "", strmap_size(s->keys));
         }
     }
     char *subset = NULL;
@@ -289,7 +289,7 @@ static void apply_change(pgstate *p, shape *s, const relation *r, const pgo_mess
     bool was = m->kind != PGO_INSERT &&
                (staged                                             ? json_is_true(staged)
                 : s->changes_only && oldv && m->old_kind == 'O' ? matches(s, oldv)
-                                             : json_object_get(s->keys, (const char *)kold.data) != NULL);
+                                             : strmap_get(s->keys, (const char *)kold.data) != NULL);
     bool now = newv && matches(s, newv);
     bool same = newv && strcmp((const char *)kold.data, (const char *)knew.data) == 0;
     /* replica=default: deletes carry the key, updates the key and what changed;
@@ -405,8 +405,8 @@ static void on_commit(pgstate *p, const pgo_message *m) {
         const char *key;
         json_t *in;
         json_object_foreach(json_object_get(p->keys, handle), key, in) {
-            if (json_is_true(in)) json_object_set_new(s->keys, key, json_true());
-            else json_object_del(s->keys, key);
+            if (json_is_true(in)) strmap_put(s->keys, key, s);
+            else strmap_del(s->keys, key);
         }
         s->last_lsn = p->final_lsn;
         pd.paths = xrealloc(pd.paths, (pd.npaths + 1) * sizeof *pd.paths);

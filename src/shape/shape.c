@@ -32,7 +32,7 @@ static void shape_free(shape *s) {
     free(s->selected);
     where_free(s->where);
     json_decref(s->params);
-    json_decref(s->keys);
+    strmap_free(s->keys);
     free(s->xip);
     free(s->handle);
     free(s->def_key);
@@ -138,7 +138,7 @@ shape *shape_add(shapes *sh, const char *key, json_t *def, char *err, size_t err
     char path[128];
     snprintf(path, sizeof path, "%s%s", SHAPE_LOG_PREFIX, handle);
     s->log_path = xstrndup(path, strlen(path));
-    s->keys = json_object();
+    s->keys = strmap_new();
     s->refs = 1;
     if (sh->n == sh->cap) {
         sh->cap = sh->cap ? sh->cap * 2 : 16;
@@ -271,8 +271,8 @@ static void replay_message(void *arg, json_t *m) {
         const char *op = json_string_value(json_object_get(h, "operation"));
         const char *key = json_string_value(json_object_get(m, "key"));
         if (op && key) {
-            if (strcmp(op, "delete") == 0) json_object_del(x->s->keys, key);
-            else json_object_set_new(x->s->keys, key, json_true());
+            if (strcmp(op, "delete") == 0) strmap_del(x->s->keys, key);
+            else strmap_put(x->s->keys, key, x->s);
         }
         const char *lsn = json_string_value(json_object_get(h, "lsn"));
         if (lsn && strtoull(lsn, NULL, 10) > x->s->last_lsn) x->s->last_lsn = strtoull(lsn, NULL, 10);

@@ -48,7 +48,7 @@ typedef struct shape {
     char *schema_header; /* electric-schema: each synced column's type (and pk_index) */
     where_expr *where;
     char *log_path;
-    json_t *keys;       /* row key -> true: the rows in the shape now */
+    strmap *keys;       /* row key -> the shape: the rows in the shape now */
     uint64_t xmin, xmax; /* the snapshot: transactions it saw are skipped */
     uint32_t *xip;
     size_t nxip;

@@ -15,7 +15,7 @@
 #include "clause.h"
 #include "shape_int.h"
 
-#define ROWS_PER_APPEND 1000
+#define ROWS_PER_FETCH "1000" /* rows per FETCH of a snapshot, and per append to its log */
 
 PGresult *pgctl_query(pg_ctl *p, const char *sql, int n, const char *const *params, char *err, size_t errlen) {
     PGresult *r = PQexecParams(p->conn, sql, n, NULL, params, NULL, NULL, 0);
@@ -180,10 +180,9 @@ static json_t *snap_xip(const pg_snap *snap) {
 }
 
 /* "SELECT <every column> FROM ONLY <table>[ WHERE (<the shape's where>)]"
- * into sql; the clause sits on lines of its own, so no comment in it can
+ * appended to sql; the clause sits on lines of its own, so no comment in it can
  * reach what follows. */
-static void select_rows_sql(pg_ctl *p, const shape *s, buf *sql) {
-    buf_reset(sql);
+static void select_rows_sql_onto(pg_ctl *p, const shape *s, buf *sql) {
     buf_append_str(sql, "SELECT ");
     for (size_t i = 0; i < s->ncols; i++) {
         char *q = pgctl_quote_ident(p, s->cols[i].name);
@@ -241,30 +240,39 @@ bool pgctl_snapshot(pg_ctl *p, shape *s, const char **param, char *err, size_t e
     buf_init(&key);
     json_t *msgs = json_array();
     {
-        /* changes_only: the log starts with the changes after this snapshot,
-         * but Postgres still checks the where clause (LIMIT 0) */
-        select_rows_sql(p, s, &sql);
+        /* read through a cursor, ROWS_PER_FETCH rows at a time: a big
+         * table never sits whole in one result. changes_only: the log
+         * starts with the changes after this snapshot, but Postgres still
+         * checks the where clause (LIMIT 0). */
+        buf_append_str(&sql, "DECLARE weft_snapshot NO SCROLL CURSOR FOR ");
+        buf text;
+        buf_init(&text);
+        select_rows_sql_onto(p, s, &sql);
         if (s->changes_only) buf_append_str(&sql, " LIMIT 0");
         PGresult *rows = select_rows(p, s, &sql, NULL, err, errlen);
         ok = rows != NULL;
+        PQclear(rows);
         char **values = xcalloc(s->ncols ? s->ncols : 1, sizeof *values);
-        buf text; /* stored form, written straight (no JSON objects per row) */
-        buf_init(&text);
-        int n = rows ? PQntuples(rows) : 0;
-        for (int r = 0; ok && r < n; r++) {
-            row_values(s, rows, r, values);
-            shape_row_key(s, (const char *const *)values, &key);
-            json_object_set_new(s->keys, (const char *)key.data, json_true());
-            shape_insert_text(s, values, (const char *)key.data, -1, &text);
-            buf_append_str(&text, ",\n");
-            if ((r + 1) % ROWS_PER_APPEND == 0 || r + 1 == n) {
-                ok = shape_log_text(sh, s, &text) == 0;
-                buf_reset(&text);
+        for (int n = 1; ok && n > 0;) {
+            rows = pgctl_query(p, "FETCH " ROWS_PER_FETCH " FROM weft_snapshot", 0, NULL, err, errlen);
+            ok = rows != NULL;
+            n = ok ? PQntuples(rows) : 0;
+            for (int r = 0; r < n; r++) {
+                row_values(s, rows, r, values);
+                shape_row_key(s, (const char *const *)values, &key);
+                strmap_put(s->keys, (const char *)key.data, s);
+                shape_insert_text(s, values, (const char *)key.data, -1, &text);
+                buf_append_str(&text, ",\n");
             }
+            PQclear(rows);
+            if (n && shape_log_text(sh, s, &text) != 0) {
+                snprintf(err, errlen, "storage error: %s", strerror(errno));
+                ok = false;
+            }
+            buf_reset(&text);
         }
         buf_free(&text);
         free(values);
-        PQclear(rows);
     }
     pgctl_exec(p, ok ? "COMMIT" : "ROLLBACK", err, ok ? errlen : 0);
     if (ok) {
@@ -316,7 +324,7 @@ char *pgctl_subset(pg_ctl *p, shape *s, json_t *subset, uint64_t *offset, int *s
     buf sql, key;
     buf_init(&sql);
     buf_init(&key);
-    select_rows_sql(p, s, &sql);
+    select_rows_sql_onto(p, s, &sql);
     if (where) buf_printf(&sql, "%s (\n%s\n)", s->where_sql ? " AND" : " WHERE", where);
     if (order) buf_printf(&sql, " ORDER BY %s", order);
     json_t *limit = json_object_get(subset, "limit"), *skip = json_object_get(subset, "offset");
