@@ -151,19 +151,51 @@ shape *shape_add(shapes *sh, const char *key, json_t *def, char *err, size_t err
     return s;
 }
 
+/* A part of a row key as Electric escapes it: '/' doubled (a value can
+ * then not fake a separator) and, in a relation's names, '.' too. */
+static void key_part(buf *out, const char *v, bool rel) {
+    for (const char *p = v; *p; p++) {
+        buf_append_byte(out, (uint8_t)*p);
+        if (*p == '/' || (rel && *p == '.')) buf_append_byte(out, (uint8_t)*p);
+    }
+}
+
+static void key_value(buf *out, const char *v) {
+    if (!v) {
+        buf_append_str(out, "/_"); /* NULL, told apart from the text "_" */
+        return;
+    }
+    buf_append_str(out, "/\"");
+    key_part(out, v, false);
+    buf_append_byte(out, '"');
+}
+
 void shape_row_key(const shape *s, const char *const *values, buf *out) {
     buf_reset(out);
-    buf_printf(out, "\"%s\".\"%s\"", s->schema, s->table);
+    buf_append_byte(out, '"');
+    key_part(out, s->schema, true);
+    buf_append_str(out, "\".\"");
+    key_part(out, s->table, true);
+    buf_append_byte(out, '"');
     bool any = false;
     for (int k = 0;; k++) { /* primary key columns in key order */
         size_t i = 0;
         while (i < s->ncols && s->cols[i].pk_index != k) i++;
         if (i == s->ncols) break;
-        buf_printf(out, "/\"%s\"", values[i] ? values[i] : "");
+        key_value(out, values[i]);
         any = true;
     }
-    if (!any) /* no primary key: the whole row */
-        for (size_t i = 0; i < s->ncols; i++) buf_printf(out, "/\"%s\"", values[i] ? values[i] : "");
+    /* no primary key: every column, in the order of their names */
+    for (const char *last = NULL; !any;) {
+        size_t next = s->ncols;
+        for (size_t i = 0; i < s->ncols; i++)
+            if ((!last || strcmp(s->cols[i].name, last) > 0) &&
+                (next == s->ncols || strcmp(s->cols[i].name, s->cols[next].name) < 0))
+                next = i;
+        if (next == s->ncols) break;
+        key_value(out, values[next]);
+        last = s->cols[next].name;
+    }
     buf_append_byte(out, 0);
 }
 

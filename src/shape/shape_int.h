@@ -141,7 +141,9 @@ shape *shape_find_key(shapes *sh, const char *key);       /* with sh->mu held */
  * clause does not compile. */
 shape *shape_add(shapes *sh, const char *key, json_t *def, char *err, size_t errlen);
 void shape_unref(shape *s);
-/* Row key: "schema"."table"/"pk1"/"pk2" (Electric's). values in table order. */
+/* Row key, as Electric makes it: "schema"."table"/"pk1"/"pk2" with '/'
+ * doubled in values ('.' too in names), NULL as /_, and every column in
+ * name order for a table without a primary key. values in table order. */
 void shape_row_key(const shape *s, const char *const *values, buf *out);
 /* Append Electric messages (each a JSON object) to s's log. 0 or -1. */
 int shape_log(shapes *sh, shape *s, json_t *msgs);

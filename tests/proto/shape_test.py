@@ -86,6 +86,21 @@ def subset(h, q, handle, **sub):
     return get(h, params)
 
 
+def row_keys(h):
+    """Row keys as Electric makes them: '/' doubled in values, NULL as /_,
+    every column in name order without a primary key."""
+    sql("CREATE TABLE paths (p text PRIMARY KEY)")
+    sql("INSERT INTO paths VALUES ('a/b'), ('_')")
+    sql("CREATE TABLE nopk (b text, a int)")
+    sql("INSERT INTO nopk VALUES ('x', NULL)")
+    st, r, body = get(h, {"table": "paths", "offset": "-1"})
+    check(sorted(m["key"] for m in body if "key" in m) == ['"public"."paths"/"_"', '"public"."paths"/"a//b"'],
+          "row keys: '/' in a key value doubled: %s" % body)
+    st, r, body = get(h, {"table": "nopk", "offset": "-1"})
+    check([m["key"] for m in body if "key" in m] == ['"public"."nopk"/_/"x"'],
+          "row keys without a primary key: every column by name, NULL as /_: %s" % body)
+
+
 def changes_only_and_subsets(h):
     sql("CREATE TABLE docs (id int PRIMARY KEY, owner text, title text, n int)")
     sql("INSERT INTO docs VALUES (1, 'a', 't1', 10), (2, 'a', 't2', 20), (3, 'b', 't3', 30)")
@@ -347,6 +362,7 @@ def main():
     st, _, body = get(h, {"table": "items"}, method="PUT")
     check(st == 405, "PUT: 405: %s" % st)
     changes_only_and_subsets(h)
+    row_keys(h)
     rc = w.stop()
     check(rc == 0, "weft exits 0 on SIGTERM: %s" % rc)
 
