@@ -62,6 +62,7 @@ typedef struct pgstate {
     uint64_t received, confirmed;
     int64_t last_status;
     unsigned backoff_ms;
+    int64_t connected_at;
 } pgstate;
 
 static int64_t now_ms(void) {
@@ -197,8 +198,9 @@ static void run_jobs(pgstate *p, bool reachable) {
     while (jobs) {
         shape_job *j = jobs;
         jobs = j->next;
-        if (reachable) run_job(p, j);
-        else reply_post(sh, j->c, NULL, 503, NULL, "Postgres is not reachable: try again", NULL, 0);
+        if (sh->quit) reply_post(sh, j->c, NULL, 503, NULL, "weft is shutting down", NULL, 0);
+        else if (reachable && !http_conn_closed(j->c)) run_job(p, j); /* nobody waits for a closed one */
+        else if (!reachable) reply_post(sh, j->c, NULL, 503, NULL, "Postgres is not reachable: try again", NULL, 0);
         shape_job_free(j);
     }
 }
@@ -504,7 +506,7 @@ static void disconnect(pgstate *p) {
 /* Connect both connections, make the publication and the slot; false with err. */
 static bool connect_all(pgstate *p, char *err, size_t errlen) {
     shapes *sh = p->sh;
-    const char *ckeys[] = {"dbname", "connect_timeout", NULL}, *cvals[] = {sh->url, "10", NULL};
+    const char *ckeys[] = {"dbname", "connect_timeout", "client_encoding", NULL}, *cvals[] = {sh->url, "10", "UTF8", NULL};
     p->ctl.conn = PQconnectdbParams(ckeys, cvals, 1);
     if (PQstatus(p->ctl.conn) != CONNECTION_OK) {
         snprintf(err, errlen, "%s", PQerrorMessage(p->ctl.conn));
@@ -515,7 +517,7 @@ static bool connect_all(pgstate *p, char *err, size_t errlen) {
     pthread_mutex_unlock(&p->cancel_mu);
     /* names resolve in pg_catalog only (a where clause cannot reach a user's
      * function), literals are standard, and nothing waits forever */
-    static const char *const settings[] = {"SET search_path = pg_catalog", "SET standard_conforming_strings = on", "SET client_encoding = 'UTF8'",
+    static const char *const settings[] = {"SET search_path = pg_catalog", "SET standard_conforming_strings = on",
                                            "SET lock_timeout = '10s'", "SET statement_timeout = '10min'"};
     for (size_t i = 0; i < sizeof settings / sizeof *settings; i++)
         if (!pgctl_exec(&p->ctl, settings[i], err, errlen)) return false;
@@ -550,7 +552,9 @@ static bool connect_all(pgstate *p, char *err, size_t errlen) {
         if (!r) return false;
         PQclear(r);
     }
-    const char *keys[] = {"dbname", "replication", "connect_timeout", NULL}, *vals[] = {sh->url, "database", "10", NULL};
+    /* values arrive as UTF-8 whatever the database's encoding (JSON needs it) */
+    const char *keys[] = {"dbname", "replication", "connect_timeout", "client_encoding", NULL},
+               *vals[] = {sh->url, "database", "10", "UTF8", NULL};
     p->repl = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(p->repl) != CONNECTION_OK) {
         snprintf(err, errlen, "replication connection: %s", PQerrorMessage(p->repl));
@@ -627,7 +631,7 @@ static void *run(void *arg) {
                 p->backoff_ms = p->backoff_ms * 2 > 10000 ? 10000 : p->backoff_ms * 2;
                 continue;
             }
-            p->backoff_ms = 100;
+            p->connected_at = now_ms();
             set_status(sh, "active", NULL);
             log_write(LOG_INFO, "shapes: replicating from Postgres (slot %s, publication %s)", sh->slot, sh->publication);
         }
@@ -635,12 +639,18 @@ static void *run(void *arg) {
         poll(fds, 2, 100);
         if (fds[1].revents & POLLIN) drain_wakes(sh);
         run_jobs(p, true);
-        if (!consume(p)) {
-            log_write(LOG_WARN, "shapes: the replication connection broke: %s", PQerrorMessage(p->repl));
-            set_status(sh, "waiting", PQerrorMessage(p->repl));
+        PGconn *broke = !consume(p) ? p->repl : PQstatus(p->ctl.conn) != CONNECTION_OK ? p->ctl.conn : NULL;
+        if (broke) { /* reconnect both, after the backoff: a connection that breaks at once must not spin */
+            snprintf(err, sizeof err, "the %s connection broke: %s", broke == p->repl ? "replication" : "control",
+                     PQerrorMessage(broke));
+            log_write(LOG_WARN, "shapes: %s (again in %u ms)", err, p->backoff_ms);
+            set_status(sh, "waiting", err);
             disconnect(p);
+            wait_backoff(p);
+            p->backoff_ms = p->backoff_ms * 2 > 10000 ? 10000 : p->backoff_ms * 2;
             continue;
         }
+        if (p->backoff_ms > 100 && now_ms() - p->connected_at > 10000) p->backoff_ms = 100; /* healthy again */
         settle(p);
         if (now_ms() - p->last_status >= STATUS_EVERY_MS) send_status(p);
     }

@@ -185,17 +185,7 @@ void shape_row_key(const shape *s, const char *const *values, buf *out) {
         key_value(out, values[i]);
         any = true;
     }
-    /* no primary key: every column, in the order of their names */
-    for (const char *last = NULL; !any;) {
-        size_t next = s->ncols;
-        for (size_t i = 0; i < s->ncols; i++)
-            if ((!last || strcmp(s->cols[i].name, last) > 0) &&
-                (next == s->ncols || strcmp(s->cols[i].name, s->cols[next].name) < 0))
-                next = i;
-        if (next == s->ncols) break;
-        key_value(out, values[next]);
-        last = s->cols[next].name;
-    }
+    for (size_t i = 0; !any && i < s->ncols; i++) key_value(out, values[i]); /* no primary key: every column */
     buf_append_byte(out, 0);
 }
 
@@ -258,6 +248,7 @@ static json_t *shape_def(const shape *s) {
     if (s->where_sql) json_object_set_new(def, "where", json_string(s->where_sql));
     if (s->replica_full) json_object_set_new(def, "replica", json_string("full"));
     if (s->changes_only) json_object_set_new(def, "log", json_string("changes_only"));
+    json_object_set_new(def, "key_format", json_integer(SHAPE_KEY_FORMAT));
     return def;
 }
 
@@ -331,8 +322,11 @@ static void def_record(void *arg, json_t *rec) {
             old->gone = true;
         } else if (op && strcmp(op, "add") == 0 && handle && key && !old) {
             char err[256];
-            shape *s = shape_add(sh, key, json_object_get(rec, "def"), err, sizeof err);
+            json_t *def = json_object_get(rec, "def");
+            shape *s = shape_add(sh, key, def, err, sizeof err);
             if (!s) log_write(LOG_ERROR, "shape %s: %s", handle, err);
+            /* its log's row keys are of another format than new changes would get: refetch */
+            if (s && json_integer_value(json_object_get(def, "key_format")) != SHAPE_KEY_FORMAT) s->gone = true;
             if (s) {
                 strmap_del(sh->by_handle, s->handle);
                 strmap_put(sh->by_handle, handle, s);

@@ -28,6 +28,9 @@
 /* Internal paths: each shape's log, and the list of shape definitions. */
 #define SHAPE_LOG_PREFIX "/v1/__shape/"
 #define SHAPE_DEFS_PATH "/v1/__shapes"
+/* How row keys are made (shape_row_key); a shape kept with another format
+ * is refetched after a restart, never continued with keys that differ. */
+#define SHAPE_KEY_FORMAT 2
 
 typedef struct shape_column {
     char *name;
@@ -142,8 +145,8 @@ shape *shape_find_key(shapes *sh, const char *key);       /* with sh->mu held */
 shape *shape_add(shapes *sh, const char *key, json_t *def, char *err, size_t errlen);
 void shape_unref(shape *s);
 /* Row key, as Electric makes it: "schema"."table"/"pk1"/"pk2" with '/'
- * doubled in values ('.' too in names), NULL as /_, and every column in
- * name order for a table without a primary key. values in table order. */
+ * doubled in values ('.' too in names), NULL as /_, and every column (in
+ * table order) for a table without a primary key. values in table order. */
 void shape_row_key(const shape *s, const char *const *values, buf *out);
 /* Append Electric messages (each a JSON object) to s's log. 0 or -1. */
 int shape_log(shapes *sh, shape *s, json_t *msgs);

@@ -254,6 +254,11 @@ bool pgctl_snapshot(pg_ctl *p, shape *s, const char **param, char *err, size_t e
         PQclear(rows);
         char **values = xcalloc(s->ncols ? s->ncols : 1, sizeof *values);
         for (int n = 1; ok && n > 0;) {
+            if (sh->quit) { /* shutting down: the snapshot is dropped, the request answered 503 */
+                snprintf(err, errlen, "weft is shutting down");
+                ok = false;
+                break;
+            }
             rows = pgctl_query(p, "FETCH " ROWS_PER_FETCH " FROM weft_snapshot", 0, NULL, err, errlen);
             ok = rows != NULL;
             n = ok ? PQntuples(rows) : 0;

@@ -88,7 +88,7 @@ def subset(h, q, handle, **sub):
 
 def row_keys(h):
     """Row keys as Electric makes them: '/' doubled in values, NULL as /_,
-    every column in name order without a primary key."""
+    every column in table order without a primary key."""
     sql("CREATE TABLE paths (p text PRIMARY KEY)")
     sql("INSERT INTO paths VALUES ('a/b'), ('_')")
     sql("CREATE TABLE nopk (b text, a int)")
@@ -97,8 +97,8 @@ def row_keys(h):
     check(sorted(m["key"] for m in body if "key" in m) == ['"public"."paths"/"_"', '"public"."paths"/"a//b"'],
           "row keys: '/' in a key value doubled: %s" % body)
     st, r, body = get(h, {"table": "nopk", "offset": "-1"})
-    check([m["key"] for m in body if "key" in m] == ['"public"."nopk"/_/"x"'],
-          "row keys without a primary key: every column by name, NULL as /_: %s" % body)
+    check([m["key"] for m in body if "key" in m] == ['"public"."nopk"/"x"/_'],
+          "row keys without a primary key: every column in table order, NULL as /_: %s" % body)
 
 
 def changes_only_and_subsets(h):
