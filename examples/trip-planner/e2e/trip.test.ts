@@ -254,6 +254,8 @@ describe("trip planner", () => {
     await ask(a, "Plan 2 days in Rome");
     const final = await finalAnswer(id);
     await until("the plan on the first device", async () => (await itinerary(a)).flat().length === 4);
+    // its last chunks may still be on their way to the first device's page
+    await until("the whole answer on the first device", async () => (await assistantText(a)) === final);
     const fresh = await open(await person(), id);
     await until("the conversation on the new device", async () => (await assistantText(fresh)) === final);
     expect(await shownMessages(fresh)).toEqual(await shownMessages(a));
