@@ -28,8 +28,7 @@ static json_t *parse(const char *prefix, const char *sql) {
     return tree;
 }
 
-/* The query's only SELECT, with nothing in it but `part` (and FROM t). */
-static json_t *only_select(json_t *tree, const char *part) {
+json_t *clause_only_select(json_t *tree, const char *part) {
     json_t *stmts = json_object_get(tree, "stmts");
     json_t *sel = json_object_get(json_object_get(json_array_get(stmts, 0), "stmt"), "SelectStmt");
     if (json_array_size(stmts) != 1 || !json_object_get(sel, part)) return NULL;
@@ -106,7 +105,7 @@ static void quote_ident(buf *out, const char *name) {
 
 char *clause_order_by(const char *sql, const char *const *names, size_t n, char *err, size_t errlen) {
     json_t *tree = parse(ORDER_PREFIX, sql);
-    json_t *sel = tree ? only_select(tree, "sortClause") : NULL;
+    json_t *sel = tree ? clause_only_select(tree, "sortClause") : NULL;
     if (!sel) {
         snprintf(err, errlen, "order_by must be a list of columns, each with ASC or DESC and NULLS FIRST or LAST");
         json_decref(tree);

@@ -9,7 +9,13 @@
 #ifndef WEFT_CLAUSE_H
 #define WEFT_CLAUSE_H
 
+#include <jansson.h>
 #include <stddef.h>
+
+/* In libpg_query's JSON parse tree of "SELECT FROM t <part> ...", the
+ * only statement's SelectStmt if it holds nothing but `part` (and FROM t,
+ * so no LIMIT, ORDER BY, UNION, ... was smuggled in); else NULL. */
+json_t *clause_only_select(json_t *tree, const char *part);
 
 /* The where clause `sql` with each parameter $k written $(k + shift), so
  * that it can follow another clause's parameters in one query. A malloc'd

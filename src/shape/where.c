@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "../util/mem.h"
+#include "clause.h"
 
 typedef enum kind {
     N_CONST, N_COL, N_CMP, N_AND, N_OR, N_NOT, N_ARITH, N_NEG, N_LIKE, N_IN, N_ISNULL, N_ISBOOL,
@@ -436,17 +437,8 @@ where_expr *where_compile(const char *sql, const where_column *cols, size_t ncol
         snprintf(err, errlen, "invalid where clause: %s", r.error->message);
     } else {
         json_t *tree = json_loads(r.parse_tree, 0, NULL);
-        json_t *stmts = json_object_get(tree, "stmts");
-        json_t *sel = json_object_get(json_object_get(json_array_get(stmts, 0), "stmt"), "SelectStmt");
-        json_t *w = json_object_get(sel, "whereClause");
-        bool plain = json_array_size(stmts) == 1 && w; /* nothing but FROM t WHERE <clause> */
-        const char *key;
-        json_t *member;
-        json_object_foreach(sel, key, member) plain &= strcmp(key, "whereClause") == 0 || strcmp(key, "fromClause") == 0 ||
-                                                      strcmp(key, "op") == 0 ||
-                                                      (strcmp(key, "limitOption") == 0 && json_is_string(member) &&
-                                                       strcmp(json_string_value(member), "LIMIT_OPTION_DEFAULT") == 0);
-        if (!plain)
+        json_t *w = json_object_get(clause_only_select(tree, "whereClause"), "whereClause");
+        if (!w) /* anything but FROM t WHERE <clause> */
             snprintf(err, errlen, "the where clause must be one expression");
         else if ((e = build(&c, w)) && (!settle(&c, e, WHERE_BOOL) || e->type != WHERE_BOOL)) {
             snprintf(err, errlen, "the where clause must be a boolean expression, not %s", TYPE_NAME[e->type]);
